@@ -1,0 +1,113 @@
+//! Act: perform a plan's actions, in order, through the backend traits and the object's home
+//! (the Kubernetes API, or memory for the one-shot runner). Stops at the first error so the
+//! planned status is only written after every action succeeded. I/O.
+
+use std::future::Future;
+
+use crate::api::{Credentials, DataDump, SecretKeyRef};
+use crate::backend::{BackendError, Compute, InstanceFilter, ObjectStore, SecretStage, SecretValue};
+use crate::plan::Action;
+
+/// Errors while acting.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// An AWS (or local) backend call failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The connection string could not be read.
+    #[error("cannot read the connection string from Secret {name} key {key}: {reason}")]
+    Secret {
+        /// Secret name.
+        name: String,
+        /// Key.
+        key: String,
+        /// Why (never the value).
+        reason: String,
+    },
+    /// The object itself could not be updated (finalizer).
+    #[error("cannot update the DataDump: {0}")]
+    Object(String),
+}
+
+impl ActError {
+    /// A short, bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ActError::Backend(e) => e.metric_label(),
+            ActError::Secret { .. } => "secret",
+            ActError::Object(_) => "object",
+        }
+    }
+}
+
+/// Where the DataDump lives: finalizers and Secrets.
+pub trait Home: Send + Sync {
+    /// Adds the cleanup finalizer.
+    fn add_finalizer(&self, dd: &DataDump) -> impl Future<Output = Result<(), ActError>> + Send;
+    /// Removes the cleanup finalizer.
+    fn remove_finalizer(&self, dd: &DataDump) -> impl Future<Output = Result<(), ActError>> + Send;
+    /// Reads a Secret key of the object's namespace.
+    fn read_secret(&self, dd: &DataDump, secret: &SecretKeyRef) -> impl Future<Output = Result<SecretValue, ActError>> + Send;
+}
+
+/// The backends one driver works with.
+#[derive(Clone, Debug)]
+pub struct Backends<C, S, K> {
+    /// Runs workers.
+    pub compute: C,
+    /// Holds the output and semaphores.
+    pub store: S,
+    /// Stages credentials.
+    pub stage: K,
+}
+
+/// What acting did, for logs and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Done {
+    /// Instances launched (id, media type).
+    pub launched: Vec<(String, String)>,
+    /// Instances adopted instead of launched (an instance with the token already existed).
+    pub adopted: Vec<String>,
+    /// Instances asked to terminate.
+    pub terminated: Vec<String>,
+}
+
+/// Performs the actions in order.
+pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
+    actions: &[Action],
+    dd: &DataDump,
+    backends: &Backends<C, S, K>,
+    home: &H,
+) -> Result<Done, ActError> {
+    let mut done = Done::default();
+    for action in actions {
+        match action {
+            Action::AddFinalizer => home.add_finalizer(dd).await?,
+            Action::RemoveFinalizer => home.remove_finalizer(dd).await?,
+            Action::StageCredentials { parameter, .. } => {
+                let Some(Credentials::Secret(secret)) = dd.spec.database.credentials() else {
+                    continue;
+                };
+                let value = home.read_secret(dd, secret).await?;
+                backends.stage.put(parameter, &value).await?;
+            }
+            Action::Launch(req) => {
+                // Adopt, never duplicate: look the token up by tag right before launching.
+                let uid = dd.metadata.uid.clone().unwrap_or_default();
+                let existing = backends.compute.instances(InstanceFilter::Owner(&uid)).await?;
+                if let Some(i) = existing.iter().find(|i| i.token == req.token) {
+                    done.adopted.push(i.id.clone());
+                    continue;
+                }
+                let id = backends.compute.launch(req).await?;
+                done.launched.push((id, req.media_type.clone()));
+            }
+            Action::Terminate { instance_ids } => {
+                backends.compute.terminate(instance_ids).await?;
+                done.terminated.extend(instance_ids.iter().cloned());
+            }
+            Action::DeleteCredentials { parameters } => backends.stage.delete(parameters).await?,
+        }
+    }
+    Ok(done)
+}

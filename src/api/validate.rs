@@ -1,0 +1,394 @@
+//! The second validation layer: every rule about a `DataDumpSpec`, with its field path and a
+//! fix. The CRD schema enforces what OpenAPI and CEL can say at apply time; this module checks
+//! all of it again plus the rest, so `datadump validate` (no cluster) and the controller (which
+//! shows the result as the SpecValid condition and launches nothing) agree. Pure, no I/O.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::resolve::SiteDefaults;
+use super::spec::*;
+
+/// One problem in a spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's path, e.g. `spec.mediaTypes[1]`.
+    pub field: String,
+    /// What is wrong.
+    pub problem: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}; fix: {}", self.field, self.problem, self.fix)
+    }
+}
+
+/// Formats a list of problems as one message (for a condition or a CLI line).
+pub fn summarize(errors: &[FieldError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+/// odbc2parquet flags the worker sets itself or that would bypass the staged credentials.
+const RESERVED_FLAGS: &[&str] = &[
+    "--connection-string",
+    "--dsn",
+    "--user",
+    "--password",
+    "--prompt",
+    "--file-size-threshold",
+    "--column-compression-default",
+    "--output",
+];
+
+static PATTERNS: LazyLock<Patterns> = LazyLock::new(Patterns::new);
+
+struct Patterns {
+    media_type: Regex,
+    bucket: Regex,
+    prefix: Regex,
+    region: Regex,
+    secret_name: Regex,
+    secret_key: Regex,
+    ssm: Regex,
+    version: Regex,
+    size: Regex,
+    extra_arg: Regex,
+    instance_type: Regex,
+    image_id: Regex,
+    subnet: Regex,
+    security_group: Regex,
+    instance_profile: Regex,
+    key_name: Regex,
+    placeholder: Regex,
+}
+
+impl Patterns {
+    fn new() -> Self {
+        let re = |p: &str| Regex::new(p).expect("valid built-in pattern");
+        Patterns {
+            media_type: re(MEDIA_TYPE_PATTERN),
+            bucket: re(BUCKET_PATTERN),
+            prefix: re(PREFIX_PATTERN),
+            region: re(REGION_PATTERN),
+            secret_name: re(SECRET_NAME_PATTERN),
+            secret_key: re(SECRET_KEY_PATTERN),
+            ssm: re(SSM_PARAMETER_PATTERN),
+            version: re(VERSION_PATTERN),
+            size: re(SIZE_PATTERN),
+            extra_arg: re(EXTRA_ARG_PATTERN),
+            instance_type: re(INSTANCE_TYPE_PATTERN),
+            image_id: re(IMAGE_ID_PATTERN),
+            subnet: re(SUBNET_PATTERN),
+            security_group: re(SECURITY_GROUP_PATTERN),
+            instance_profile: re(INSTANCE_PROFILE_PATTERN),
+            key_name: re(KEY_NAME_PATTERN),
+            placeholder: re(r"\{[^{}]*\}"),
+        }
+    }
+}
+
+/// Collects problems.
+struct Report(Vec<FieldError>);
+
+impl Report {
+    fn add(&mut self, field: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) {
+        self.0.push(FieldError { field: field.into(), problem: problem.into(), fix: fix.into() });
+    }
+
+    /// Checks `value` against `re`; `what` describes the expected form.
+    fn pattern(&mut self, field: impl Into<String>, value: &str, re: &Regex, what: &str) {
+        if !re.is_match(value) {
+            self.add(field, format!("{} is not {what}", quote(value)), format!("use {what}"));
+        }
+    }
+}
+
+/// Quotes a user value for a message, shortened so a huge value cannot flood a condition.
+fn quote(value: &str) -> String {
+    let mut s: String = value.chars().take(64).collect();
+    if s.len() < value.len() {
+        s.push('…');
+    }
+    format!("{s:?}")
+}
+
+/// Checks a spec, given the controller's site defaults. Returns every problem found.
+pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<FieldError>> {
+    let p = &*PATTERNS;
+    let mut r = Report(Vec::new());
+
+    // mediaTypes
+    if spec.media_types.is_empty() {
+        r.add("spec.mediaTypes", "is empty", "list at least one table, e.g. [image, audio]");
+    }
+    if spec.media_types.len() > MAX_MEDIA_TYPES {
+        r.add(
+            "spec.mediaTypes",
+            format!("has {} entries, more than {MAX_MEDIA_TYPES}", spec.media_types.len()),
+            "split the export into several DataDumps",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, m) in spec.media_types.iter().enumerate() {
+        let field = format!("spec.mediaTypes[{i}]");
+        if !p.media_type.is_match(m.as_str()) {
+            r.add(
+                &field,
+                format!("{} is not a lower-case SQL identifier", quote(m.as_str())),
+                "use 1-63 characters from a-z, 0-9 and _, starting with a letter or _ (e.g. image)",
+            );
+        } else if !seen.insert(m.as_str()) {
+            r.add(&field, format!("{} is listed twice", quote(m.as_str())), "list each table once");
+        }
+    }
+
+    check_destination(&mut r, &spec.destination);
+    check_query(&mut r, &spec.query);
+
+    // database
+    let db = &spec.database;
+    match (&db.connection_secret_ref, &db.ssm_parameter_name) {
+        (Some(_), Some(_)) => r.add(
+            "spec.database",
+            "sets both connectionSecretRef and ssmParameterName",
+            "keep exactly one credential source",
+        ),
+        (None, None) => r.add(
+            "spec.database",
+            "sets no credential source",
+            "set connectionSecretRef {name, key} or ssmParameterName",
+        ),
+        _ => {}
+    }
+    if let Some(s) = &db.connection_secret_ref {
+        check_secret_ref(&mut r, "spec.database.connectionSecretRef", s);
+    }
+    if let Some(name) = &db.ssm_parameter_name {
+        r.pattern("spec.database.ssmParameterName", name, &p.ssm, "an SSM parameter name like /datadump/catalog-db");
+        let bare = name.trim_start_matches('/').to_ascii_lowercase();
+        if bare.starts_with("aws") || bare.starts_with("ssm") {
+            r.add("spec.database.ssmParameterName", "names a parameter in a namespace AWS reserves (aws…, ssm…)", "use your own path, e.g. /datadump/catalog-db");
+        }
+    }
+
+    check_odbc2parquet(&mut r, &spec.odbc2parquet);
+    check_instance(&mut r, &spec.instance, site);
+
+    // timeout
+    let timeout: std::time::Duration = spec.timeout.into();
+    if spec.timeout.is_negative() || timeout < std::time::Duration::from_secs(60) || timeout > std::time::Duration::from_secs(8760 * 3600) {
+        r.add("spec.timeout", format!("{} is outside 1m..8760h", spec.timeout), "give a Go duration between 1m and 8760h, e.g. 168h");
+    }
+    if spec.backoff_limit > MAX_BACKOFF_LIMIT {
+        r.add("spec.backoffLimit", format!("{} is more than {MAX_BACKOFF_LIMIT}", spec.backoff_limit), "use 0 to 10 retries");
+    }
+    if let Some(slack) = spec.notification.as_ref().and_then(|n| n.slack.as_ref()) {
+        check_secret_ref(&mut r, "spec.notification.slack.webhookSecretRef", &slack.webhook_secret_ref);
+    }
+
+    if r.0.is_empty() { Ok(()) } else { Err(r.0) }
+}
+
+fn check_secret_ref(r: &mut Report, field: &str, s: &SecretKeyRef) {
+    let p = &*PATTERNS;
+    if s.name.len() > 253 {
+        r.add(format!("{field}.name"), "is longer than 253 characters", "use the Secret's real name");
+    }
+    r.pattern(format!("{field}.name"), &s.name, &p.secret_name, "a Kubernetes object name (lower-case, digits, - and .)");
+    r.pattern(format!("{field}.key"), &s.key, &p.secret_key, "a Secret key (letters, digits, -, _ and .)");
+}
+
+fn check_destination(r: &mut Report, d: &Destination) {
+    let p = &*PATTERNS;
+    let b = d.bucket.as_str();
+    let field = "spec.destination.bucket";
+    let fix = "use 3-63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit";
+    if !p.bucket.is_match(b) {
+        r.add(field, format!("{} is not a valid S3 bucket name", quote(b)), fix);
+    } else if b.contains("..") || b.contains(".-") || b.contains("-.") {
+        r.add(field, format!("{} has adjacent dots or a dot next to a hyphen", quote(b)), fix);
+    } else if b.parse::<Ipv4Addr>().is_ok() {
+        r.add(field, format!("{} is formatted as an IP address", quote(b)), fix);
+    } else if ["xn--", "sthree-", "amzn-s3-demo-"].iter().any(|x| b.starts_with(x))
+        || ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"].iter().any(|x| b.ends_with(x))
+    {
+        r.add(field, format!("{} uses a prefix or suffix S3 reserves", quote(b)), fix);
+    }
+    let prefix = d.prefix.as_str();
+    if prefix.len() > 512 {
+        r.add("spec.destination.prefix", "is longer than 512 characters", "use a shorter prefix");
+    }
+    if !p.prefix.is_match(prefix) {
+        r.add(
+            "spec.destination.prefix",
+            format!("{} is not a clean key prefix", quote(prefix)),
+            "use slash-separated segments of letters, digits and _.()!*'- with no leading, trailing or double slash (e.g. data-dump)",
+        );
+    } else if prefix.split('/').any(|seg| seg == "." || seg == "..") {
+        r.add("spec.destination.prefix", "has a . or .. segment", "name each folder plainly");
+    }
+    if let Some(region) = &d.region {
+        r.pattern("spec.destination.region", region, &p.region, "an AWS region like eu-west-1");
+    }
+}
+
+fn check_query(r: &mut Report, q: &str) {
+    let field = "spec.query";
+    if q.contains('\0') {
+        r.add(field, "contains a NUL character", "remove it");
+    }
+    if q.len() > 8192 {
+        r.add(field, format!("is {} bytes long, more than 8192", q.len()), "move the logic into a view and select from it");
+    }
+    if !q.contains(MEDIA_TYPE_PLACEHOLDER) {
+        r.add(field, "does not name its table with {media_type}, so every media type would export the same rows", "write e.g. SELECT * FROM {media_type}");
+    }
+    for m in PATTERNS.placeholder.find_iter(q) {
+        if m.as_str() != MEDIA_TYPE_PLACEHOLDER {
+            r.add(field, format!("has the placeholder {}, but {{media_type}} is the only one", m.as_str()), "replace it with a literal value or {media_type}");
+        }
+    }
+    let head = q.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or_default().to_ascii_uppercase();
+    if !["SELECT", "WITH", "TABLE", "VALUES"].contains(&head.as_str()) {
+        r.add(field, "is not a read-only query (it must start with SELECT, WITH, TABLE or VALUES)", "write a SELECT");
+    }
+    if q.trim_end().trim_end_matches(';').contains(';') {
+        r.add(field, "holds more than one statement", "keep a single SELECT");
+    }
+}
+
+fn check_odbc2parquet(r: &mut Report, o: &Odbc2ParquetSpec) {
+    let p = &*PATTERNS;
+    r.pattern("spec.odbc2parquet.version", &o.version, &p.version, "an odbc2parquet release like 11.0.1");
+    r.pattern("spec.odbc2parquet.fileSizeThreshold", &o.file_size_threshold, &p.size, "a size like 2GiB or 512MiB");
+    if o.column_length_limit == Some(0) {
+        r.add("spec.odbc2parquet.columnLengthLimit", "is 0", "use a positive number of characters, e.g. 65536");
+    }
+    if o.batch_size_rows == Some(0) {
+        r.add("spec.odbc2parquet.batchSizeRows", "is 0", "use a positive number of rows, or leave it unset");
+    }
+    if o.extra_args.len() > 32 {
+        r.add("spec.odbc2parquet.extraArgs", "has more than 32 entries", "keep only the flags you need");
+    }
+    for (i, a) in o.extra_args.iter().enumerate() {
+        let field = format!("spec.odbc2parquet.extraArgs[{i}]");
+        if !p.extra_arg.is_match(&a.0) || a.0.len() > 1024 {
+            r.add(&field, format!("{} is not a single --flag or --flag=value", quote(&a.0)), "write each flag as its own entry, starting with --");
+        } else {
+            let flag = a.0.split('=').next().unwrap_or_default();
+            if RESERVED_FLAGS.contains(&flag) {
+                r.add(&field, format!("{flag} is set by the controller"), "use the matching spec field (database, fileSizeThreshold, compression) instead");
+            }
+        }
+    }
+}
+
+fn check_instance(r: &mut Report, i: &InstanceSpec, site: &SiteDefaults) {
+    let p = &*PATTERNS;
+    if let Some(v) = &i.instance_type {
+        r.pattern("spec.instance.instanceType", v, &p.instance_type, "an EC2 instance type like m7g.xlarge");
+    }
+    if let Some(v) = &i.image_id {
+        r.pattern("spec.instance.imageId", v, &p.image_id, "an AMI id like ami-0123456789abcdef0 or resolve:ssm:/aws/service/…");
+    }
+    if let Some(v) = i.ebs_volume_size_gb
+        && !(0..=MAX_EBS_VOLUME_GB).contains(&v)
+    {
+        r.add("spec.instance.ebsVolumeSizeGb", format!("{v} is outside 0..{MAX_EBS_VOLUME_GB}"), "give a size in GiB (0 for no extra volume); the worker needs about two output files of space");
+    }
+    if let Some(v) = &i.subnet_id {
+        r.pattern("spec.instance.subnetId", v, &p.subnet, "a subnet id like subnet-0123456789abcdef0");
+    }
+    if let Some(ids) = &i.security_group_ids {
+        if ids.len() > 5 {
+            r.add("spec.instance.securityGroupIds", "has more than 5 entries", "use at most 5 security groups");
+        }
+        for (n, id) in ids.iter().enumerate() {
+            r.pattern(format!("spec.instance.securityGroupIds[{n}]"), &id.0, &p.security_group, "a security group id like sg-0123456789abcdef0");
+        }
+    }
+    match (&i.iam_instance_profile, &site.iam_instance_profile) {
+        (Some(v), _) => r.pattern("spec.instance.iamInstanceProfile", v, &p.instance_profile, "an instance profile name or ARN"),
+        (None, Some(_)) => {}
+        (None, None) => r.add(
+            "spec.instance.iamInstanceProfile",
+            "is not set and the controller has no site default",
+            "name the instance profile whose role may write to the bucket (or install the controller with --default-iam-instance-profile)",
+        ),
+    }
+    if let Some(v) = &i.key_name {
+        r.pattern("spec.instance.keyName", v, &p.key_name, "an EC2 key pair name");
+    }
+    if i.tags.len() > MAX_USER_TAGS {
+        r.add("spec.instance.tags", format!("has {} tags, more than {MAX_USER_TAGS}", i.tags.len()), "keep at most 40 tags");
+    }
+    for (k, v) in &i.tags {
+        let field = format!("spec.instance.tags[{k:?}]");
+        if k.is_empty() || k.chars().count() > 128 {
+            r.add(&field, "key is empty or longer than 128 characters", "use a key of 1-128 characters");
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") || k.starts_with("datadump.dev/") {
+            r.add(&field, "key uses a reserved prefix (aws: or datadump.dev/)", "choose another key");
+        }
+        if v.chars().count() > 256 {
+            r.add(&field, "value is longer than 256 characters", "shorten the value");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> DataDumpSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    const OK: &str = "mediaTypes: [image, audio]\ndestination: {bucket: my-datasets}\ndatabase: {ssmParameterName: /datadump/db}\ninstance: {iamInstanceProfile: worker}\n";
+
+    #[test]
+    fn a_minimal_spec_is_valid_and_defaults_are_filled_in() {
+        let s = spec(OK);
+        assert_eq!(validate(&s, &SiteDefaults::default()), Ok(()));
+        assert_eq!(s.query, "SELECT * FROM {media_type}");
+        assert_eq!(s.destination.prefix, "data-dump");
+        assert_eq!(s.backoff_limit, 1);
+        assert_eq!(std::time::Duration::from(s.timeout).as_secs(), 168 * 3600);
+        assert_eq!(s.odbc2parquet.file_size_threshold, "2GiB");
+    }
+
+    #[test]
+    fn site_default_profile_satisfies_the_requirement() {
+        let s = spec("mediaTypes: [image]\ndestination: {bucket: my-datasets}\ndatabase: {ssmParameterName: /datadump/db}\n");
+        let err = validate(&s, &SiteDefaults::default()).unwrap_err();
+        assert_eq!(err[0].field, "spec.instance.iamInstanceProfile");
+        let site = SiteDefaults { iam_instance_profile: Some("p".into()), ..Default::default() };
+        assert_eq!(validate(&s, &site), Ok(()));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let s = spec("mediaTypes: [Image, image, image]\ndestination: {bucket: A}\nquery: DELETE FROM x\ndatabase: {}\n");
+        let fields: Vec<_> = validate(&s, &SiteDefaults::default()).unwrap_err().into_iter().map(|e| e.field).collect();
+        for f in ["spec.mediaTypes[0]", "spec.mediaTypes[2]", "spec.destination.bucket", "spec.query", "spec.database", "spec.instance.iamInstanceProfile"] {
+            assert!(fields.contains(&f.to_string()), "{f} missing from {fields:?}");
+        }
+        assert!(!fields.contains(&"spec.mediaTypes[1]".to_string()), "first `image` is fine: {fields:?}");
+    }
+
+    #[test]
+    fn messages_never_echo_huge_values() {
+        let long = "x".repeat(10_000);
+        let s = spec(&format!("mediaTypes: [{long}]\ndestination: {{bucket: b{long}}}\ndatabase: {{ssmParameterName: /a}}\ninstance: {{iamInstanceProfile: p}}\n"));
+        for e in validate(&s, &SiteDefaults::default()).unwrap_err() {
+            assert!(e.to_string().len() < 400, "{e}");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! S3 as [`ObjectStore`]: listing, reads (whole and tail) and writes, with a client per
+//! region and path-style addressing when an endpoint override is set (local emulators). I/O.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+
+use super::{call, classify};
+use crate::backend::{BackendError, ObjectMeta, ObjectStore};
+use crate::metrics::METRICS;
+
+/// S3 through the AWS SDK.
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    config: aws_config::SdkConfig,
+    path_style: bool,
+    clients: Arc<Mutex<BTreeMap<String, Client>>>,
+    default_region: String,
+}
+
+impl S3Store {
+    /// An adapter; `path_style` for emulators that do not serve virtual-hosted buckets.
+    pub fn new(config: &aws_config::SdkConfig, path_style: bool) -> Self {
+        S3Store {
+            default_region: config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
+            config: config.clone(),
+            path_style,
+            clients: Arc::default(),
+        }
+    }
+
+    /// The client for a region (`None`: the default one).
+    pub fn client(&self, region: Option<&str>) -> Client {
+        let region = region.unwrap_or(&self.default_region).to_string();
+        let mut clients = self.clients.lock().expect("s3 client map");
+        clients
+            .entry(region.clone())
+            .or_insert_with(|| {
+                let conf = aws_sdk_s3::config::Builder::from(&self.config)
+                    .region(aws_sdk_s3::config::Region::new(region))
+                    .force_path_style(self.path_style)
+                    .build();
+                Client::from_conf(conf)
+            })
+            .clone()
+    }
+}
+
+fn timestamp(t: Option<&aws_sdk_s3::primitives::DateTime>) -> jiff::Timestamp {
+    t.and_then(|t| jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// A bucket name may carry its region as `bucket@region` for the adapter; plain names use the
+/// default region.
+fn split(bucket: &str) -> (&str, Option<&str>) {
+    match bucket.split_once('@') {
+        Some((b, r)) => (b, Some(r)),
+        None => (bucket, None),
+    }
+}
+
+impl ObjectStore for S3Store {
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, BackendError> {
+        let (bucket, region) = split(bucket);
+        let client = self.client(region);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = call("ListObjectsV2", client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take()).send())
+            .await?;
+            out.extend(page.contents().iter().map(|o| ObjectMeta {
+                key: o.key().unwrap_or_default().to_string(),
+                size: o.size().unwrap_or_default().max(0) as u64,
+                last_modified: timestamp(o.last_modified()),
+            }));
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let (bucket, region) = split(bucket);
+        match self.client(region).get_object().bucket(bucket).key(key).send().await {
+            Ok(o) => {
+                METRICS.aws_call("GetObject", "ok");
+                let bytes = o.body.collect().await.map_err(|e| BackendError::Unavailable { api: "GetObject", message: e.to_string() })?;
+                Ok(Some(bytes.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                METRICS.aws_call("GetObject", "not_found");
+                Ok(None)
+            }
+            Err(e) => crate::metrics::count("GetObject", Err(classify("GetObject", e))),
+        }
+    }
+
+    async fn get_tail(&self, bucket: &str, key: &str, len: u64) -> Result<Vec<u8>, BackendError> {
+        let (bucket, region) = split(bucket);
+        let o = call("GetObject", self
+            .client(region)
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes=-{len}")).send())
+        .await?;
+        let bytes = o.body.collect().await.map_err(|e| BackendError::Unavailable { api: "GetObject", message: e.to_string() })?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), BackendError> {
+        let (bucket, region) = split(bucket);
+        call("PutObject", self.client(region)
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body)).send())
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! The narrow traits through which the drivers touch the world: compute (EC2 or local
+//! processes), object storage (S3), secret staging (SSM). Implementations live in `aws/`;
+//! tests use the real AWS SDK against a local emulator. No I/O here, only the contracts.
+
+use std::fmt;
+use std::future::Future;
+
+use jiff::Timestamp;
+
+use crate::plan::{Instance, LaunchRequest};
+
+/// Errors from a backend, classified for retry and metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The service asked us to slow down.
+    #[error("{api}: throttled: {message}")]
+    Throttled {
+        /// The API call.
+        api: &'static str,
+        /// The service's message.
+        message: String,
+    },
+    /// The service failed (5xx) or could not be reached.
+    #[error("{api}: service unavailable: {message}")]
+    Unavailable {
+        /// The API call.
+        api: &'static str,
+        /// The service's or transport's message.
+        message: String,
+    },
+    /// The service refused the request (4xx): permissions, bad parameters, missing resources.
+    #[error("{api}: {code}: {message}")]
+    Rejected {
+        /// The API call.
+        api: &'static str,
+        /// The service's error code.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
+}
+
+impl BackendError {
+    /// A short, bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            BackendError::Throttled { .. } => "throttled",
+            BackendError::Unavailable { .. } => "unavailable",
+            BackendError::Rejected { .. } => "rejected",
+        }
+    }
+
+    /// Whether trying again later may help without a change from the user.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, BackendError::Rejected { .. })
+    }
+}
+
+/// A credential value that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// Wraps a secret.
+    pub fn new(value: String) -> Self {
+        SecretValue(value)
+    }
+
+    /// The secret itself, for the one call that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue(<redacted>)")
+    }
+}
+
+/// Which instances to list.
+#[derive(Clone, Copy, Debug)]
+pub enum InstanceFilter<'a> {
+    /// Every instance (any state) tagged with this owner uid.
+    Owner(&'a str),
+    /// Every live (not terminated) instance this installation manages.
+    AllManaged,
+}
+
+/// EC2, or anything that runs a worker and can be told to stop it.
+pub trait Compute: Send + Sync {
+    /// Instances matching the filter, with their tags parsed; one paginated call.
+    fn instances(&self, filter: InstanceFilter<'_>) -> impl Future<Output = Result<Vec<Instance>, BackendError>> + Send;
+    /// Launches one instance; returns its id.
+    fn launch(&self, req: &LaunchRequest) -> impl Future<Output = Result<String, BackendError>> + Send;
+    /// Requests termination (idempotent; one call for all ids).
+    fn terminate(&self, instance_ids: &[String]) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// One object's listing entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Full key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When S3 stored it.
+    pub last_modified: Timestamp,
+}
+
+/// S3, or anything S3-shaped.
+pub trait ObjectStore: Send + Sync {
+    /// Every object under a prefix (paginated).
+    fn list(&self, bucket: &str, prefix: &str) -> impl Future<Output = Result<Vec<ObjectMeta>, BackendError>> + Send;
+    /// An object's body, or `None` when it does not exist.
+    fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, BackendError>> + Send;
+    /// The last `len` bytes of an object.
+    fn get_tail(&self, bucket: &str, key: &str, len: u64) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send;
+    /// Writes an object.
+    fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// Where credentials are staged for workers (SSM SecureString).
+pub trait SecretStage: Send + Sync {
+    /// Creates or overwrites a parameter.
+    fn put(&self, name: &str, value: &SecretValue) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Deletes parameters; missing ones are fine.
+    fn delete(&self, names: &[String]) -> impl Future<Output = Result<(), BackendError>> + Send;
+}

@@ -1,0 +1,110 @@
+//! Command-line interface (clap). Every flag can also come from the environment, so the Helm
+//! chart configures the controller through env vars. Dispatch only; the work lives elsewhere.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::api::{self, SiteDefaults};
+
+/// datadump: export PostgreSQL tables to Parquet on S3 with short-lived EC2 workers.
+#[derive(Debug, Parser)]
+#[command(name = "datadump", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Kubernetes controller.
+    Controller(Box<ControllerCmd>),
+    /// Print the DataDump CustomResourceDefinition as YAML.
+    Crd,
+    /// Check DataDump documents without a cluster: prints every problem with its field path
+    /// and exits non-zero when any document is invalid.
+    Validate(ValidateArgs),
+}
+
+/// `datadump controller`.
+#[derive(Debug, clap::Args)]
+pub struct ControllerCmd {
+    /// Controller settings.
+    #[command(flatten)]
+    pub controller: crate::controller::ControllerArgs,
+    /// Logging.
+    #[command(flatten)]
+    pub log: crate::telemetry::LogArgs,
+}
+
+/// `datadump validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// YAML files with one or more DataDump documents (`-` for standard input).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// The controller's site defaults, so the check matches what the controller will decide.
+    #[command(flatten)]
+    pub site: SiteDefaults,
+}
+
+/// Reads a file, or standard input for `-`.
+pub fn read_input(path: &std::path::Path) -> std::io::Result<String> {
+    if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+}
+
+/// Runs `datadump validate`; returns whether every document was valid.
+pub fn validate(args: &ValidateArgs, out: &mut impl std::io::Write) -> anyhow::Result<bool> {
+    let mut all_ok = true;
+    for file in &args.files {
+        let text = read_input(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let docs = api::parse_documents(&text);
+        if docs.is_empty() {
+            writeln!(out, "{}: no DataDump documents", file.display())?;
+            all_ok = false;
+        }
+        for doc in docs {
+            let result = doc.map_err(|e| vec![e]).and_then(|dd| {
+                let name = dd.metadata.name.clone().unwrap_or_else(|| "(unnamed)".into());
+                api::validate(&dd.spec, &args.site).map(|()| name)
+            });
+            match result {
+                Ok(name) => writeln!(out, "{}: DataDump {name}: valid", file.display())?,
+                Err(errors) => {
+                    all_ok = false;
+                    for e in errors {
+                        writeln!(out, "{}: {e}", file.display())?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(all_ok)
+}
+
+/// Parses the command line and runs the chosen subcommand.
+pub fn run() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Controller(cmd) => {
+            crate::telemetry::init(&cmd.log);
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(crate::controller::run(cmd.controller))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Crd => {
+            print!("{}", api::crd_yaml());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Validate(args) => {
+            let ok = validate(&args, &mut std::io::stdout())?;
+            Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
+        }
+    }
+}

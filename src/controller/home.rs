@@ -1,0 +1,69 @@
+//! The DataDump's home in Kubernetes: the finalizer (merge patches guarded by
+//! resourceVersion) and reading the connection-string Secret. I/O.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use super::FIELD_MANAGER;
+use crate::act::{ActError, Home};
+use crate::api::{DataDump, SecretKeyRef};
+use crate::backend::SecretValue;
+use crate::plan::FINALIZER;
+
+/// [`Home`] on the Kubernetes API.
+#[derive(Clone)]
+pub struct KubeHome {
+    client: Client,
+}
+
+impl KubeHome {
+    /// A home using this client.
+    pub fn new(client: Client) -> Self {
+        KubeHome { client }
+    }
+
+    async fn set_finalizers(&self, dd: &DataDump, finalizers: Vec<String>) -> Result<(), ActError> {
+        let api: Api<DataDump> = Api::namespaced(self.client.clone(), &dd.namespace().unwrap_or_default());
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": dd.resource_version()}});
+        api.patch(&dd.name_any(), &PatchParams::apply(FIELD_MANAGER), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| ActError::Object(e.to_string()))?;
+        Ok(())
+    }
+}
+
+impl Home for KubeHome {
+    async fn add_finalizer(&self, dd: &DataDump) -> Result<(), ActError> {
+        let mut finalizers = dd.finalizers().to_vec();
+        if !finalizers.iter().any(|f| f == FINALIZER) {
+            finalizers.push(FINALIZER.into());
+        }
+        self.set_finalizers(dd, finalizers).await
+    }
+
+    async fn remove_finalizer(&self, dd: &DataDump) -> Result<(), ActError> {
+        let finalizers = dd.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+        self.set_finalizers(dd, finalizers).await
+    }
+
+    async fn read_secret(&self, dd: &DataDump, secret: &SecretKeyRef) -> Result<SecretValue, ActError> {
+        let fail = |reason: String| ActError::Secret { name: secret.name.clone(), key: secret.key.clone(), reason };
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &dd.namespace().unwrap_or_default());
+        let found = api.get_opt(&secret.name).await.map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the Secret does not exist".into()))?;
+        let bytes = found
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&secret.key))
+            .map(|b| b.0.clone())
+            .or_else(|| found.string_data.as_ref().and_then(|d| d.get(&secret.key)).map(|s| s.clone().into_bytes()))
+            .ok_or_else(|| fail("the key is not in the Secret".into()))?;
+        let value = String::from_utf8(bytes).map_err(|_| fail("the value is not UTF-8".into()))?;
+        let value = value.trim().to_string();
+        if value.is_empty() {
+            return Err(fail("the value is empty".into()));
+        }
+        Ok(SecretValue::new(value))
+    }
+}

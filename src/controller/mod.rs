@@ -1,0 +1,335 @@
+//! The Kubernetes controller: kube-runtime wiring around observe → plan → act → status.
+//! `reconcile` does I/O only through `observe`, `act`, the status patch and Events; every
+//! decision is `plan::plan`'s. `error_policy` alone decides backoff.
+
+mod home;
+mod status;
+pub mod sweeper;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use crate::act::{self, ActError, Backends};
+use crate::api::DataDump;
+use crate::aws::{AwsArgs, Ec2Compute, S3Store, SsmStage};
+use crate::backend::{BackendError, Compute, ObjectStore, SecretStage};
+use crate::failpoint;
+use crate::metrics::{METRICS, PhaseLabels, ResultLabels};
+use crate::plan::{self, NoteKind, PlanContext};
+
+pub use home::KubeHome;
+
+/// The field manager for everything the controller writes.
+pub const FIELD_MANAGER: &str = "datadump-controller";
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Observing or acting on AWS failed.
+    #[error(transparent)]
+    Act(#[from] ActError),
+    /// The Kubernetes API refused a write.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Self {
+        Error::Act(ActError::Backend(e))
+    }
+}
+
+impl Error {
+    /// A short, bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Act(e) => e.metric_label(),
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(_) => "kube",
+        }
+    }
+
+    /// Base delay before the next try.
+    fn base_delay(&self) -> Duration {
+        match self {
+            Error::Act(ActError::Backend(e)) if e.is_transient() => Duration::from_secs(2),
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => Duration::from_millis(500),
+            Error::Kube(_) => Duration::from_secs(2),
+            Error::Act(_) => Duration::from_secs(15),
+        }
+    }
+}
+
+/// Everything a reconcile needs, shared.
+pub struct Context<C, S, K> {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// AWS (or other) backends.
+    pub backends: Backends<C, S, K>,
+    /// Planner settings.
+    pub plan: PlanContext,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Consecutive failures per object uid, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl<C, S, K> Context<C, S, K> {
+    /// A context.
+    pub fn new(client: Client, backends: Backends<C, S, K>, plan: PlanContext) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        Context { recorder: Recorder::new(client.clone(), reporter), client, backends, plan, failures: Mutex::default() }
+    }
+}
+
+/// `datadump controller` settings.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ControllerArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "DATADUMP_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Seconds between looks at running workers.
+    #[arg(long, env = "DATADUMP_POLL_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// How often the orphan sweeper looks for instances whose owner is gone.
+    #[arg(long, env = "DATADUMP_SWEEP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub sweep_interval: Duration,
+    /// Value of the `datadump.dev/managed-by` tag: tells this installation's instances apart.
+    #[arg(long, env = "DATADUMP_MANAGED_BY", default_value = "datadump-operator")]
+    pub managed_by: String,
+    /// SSM path under which connection strings are staged for workers.
+    #[arg(long, env = "DATADUMP_SSM_PREFIX", default_value = "/datadump")]
+    pub ssm_prefix: String,
+    /// How long a just-launched instance may be missing from DescribeInstances.
+    #[arg(long, env = "DATADUMP_LAUNCH_GRACE", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub launch_grace: Duration,
+    /// Address for `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "DATADUMP_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: std::net::SocketAddr,
+    /// Act only while holding a Lease, so that several replicas never both act on AWS.
+    #[arg(long, env = "DATADUMP_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// The Lease's name.
+    #[arg(long, env = "DATADUMP_LEASE_NAME", default_value = "datadump-operator")]
+    pub lease_name: String,
+    /// The Lease's namespace (the controller's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, env = "DATADUMP_LEASE_DURATION", default_value_t = 15)]
+    pub lease_duration: u64,
+    /// AWS access.
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Site defaults for unset DataDump fields.
+    #[command(flatten)]
+    pub site: crate::api::SiteDefaults,
+}
+
+impl ControllerArgs {
+    /// Planner settings from the flags.
+    pub fn plan_context(&self) -> PlanContext {
+        PlanContext {
+            site: self.site.clone(),
+            managed_by: self.managed_by.clone(),
+            region: self.aws.region.clone(),
+            poll_interval: self.poll_interval,
+            fast_requeue: Duration::from_secs(2).min(self.poll_interval),
+            launch_grace: self.launch_grace,
+            ssm_prefix: self.ssm_prefix.clone(),
+        }
+    }
+}
+
+/// Runs the controller until SIGTERM/SIGINT (or, with leader election, until the Lease is lost:
+/// the process then exits so that it restarts as a standby).
+pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let ready = crate::http::Readiness::default();
+    let http = tokio::spawn(crate::http::serve(args.http_addr, ready.clone()));
+    if !args.leader_election {
+        let result = run_controller(client, &args, ready).await;
+        http.abort();
+        return result;
+    }
+    let identity = args.identity.clone().unwrap_or_else(|| format!("datadump-{}", fastrand::u64(..)));
+    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&args.lease_namespace)
+        .with_identity(&identity)
+        .with_duration(args.lease_duration)
+        .with_grace((args.lease_duration / 3).max(1))
+        .with_field_manager(format!("{FIELD_MANAGER}-lease"))
+        .build()
+        .await?;
+    let (mut leader, lease_task) = lease.watch().await;
+    ready.set_ready();
+    info!(%identity, lease = %args.lease_name, "waiting to become the leader");
+    while !*leader.borrow_and_update() {
+        leader.changed().await?;
+    }
+    info!(%identity, "became the leader");
+    let lost = async {
+        while *leader.borrow_and_update() {
+            if leader.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = run_controller(client, &args, ready) => r,
+        _ = lost => Err(anyhow::anyhow!("lost the leader lease; exiting so that another replica takes over")),
+    };
+    drop(leader);
+    let _ = lease_task.await;
+    http.abort();
+    result
+}
+
+async fn run_controller(client: Client, args: &ControllerArgs, ready: crate::http::Readiness) -> anyhow::Result<()> {
+    let sdk = args.aws.sdk_config().await;
+    let backends = Backends {
+        compute: Ec2Compute::new(&sdk, &args.managed_by),
+        store: S3Store::new(&sdk, args.aws.endpoint_url.is_some()),
+        stage: SsmStage::new(&sdk, &args.managed_by),
+    };
+    let ctx = Arc::new(Context::new(client.clone(), backends, args.plan_context()));
+    let api: Api<DataDump> = match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            ready.set_ready();
+        }
+    });
+    let sweep = tokio::spawn(sweeper::run(controller.store(), ctx.backends.compute.clone(), args.sweep_interval));
+    info!(namespace = args.namespace.as_deref().unwrap_or("*"), "datadump controller started");
+    controller
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                warn!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+    sweep.abort();
+    info!("datadump controller stopped");
+    Ok(())
+}
+
+/// One reconcile: observe, plan, act, write status.
+pub async fn reconcile<C, S, K>(dd: Arc<DataDump>, ctx: Arc<Context<C, S, K>>) -> Result<Requeue, Error>
+where
+    C: Compute + 'static,
+    S: ObjectStore + 'static,
+    K: SecretStage + 'static,
+{
+    let result = reconcile_inner(&dd, &ctx).await;
+    let label = result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.metric_label());
+    METRICS.reconciles.get_or_create(&ResultLabels { result: label.into() }).inc();
+    result
+}
+
+async fn reconcile_inner<C, S, K>(dd: &Arc<DataDump>, ctx: &Arc<Context<C, S, K>>) -> Result<Requeue, Error>
+where
+    C: Compute + 'static,
+    S: ObjectStore + 'static,
+    K: SecretStage + 'static,
+{
+    let now = Timestamp::now();
+    let observed = crate::observe::observe(dd, &ctx.backends.compute, &ctx.backends.store, now).await?;
+    let plan = plan::plan(dd, &observed, &ctx.plan, now);
+    let home = KubeHome::new(ctx.client.clone());
+    let done = act::perform(&plan.actions, dd, &ctx.backends, &home).await?;
+    METRICS.launches.inc_by(done.launched.len() as u64);
+    for (id, media) in &done.launched {
+        info!(name = %dd.name_any(), namespace = dd.namespace().unwrap_or_default(), media_type = %media, instance = %id, "launched");
+        failpoint::hit("after-launch");
+    }
+    if !done.terminated.is_empty() {
+        info!(name = %dd.name_any(), instances = ?done.terminated, "termination requested");
+        failpoint::hit("after-terminate");
+    }
+    let reference = dd.object_ref(&());
+    for note in &plan.notes {
+        let event = Event {
+            type_: if note.kind == NoteKind::Warning { EventType::Warning } else { EventType::Normal },
+            reason: note.reason.clone(),
+            note: Some(note.message.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(error = %e, reason = %note.reason, "could not record event");
+        }
+    }
+    if let Some(new) = &plan.status {
+        record_transitions(&dd, &observed, new, now);
+        if status::patch_if_changed(&ctx.client, dd, new).await? {
+            failpoint::hit("after-status");
+        }
+    }
+    if let Some(uid) = dd.uid() {
+        ctx.failures.lock().expect("failure map").remove(&uid);
+    }
+    Ok(match plan.requeue_after {
+        Some(d) => Requeue::requeue(d),
+        None => Requeue::await_change(),
+    })
+}
+
+/// Metrics for what this plan decided: dump durations, and the time from `_success` to the
+/// terminate request.
+fn record_transitions(dd: &DataDump, observed: &plan::Observed, new: &crate::api::DataDumpStatus, now: Timestamp) {
+    let old = dd.status.clone().unwrap_or_default();
+    if !old.phase.is_terminal()
+        && new.phase.is_terminal()
+        && let Some(start) = new.start_time
+    {
+        let secs = now.duration_since(start).as_secs_f64().max(0.0);
+        METRICS.dump_duration.get_or_create(&PhaseLabels { phase: format!("{:?}", new.phase) }).observe(secs);
+    }
+    for m in &new.media {
+        let was = old.media(m.media_type.as_str()).map(|o| o.phase);
+        if m.phase == crate::api::MediaPhase::Terminating
+            && was == Some(crate::api::MediaPhase::Running)
+            && m.outcome == Some(crate::api::AttemptOutcome::Succeeded)
+            && let Some(at) = observed.objects.get(m.media_type.as_str()).and_then(|o| o.success_at)
+        {
+            METRICS.success_to_terminate.observe(now.duration_since(at).as_secs_f64().max(0.0));
+        }
+    }
+}
+
+/// Backoff: exponential per object from the error's base delay, capped at five minutes, with
+/// ±25% jitter so many objects do not retry in lockstep.
+pub fn error_policy<C, S, K>(dd: Arc<DataDump>, error: &Error, ctx: Arc<Context<C, S, K>>) -> Requeue {
+    let uid = dd.uid().unwrap_or_default();
+    let n = {
+        let mut failures = ctx.failures.lock().expect("failure map");
+        let n = failures.entry(uid).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let base = error.base_delay().as_millis() as u64;
+    let delay = base.saturating_mul(1u64 << (n - 1).min(10)).min(300_000);
+    let jitter = fastrand::u64(0..=delay / 2);
+    let delay = Duration::from_millis(delay - delay / 4 + jitter);
+    warn!(name = %dd.name_any(), namespace = dd.namespace().unwrap_or_default(), error = %error, reason = error.metric_label(), retry_in = ?delay, "reconcile error");
+    Requeue::requeue(delay)
+}

@@ -1,0 +1,56 @@
+//! The orphan sweeper: every interval, one DescribeInstances for every live instance this
+//! installation manages; terminates those whose owner is gone from the watch cache or whose
+//! media type already reached a terminal phase. I/O.
+
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use tracing::{info, warn};
+
+use crate::api::DataDump;
+use crate::backend::{Compute, InstanceFilter};
+use crate::plan::Instance;
+
+/// Which of `instances` no DataDump in `owners` accounts for.
+pub fn orphans(instances: &[Instance], owners: &[std::sync::Arc<DataDump>]) -> Vec<String> {
+    instances
+        .iter()
+        .filter(|i| i.state.needs_terminate())
+        .filter(|i| {
+            let Some(owner) = owners.iter().find(|o| o.uid().as_deref() == Some(i.owner_uid.as_str())) else {
+                return true;
+            };
+            owner
+                .status
+                .as_ref()
+                .and_then(|s| s.media(&i.media_type))
+                .is_some_and(|m| m.phase.is_terminal())
+        })
+        .map(|i| i.id.clone())
+        .collect()
+}
+
+/// Runs forever (the caller aborts it on shutdown).
+pub async fn run<C: Compute>(store: Store<DataDump>, compute: C, interval: Duration) {
+    // An unsynced cache would make every instance look orphaned.
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        match compute.instances(InstanceFilter::AllManaged).await {
+            Ok(instances) => {
+                let ids = orphans(&instances, &store.state());
+                if !ids.is_empty() {
+                    info!(instances = ?ids, "sweeper: terminating orphaned instances");
+                    if let Err(e) = compute.terminate(&ids).await {
+                        warn!(error = %e, "sweeper: terminate failed");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "sweeper: describe failed"),
+        }
+    }
+}

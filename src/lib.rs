@@ -1,0 +1,17 @@
+//! datadump-operator: export PostgreSQL tables to Parquet on S3 with short-lived EC2 workers,
+//! reconciled from `DataDump` custom resources.
+#![forbid(unsafe_code)]
+
+pub mod act;
+pub mod api;
+pub mod aws;
+pub mod backend;
+pub mod cli;
+pub mod controller;
+pub mod failpoint;
+pub mod http;
+pub mod metrics;
+pub mod observe;
+pub mod plan;
+pub mod telemetry;
+pub mod worker;

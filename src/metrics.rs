@@ -1,0 +1,102 @@
+//! Prometheus metrics (prometheus-client): one registry per process, labels with bounded
+//! values only (never names of objects, never secrets). No I/O; `http` serves the text.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Reconcile outcome labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `ok` or an error's `metric_label()`.
+    pub result: String,
+}
+
+/// AWS call labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// The API, e.g. `RunInstances`.
+    pub api: String,
+    /// `ok`, `throttled`, `unavailable` or `rejected`.
+    pub outcome: String,
+}
+
+/// Instance state labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// EC2 state name.
+    pub state: String,
+}
+
+/// Dump outcome labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    /// `Succeeded` or `Failed`.
+    pub phase: String,
+}
+
+/// Every metric the controller exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciles by result.
+    pub reconciles: Family<ResultLabels, Counter>,
+    /// AWS calls by API and outcome.
+    pub aws_calls: Family<CallLabels, Counter>,
+    /// Live managed instances by state, as the sweeper last saw them.
+    pub instances: Family<StateLabels, Gauge>,
+    /// Instances launched.
+    pub launches: Counter,
+    /// Dump duration from first launch to the end, by final phase.
+    pub dump_duration: Family<PhaseLabels, Histogram>,
+    /// Seconds from `_success` (its S3 time) to the TerminateInstances request.
+    pub success_to_terminate: Histogram,
+    /// Orphaned instances the sweeper terminated.
+    pub orphans_terminated: Counter,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("datadump");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let aws_calls = Family::<CallLabels, Counter>::default();
+        let instances = Family::<StateLabels, Gauge>::default();
+        let launches = Counter::default();
+        let dump_duration = Family::<PhaseLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(60.0, 2.0, 16)));
+        let success_to_terminate = Histogram::new(exponential_buckets(0.5, 2.0, 14));
+        let orphans_terminated = Counter::default();
+        registry.register("reconciles", "Reconciles by result", reconciles.clone());
+        registry.register("aws_calls", "AWS API calls by API and outcome", aws_calls.clone());
+        registry.register("instances", "Live managed EC2 instances by state", instances.clone());
+        registry.register("instances_launched", "EC2 instances launched", launches.clone());
+        registry.register("dump_duration_seconds", "Dump duration from first launch to the end", dump_duration.clone());
+        registry.register("success_to_terminate_seconds", "Seconds from the _success semaphore to the terminate request", success_to_terminate.clone());
+        registry.register("orphans_terminated", "Orphaned instances terminated by the sweeper", orphans_terminated.clone());
+        Metrics { registry, reconciles, aws_calls, instances, launches, dump_duration, success_to_terminate, orphans_terminated }
+    }
+
+    /// The OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encoding to a String cannot fail");
+        out
+    }
+
+    /// Counts one AWS call.
+    pub fn aws_call(&self, api: &str, outcome: &str) {
+        self.aws_calls.get_or_create(&CallLabels { api: api.into(), outcome: outcome.into() }).inc();
+    }
+}
+
+/// The process's metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Counts a backend call's outcome and passes the result on.
+pub fn count<T>(api: &'static str, result: Result<T, crate::backend::BackendError>) -> Result<T, crate::backend::BackendError> {
+    METRICS.aws_call(api, result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.metric_label()));
+    result
+}

@@ -1,0 +1,236 @@
+//! The dump as a whole: finalizer, validation, the deadline, each media type's step, then
+//! phase, conditions and the summary. Pure, no I/O.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::media::{self, Env, Out};
+use super::{Action, FINALIZER, Note, NoteKind, Observed, Plan, PlanContext};
+use crate::api::{
+    COMPLETE, DataDump, DataDumpStatus, DumpPhase, FAILED, MediaPhase, MediaStatus, PROGRESSING, SPEC_VALID, resolve_instance,
+    validate,
+};
+use crate::worker::contract::media_prefix;
+
+/// Decides what to do with one DataDump given what was observed, at `now`.
+pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) -> Plan {
+    let uid = dd.metadata.uid.clone().unwrap_or_default();
+    let has_finalizer = dd.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER);
+    if dd.metadata.deletion_timestamp.is_some() {
+        return cleanup(dd, obs, ctx, &uid, has_finalizer);
+    }
+    if !has_finalizer {
+        return Plan { actions: vec![Action::AddFinalizer], status: None, notes: vec![], requeue_after: Some(ctx.fast_requeue) };
+    }
+
+    let old = dd.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    status.observed_generation = dd.metadata.generation;
+    let spec = &dd.spec;
+    let validity = validate(spec, &ctx.site);
+    let resolved = resolve_instance(&spec.instance, &ctx.site);
+    if let Some(r) = &resolved
+        && validity.is_ok()
+        && status.completion_time.is_none()
+    {
+        status.instance = Some(r.clone());
+    }
+
+    let date = status.dump_date.clone().unwrap_or_else(|| dump_date(now));
+    let timeout: Duration = spec.timeout.into();
+    let deadline = status.start_time.and_then(|s| s.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
+    let deadline_passed = deadline.is_some_and(|d| now >= d);
+    // The deadline for a dump about to start is counted from now.
+    let launch_deadline = deadline.or_else(|| now.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
+    let env = Env {
+        dd,
+        uid: &uid,
+        ctx,
+        now,
+        can_launch: validity.is_ok() && resolved.is_some() && !spec.suspend && !deadline_passed && status.completion_time.is_none(),
+        suspend: spec.suspend,
+        deadline_passed,
+        date: &date,
+        deadline: launch_deadline,
+        resolved: resolved.as_ref(),
+    };
+
+    // One entry per media type in the spec, in its order; entries of removed media types stay
+    // only while they still have an instance to end.
+    let mut media: Vec<MediaStatus> = spec
+        .media_types
+        .iter()
+        .map(|m| old.media(m.as_str()).cloned().unwrap_or_else(|| MediaStatus::new(m.clone())))
+        .collect();
+    let mut out = Out::default();
+    for ms in &mut media {
+        ms.s3_uri = Some(format!("s3://{}/{}", spec.destination.bucket, media_prefix(&spec.destination.prefix, &date, ms.media_type.as_str())));
+        let instances: Vec<_> = obs.instances.iter().filter(|i| i.media_type == ms.media_type.as_str()).collect();
+        media::step(&env, ms, obs.objects.get(ms.media_type.as_str()), &instances, &mut out);
+    }
+    // Instances of media types no longer in the spec, and strays, are terminated.
+    for i in &obs.instances {
+        if !spec.media_types.iter().any(|m| m.as_str() == i.media_type) && i.state.needs_terminate() {
+            out.terminate.push(i.id.clone());
+        }
+    }
+    status.media = media;
+
+    if status.start_time.is_none() && status.media.iter().any(|m| m.attempt > 0) {
+        status.start_time = Some(now);
+        status.dump_date = Some(date.clone());
+    }
+    status.deadline = status.start_time.and_then(|s| s.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
+
+    summarize(&mut status, dd, validity.as_ref().err(), resolved.is_some(), now);
+    let mut notes = out.notes;
+    if old.phase != status.phase {
+        match status.phase {
+            DumpPhase::Succeeded => notes.push(Note { kind: NoteKind::Normal, reason: "Complete".into(), message: status.message.clone().unwrap_or_default() }),
+            DumpPhase::Failed => notes.push(Note { kind: NoteKind::Warning, reason: "DumpFailed".into(), message: status.message.clone().unwrap_or_default() }),
+            _ => {}
+        }
+    }
+    if let Err(errors) = &validity
+        && old.condition(SPEC_VALID).is_none_or(|c| c.status != "False")
+    {
+        notes.push(Note { kind: NoteKind::Warning, reason: "InvalidSpec".into(), message: crate::api::validate::summarize(errors) });
+    }
+
+    let mut actions = out.stage;
+    if !out.terminate.is_empty() {
+        out.terminate.sort();
+        out.terminate.dedup();
+        actions.push(Action::Terminate { instance_ids: out.terminate });
+    }
+    if !out.delete_parameters.is_empty() {
+        actions.push(Action::DeleteCredentials { parameters: out.delete_parameters });
+    }
+    actions.extend(out.launch);
+
+    let requeue_after = requeue(&status, &actions, ctx, deadline, now);
+    Plan { actions, status: Some(status), notes, requeue_after }
+}
+
+/// The DATE folder for a dump starting at `now` (UTC).
+pub fn dump_date(now: Timestamp) -> String {
+    now.strftime("%Y-%m-%d").to_string()
+}
+
+fn requeue(status: &DataDumpStatus, actions: &[Action], ctx: &PlanContext, deadline: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
+    let busy = |p| status.media.iter().any(|m| m.phase == p);
+    let mut next = if !actions.is_empty() || busy(MediaPhase::Launching) || busy(MediaPhase::Terminating) {
+        Some(ctx.fast_requeue)
+    } else if busy(MediaPhase::Running) {
+        Some(ctx.poll_interval)
+    } else {
+        None
+    };
+    // Wake up right at the deadline.
+    if let (Some(n), Some(d)) = (next, deadline) {
+        let until = Duration::from_secs(d.duration_since(now).as_secs().max(0) as u64 + 1);
+        next = Some(n.min(until));
+    }
+    next
+}
+
+/// Sets phase, done, message, completion time and conditions from the media entries.
+fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<crate::api::FieldError>>, resolved: bool, now: Timestamp) {
+    let total = status.media.len();
+    let count = |p| status.media.iter().filter(|m| m.phase == p).count();
+    let succeeded = count(MediaPhase::Succeeded);
+    let failed = count(MediaPhase::Failed);
+    let active = status.media.iter().any(|m| matches!(m.phase, MediaPhase::Launching | MediaPhase::Running | MediaPhase::Terminating));
+    status.phase = if total > 0 && succeeded == total {
+        DumpPhase::Succeeded
+    } else if active {
+        if dd.spec.suspend { DumpPhase::Suspended } else { DumpPhase::Running }
+    } else if failed > 0 {
+        DumpPhase::Failed
+    } else if dd.spec.suspend {
+        DumpPhase::Suspended
+    } else {
+        DumpPhase::Pending
+    };
+    if status.phase.is_terminal() && status.completion_time.is_none() {
+        status.completion_time = Some(now);
+    }
+    status.done = Some(format!("{succeeded}/{total}"));
+
+    let failed_media = status.media.iter().find(|m| m.phase == MediaPhase::Failed);
+    status.message = Some(match (status.phase, errors) {
+        (_, Some(errors)) if !active && status.completion_time.is_none() => {
+            format!("spec invalid, nothing launched: {}", errors.first().map(ToString::to_string).unwrap_or_default())
+        }
+        (DumpPhase::Succeeded, _) => {
+            let files: u64 = status.media.iter().filter_map(|m| m.files).sum();
+            let bytes: u64 = status.media.iter().filter_map(|m| m.bytes).sum();
+            let rows: u64 = status.media.iter().filter_map(|m| m.rows).sum();
+            format!("exported {total} media type(s): {files} files, {bytes} bytes, {rows} rows")
+        }
+        (DumpPhase::Failed, _) => {
+            let m = failed_media.expect("failed phase has a failed media type");
+            format!("{}: {}", m.media_type, m.message.clone().unwrap_or_else(|| m.reason.clone().unwrap_or_default()))
+        }
+        (DumpPhase::Suspended, _) => "suspended".into(),
+        (DumpPhase::Pending, _) if !resolved => "waiting: no instance profile".into(),
+        _ => status
+            .media
+            .iter()
+            .map(|m| format!("{} {:?}{}", m.media_type, m.phase, if m.attempt > 1 { format!(" (attempt {})", m.attempt) } else { String::new() }))
+            .collect::<Vec<_>>()
+            .join(", "),
+    });
+
+    let generation = dd.metadata.generation;
+    let failed_reason = failed_media.and_then(|m| m.reason.clone()).unwrap_or_else(|| "Failed".into());
+    let spec_message = errors.map(|e| crate::api::validate::summarize(e)).unwrap_or_else(|| "the spec passed every check".into());
+    let phase_reason = format!("{:?}", status.phase);
+    let conditions = [
+        (SPEC_VALID, errors.is_none(), if errors.is_none() { "Valid" } else { "InvalidSpec" }.to_string(), spec_message),
+        (PROGRESSING, status.phase == DumpPhase::Running, phase_reason.clone(), status.message.clone().unwrap_or_default()),
+        (COMPLETE, status.phase == DumpPhase::Succeeded, if status.phase == DumpPhase::Succeeded { "AllMediaSucceeded".into() } else { phase_reason.clone() }, status.message.clone().unwrap_or_default()),
+        (FAILED, status.phase == DumpPhase::Failed, if status.phase == DumpPhase::Failed { failed_reason } else { phase_reason }, status.message.clone().unwrap_or_default()),
+    ];
+    let old = std::mem::take(&mut status.conditions);
+    status.conditions = conditions
+        .into_iter()
+        .map(|(type_, ok, reason, message)| {
+            let s = if ok { "True" } else { "False" };
+            let since = old
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == s)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or(Time(now));
+            Condition { type_: type_.into(), status: s.into(), reason, message, last_transition_time: since, observed_generation: generation }
+        })
+        .collect();
+}
+
+/// Deletion: terminate every instance of the object, delete staged credentials, and release
+/// the finalizer only once EC2 confirms every instance terminated.
+fn cleanup(dd: &DataDump, obs: &Observed, ctx: &PlanContext, uid: &str, has_finalizer: bool) -> Plan {
+    if !has_finalizer {
+        return Plan { actions: vec![], status: None, notes: vec![], requeue_after: None };
+    }
+    let mut actions = Vec::new();
+    let live: Vec<String> = obs.instances.iter().filter(|i| i.state.needs_terminate()).map(|i| i.id.clone()).collect();
+    let mut notes = Vec::new();
+    if !live.is_empty() {
+        notes.push(Note { kind: NoteKind::Normal, reason: "Cleanup".into(), message: format!("deleting: terminating {}", live.join(", ")) });
+        actions.push(Action::Terminate { instance_ids: live });
+    }
+    let mut media: Vec<String> = dd.spec.media_types.iter().map(|m| m.as_str().to_string()).collect();
+    media.extend(dd.status.iter().flat_map(|s| s.media.iter().map(|m| m.media_type.as_str().to_string())));
+    media.sort();
+    media.dedup();
+    actions.push(Action::DeleteCredentials { parameters: media.iter().map(|m| ctx.staged_parameter(uid, m)).collect() });
+    if obs.instances.iter().all(|i| i.state == super::InstanceState::Terminated) {
+        actions.push(Action::RemoveFinalizer);
+        Plan { actions, status: None, notes, requeue_after: None }
+    } else {
+        Plan { actions, status: None, notes, requeue_after: Some(ctx.fast_requeue) }
+    }
+}

@@ -1,0 +1,288 @@
+//! One media type's state machine (see ARCHITECTURE.md):
+//! Pending → Launching → Running → Terminating → Succeeded | Failed, with retries back to
+//! Pending. Pure, no I/O.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+
+use super::{Action, Instance, InstanceState, LaunchRequest, MediaObjects, Note, NoteKind, PlanContext, tags};
+use crate::api::{AttemptOutcome, Credentials, DataDump, MediaPhase, MediaStatus, Progress, ResolvedInstance};
+
+/// The idempotency token of one attempt: the same (uid, media type, attempt) always gives the
+/// same token, so even a lost status cannot make a second instance for one attempt. 36 ASCII
+/// characters, within EC2's 64-character ClientToken limit.
+pub fn token_for(uid: &str, media_type: &str, attempt: u32) -> String {
+    let digest = Sha256::digest(format!("{uid}/{media_type}/{attempt}").as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("ddt-{hex}")
+}
+
+/// What one media type's step sees of the dump.
+pub(super) struct Env<'a> {
+    pub dd: &'a DataDump,
+    pub uid: &'a str,
+    pub ctx: &'a PlanContext,
+    pub now: Timestamp,
+    /// Spec valid, instance settings resolved, not suspended, deadline not passed.
+    pub can_launch: bool,
+    pub suspend: bool,
+    pub deadline_passed: bool,
+    /// The dump's DATE folder.
+    pub date: &'a str,
+    /// The dump's deadline (set once the first attempt starts).
+    pub deadline: Option<Timestamp>,
+    pub resolved: Option<&'a ResolvedInstance>,
+}
+
+/// What the steps of all media types ask for; batched by the dump planner.
+#[derive(Default)]
+pub(super) struct Out {
+    pub stage: Vec<Action>,
+    pub launch: Vec<Action>,
+    pub terminate: Vec<String>,
+    pub delete_parameters: Vec<String>,
+    pub notes: Vec<Note>,
+}
+
+impl Out {
+    fn note(&mut self, kind: NoteKind, reason: &str, message: String) {
+        self.notes.push(Note { kind, reason: reason.into(), message });
+    }
+}
+
+/// The SSM parameter the worker reads: the staged one, or the user's own.
+pub(super) fn worker_parameter(env: &Env, media_type: &str) -> String {
+    match env.dd.spec.database.credentials() {
+        Some(Credentials::Ssm(name)) => name.to_string(),
+        _ => env.ctx.staged_parameter(env.uid, media_type),
+    }
+}
+
+fn clear_attempt(ms: &mut MediaStatus) {
+    ms.token = None;
+    ms.instance_id = None;
+    ms.instance_state = None;
+    ms.outcome = None;
+    ms.attempt_start_time = None;
+    ms.last_progress = None;
+}
+
+/// Advances one media type as far as the observations allow.
+pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>, instances: &[&Instance], out: &mut Out) {
+    let media = ms.media_type.as_str().to_string();
+    // Instances of earlier attempts (or strays) that still run are never left behind.
+    for i in instances {
+        if Some(&i.token) != ms.token.as_ref() && i.state.needs_terminate() {
+            out.terminate.push(i.id.clone());
+        }
+    }
+    for _ in 0..8 {
+        let current = ms.token.as_ref().and_then(|t| instances.iter().find(|i| &i.token == t).copied());
+        match ms.phase {
+            MediaPhase::Pending => {
+                if let Some(Ok(output)) = objs.and_then(|o| o.success.as_ref())
+                    && ms.attempt == 0
+                {
+                    ms.phase = MediaPhase::Succeeded;
+                    record_output(ms, output);
+                    ms.reason = Some("AlreadyExported".into());
+                    ms.message = Some(format!("_success already present under {}; nothing launched", ms.s3_uri.clone().unwrap_or_default()));
+                    out.note(NoteKind::Normal, "AlreadyExported", format!("{media}: already exported for this date; nothing launched"));
+                    continue;
+                }
+                if env.deadline_passed {
+                    ms.phase = MediaPhase::Failed;
+                    ms.reason = Some("DeadlineExceeded".into());
+                    ms.message = Some("the deadline passed before this media type could start".into());
+                    continue;
+                }
+                if !env.can_launch {
+                    return;
+                }
+                ms.attempt += 1;
+                ms.token = Some(token_for(env.uid, &media, ms.attempt));
+                ms.attempt_start_time = Some(env.now);
+                ms.phase = MediaPhase::Launching;
+                ms.instance_id = None;
+                ms.instance_state = None;
+                ms.outcome = None;
+                if let Some(Credentials::Secret(_)) = env.dd.spec.database.credentials()
+                    && !ms.credentials_staged
+                {
+                    out.stage.push(Action::StageCredentials {
+                        media_type: media.clone(),
+                        parameter: env.ctx.staged_parameter(env.uid, &media),
+                    });
+                    ms.credentials_staged = true;
+                }
+                // The launch itself waits for the next plan, once this token is persisted.
+                return;
+            }
+            MediaPhase::Launching => {
+                if let Some(i) = current {
+                    ms.instance_id = Some(i.id.clone());
+                    ms.instance_state = Some(i.state.as_str().into());
+                    ms.phase = MediaPhase::Running;
+                    ms.reason = None;
+                    ms.message = Some(format!("attempt {} running on {}", ms.attempt, i.id));
+                    out.note(NoteKind::Normal, "Launched", format!("{media}: attempt {} runs on instance {}", ms.attempt, i.id));
+                    continue;
+                }
+                if env.deadline_passed || env.suspend {
+                    ms.outcome = Some(if env.deadline_passed { AttemptOutcome::DeadlineExceeded } else { AttemptOutcome::Suspended });
+                    ms.phase = MediaPhase::Terminating;
+                    continue;
+                }
+                let (Some(resolved), Some(deadline), true) = (env.resolved, env.deadline, env.can_launch) else {
+                    return;
+                };
+                match launch_request(env, ms, resolved, deadline) {
+                    Ok(req) => {
+                        out.note(NoteKind::Normal, "Launching", format!("{media}: launching attempt {} on a {}", ms.attempt, resolved.instance_type));
+                        out.launch.push(Action::Launch(Box::new(req)));
+                    }
+                    Err(e) => {
+                        ms.phase = MediaPhase::Failed;
+                        ms.reason = Some("UserDataInvalid".into());
+                        ms.message = Some(format!("cannot render the worker script: {e}; nothing was launched"));
+                        out.note(NoteKind::Warning, "UserDataInvalid", format!("{media}: {e}"));
+                        continue;
+                    }
+                }
+                return;
+            }
+            MediaPhase::Running => {
+                ms.instance_state = current.map(|i| i.state.as_str().to_string()).or(ms.instance_state.take());
+                if let Some(p) = objs.and_then(|o| o.progress.as_ref()) {
+                    ms.last_progress = Some(Progress { stage: p.stage.clone(), time: p.time });
+                    ms.files = p.files.or(ms.files);
+                    ms.bytes = p.bytes.or(ms.bytes);
+                    ms.rows = p.rows.or(ms.rows);
+                }
+                let failure = objs.and_then(|o| o.failure.as_ref()).filter(|f| match (&f.token, &ms.token, ms.attempt_start_time) {
+                    (Some(t), Some(mine), _) => t == mine,
+                    (None, _, Some(start)) => f.time.as_second() >= start.as_second(),
+                    _ => false,
+                });
+                let (outcome, reason, message) = match (objs.and_then(|o| o.success.as_ref()), failure) {
+                    (Some(Ok(output)), _) => {
+                        record_output(ms, output);
+                        (AttemptOutcome::Succeeded, "WorkerSucceeded", format!("_success found ({} files, {} bytes)", output.files, output.bytes))
+                    }
+                    (Some(Err(why)), _) => (AttemptOutcome::Failed, "OutputIncomplete", why.clone()),
+                    (None, Some(f)) => (AttemptOutcome::Failed, "WorkerFailed", f.message.clone()),
+                    (None, None) if env.deadline_passed => (AttemptOutcome::DeadlineExceeded, "DeadlineExceeded", "the deadline passed while the worker ran".into()),
+                    (None, None) if env.suspend => (AttemptOutcome::Suspended, "Suspended", "suspended: terminating the worker".into()),
+                    (None, None) => match current {
+                        None if env.now.duration_since(ms.attempt_start_time.unwrap_or(env.now)).as_secs() >= env.ctx.launch_grace.as_secs() as i64 => {
+                            (AttemptOutcome::Failed, "InstanceLost", format!("instance {} disappeared without writing _success", ms.instance_id.clone().unwrap_or_default()))
+                        }
+                        Some(i) if !i.state.is_live() => {
+                            (AttemptOutcome::Failed, "InstanceLost", format!("instance {} is {} without having written _success", i.id, i.state.as_str()))
+                        }
+                        _ => return,
+                    },
+                };
+                let kind = if outcome == AttemptOutcome::Succeeded { NoteKind::Normal } else { NoteKind::Warning };
+                out.note(kind, reason, format!("{media}: {message}"));
+                ms.outcome = Some(outcome);
+                ms.reason = Some(reason.into());
+                ms.message = Some(message);
+                ms.phase = MediaPhase::Terminating;
+            }
+            MediaPhase::Terminating => {
+                if let Some(i) = current
+                    && i.state != InstanceState::Terminated
+                {
+                    ms.instance_state = Some(i.state.as_str().into());
+                    if i.state.needs_terminate() {
+                        out.terminate.push(i.id.clone());
+                    }
+                    return;
+                }
+                ms.instance_state = ms.instance_id.as_ref().map(|_| InstanceState::Terminated.as_str().into());
+                match ms.outcome {
+                    Some(AttemptOutcome::Succeeded) => {
+                        ms.phase = MediaPhase::Succeeded;
+                        out.note(NoteKind::Normal, "Succeeded", format!("{media}: exported to {}", ms.s3_uri.clone().unwrap_or_default()));
+                    }
+                    Some(AttemptOutcome::Failed) => {
+                        ms.failed_attempts += 1;
+                        if ms.failed_attempts <= env.dd.spec.backoff_limit && !env.deadline_passed {
+                            out.note(
+                                NoteKind::Warning,
+                                "Retrying",
+                                format!("{media}: attempt {} failed ({}); retrying ({} of {} retries)", ms.attempt, ms.message.clone().unwrap_or_default(), ms.failed_attempts, env.dd.spec.backoff_limit),
+                            );
+                            clear_attempt(ms);
+                            ms.phase = MediaPhase::Pending;
+                        } else {
+                            ms.phase = MediaPhase::Failed;
+                            out.note(NoteKind::Warning, "Failed", format!("{media}: failed after {} attempt(s): {}", ms.attempt, ms.message.clone().unwrap_or_default()));
+                        }
+                    }
+                    Some(AttemptOutcome::DeadlineExceeded) => {
+                        ms.phase = MediaPhase::Failed;
+                        ms.reason = Some("DeadlineExceeded".into());
+                        out.note(NoteKind::Warning, "DeadlineExceeded", format!("{media}: the deadline passed; worker terminated"));
+                    }
+                    Some(AttemptOutcome::Suspended) | None => {
+                        clear_attempt(ms);
+                        ms.phase = MediaPhase::Pending;
+                        ms.reason = Some("Suspended".into());
+                        ms.message = Some("suspended; resumes with a new attempt".into());
+                        if env.suspend {
+                            return;
+                        }
+                    }
+                }
+            }
+            MediaPhase::Succeeded | MediaPhase::Failed => {
+                if ms.credentials_staged {
+                    out.delete_parameters.push(env.ctx.staged_parameter(env.uid, &media));
+                    ms.credentials_staged = false;
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn record_output(ms: &mut MediaStatus, output: &super::Output) {
+    ms.files = Some(output.files);
+    ms.bytes = Some(output.bytes);
+    ms.rows = output.rows.or(ms.rows);
+}
+
+/// Builds the full RunInstances request for the current attempt.
+fn launch_request(env: &Env, ms: &MediaStatus, resolved: &ResolvedInstance, deadline: Timestamp) -> Result<LaunchRequest, String> {
+    let media = ms.media_type.as_str();
+    let token = ms.token.clone().ok_or("no token recorded")?;
+    let meta = &env.dd.metadata;
+    let name = meta.name.clone().unwrap_or_default();
+    let mut t: BTreeMap<String, String> = env.dd.spec.instance.tags.clone();
+    t.insert("Name".into(), format!("datadump-{name}-{media}-{}", ms.attempt).chars().take(255).collect());
+    t.insert(tags::MANAGED_BY.into(), env.ctx.managed_by.clone());
+    t.insert(tags::NAMESPACE.into(), meta.namespace.clone().unwrap_or_default());
+    t.insert(tags::NAME.into(), name);
+    t.insert(tags::UID.into(), env.uid.into());
+    t.insert(tags::MEDIA_TYPE.into(), media.into());
+    t.insert(tags::ATTEMPT.into(), ms.attempt.to_string());
+    t.insert(tags::TOKEN.into(), token.clone());
+    let parameter = worker_parameter(env, media);
+    let region = env.ctx.region.clone();
+    let job = crate::worker::WorkerJob {
+        spec: &env.dd.spec,
+        media_type: &ms.media_type,
+        dump_date: env.date,
+        attempt: ms.attempt,
+        token: &token,
+        deadline,
+        ssm_parameter: &parameter,
+        region: &region,
+    };
+    let user_data = crate::worker::render(&job).map_err(|e| e.to_string())?;
+    Ok(LaunchRequest { media_type: media.into(), attempt: ms.attempt, token, instance: resolved.clone(), tags: t, user_data })
+}

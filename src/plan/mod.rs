@@ -1,0 +1,311 @@
+//! The planner: every lifecycle decision, as one pure function
+//! `plan(&DataDump, &Observed, &PlanContext, now) -> Plan`. No I/O, no clock reads, no
+//! randomness. The drivers (controller, one-shot runner) observe the world, call `plan`,
+//! perform its actions in order, then write its status.
+//!
+//! Restart safety rests on two rules kept here:
+//! - a `Launch` is only planned for a token that is already in the *persisted* status, so the
+//!   token is always written before RunInstances is called;
+//! - before launching, an instance carrying the token's tag is adopted, never duplicated.
+
+mod dump;
+mod media;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::api::{DataDump, SiteDefaults};
+
+pub use dump::{dump_date, plan};
+pub use media::token_for;
+
+/// The finalizer that guards cleanup (instances, staged credentials).
+pub const FINALIZER: &str = "datadump.dev/cleanup";
+/// Tag keys every managed instance carries.
+pub mod tags {
+    /// Which controller installation manages the instance.
+    pub const MANAGED_BY: &str = "datadump.dev/managed-by";
+    /// The owner's namespace.
+    pub const NAMESPACE: &str = "datadump.dev/namespace";
+    /// The owner's name.
+    pub const NAME: &str = "datadump.dev/name";
+    /// The owner's uid.
+    pub const UID: &str = "datadump.dev/uid";
+    /// The media type.
+    pub const MEDIA_TYPE: &str = "datadump.dev/media-type";
+    /// The attempt number.
+    pub const ATTEMPT: &str = "datadump.dev/attempt";
+    /// The attempt's idempotency token.
+    pub const TOKEN: &str = "datadump.dev/token";
+}
+
+/// EC2 instance states, as DescribeInstances reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum InstanceState {
+    /// Booting.
+    Pending,
+    /// Running.
+    Running,
+    /// Terminating.
+    ShuttingDown,
+    /// Gone (confirmed by EC2).
+    Terminated,
+    /// Stopping.
+    Stopping,
+    /// Stopped (still costs for its volumes).
+    Stopped,
+}
+
+impl InstanceState {
+    /// The EC2 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::ShuttingDown => "shutting-down",
+            InstanceState::Terminated => "terminated",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+        }
+    }
+
+    /// Parses an EC2 state name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => InstanceState::Pending,
+            "running" => InstanceState::Running,
+            "shutting-down" => InstanceState::ShuttingDown,
+            "terminated" => InstanceState::Terminated,
+            "stopping" => InstanceState::Stopping,
+            "stopped" => InstanceState::Stopped,
+            _ => return None,
+        })
+    }
+
+    /// Whether the worker may still be working (pending or running).
+    pub fn is_live(self) -> bool {
+        matches!(self, InstanceState::Pending | InstanceState::Running)
+    }
+
+    /// Whether a TerminateInstances call is still needed.
+    pub fn needs_terminate(self) -> bool {
+        !matches!(self, InstanceState::ShuttingDown | InstanceState::Terminated)
+    }
+}
+
+/// One managed instance, as observed through its tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// EC2 instance id.
+    pub id: String,
+    /// The owner's uid tag.
+    pub owner_uid: String,
+    /// The media type tag.
+    pub media_type: String,
+    /// The attempt tag.
+    pub attempt: u32,
+    /// The token tag.
+    pub token: String,
+    /// Current state.
+    pub state: InstanceState,
+}
+
+/// A `_failure` semaphore as read from S3.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailureSeen {
+    /// When S3 stored it.
+    pub time: Timestamp,
+    /// The token of the attempt that wrote it, when the report names one.
+    pub token: Option<String>,
+    /// A one-line description (exit code, step, the last error line).
+    pub message: String,
+}
+
+/// What a finished media type produced, from `_manifest.json` checked against S3.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Output {
+    /// Parquet files.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Rows, from the Parquet footers.
+    pub rows: Option<u64>,
+}
+
+/// The semaphores and heartbeat seen under one media type's prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct MediaObjects {
+    /// `_success` exists; with the check of its manifest (files present and complete), or the
+    /// reason the check failed.
+    pub success: Option<Result<Output, String>>,
+    /// When S3 stored `_success` (for the detection-latency metric).
+    pub success_at: Option<Timestamp>,
+    /// `_failure` exists.
+    pub failure: Option<FailureSeen>,
+    /// The last `_progress.json`.
+    pub progress: Option<ProgressSeen>,
+}
+
+/// A heartbeat from `_progress.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ProgressSeen {
+    /// The worker's stage.
+    pub stage: Option<String>,
+    /// When it reported.
+    pub time: Option<Timestamp>,
+    /// Files uploaded so far.
+    pub files: Option<u64>,
+    /// Bytes uploaded so far.
+    pub bytes: Option<u64>,
+    /// Rows so far, when known.
+    pub rows: Option<u64>,
+}
+
+/// Everything observed about one DataDump besides the object itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Every instance tagged with the object's uid, in any state.
+    pub instances: Vec<Instance>,
+    /// Semaphores per media type (only for media types the planner asked about).
+    pub objects: BTreeMap<String, MediaObjects>,
+}
+
+/// Settings of the controller installation that decisions depend on.
+#[derive(Clone, Debug)]
+pub struct PlanContext {
+    /// Site-wide defaults for unset spec fields.
+    pub site: SiteDefaults,
+    /// The `datadump.dev/managed-by` tag value of this installation.
+    pub managed_by: String,
+    /// The controller's AWS region (workers use it for SSM; S3 uses the spec's when set).
+    pub region: String,
+    /// Steady poll interval while workers run.
+    pub poll_interval: Duration,
+    /// Short requeue while launching or terminating.
+    pub fast_requeue: Duration,
+    /// How long an instance may be missing from DescribeInstances after launch before the
+    /// attempt counts as lost (EC2 is eventually consistent).
+    pub launch_grace: Duration,
+    /// SSM path under which credentials are staged.
+    pub ssm_prefix: String,
+}
+
+impl Default for PlanContext {
+    fn default() -> Self {
+        PlanContext {
+            site: SiteDefaults::default(),
+            managed_by: "datadump-operator".into(),
+            region: "us-east-1".into(),
+            poll_interval: Duration::from_secs(30),
+            fast_requeue: Duration::from_secs(2),
+            launch_grace: Duration::from_secs(120),
+            ssm_prefix: "/datadump".into(),
+        }
+    }
+}
+
+impl PlanContext {
+    /// The SSM parameter holding staged credentials for one media type of one object.
+    pub fn staged_parameter(&self, uid: &str, media_type: &str) -> String {
+        format!("{}/{uid}/{media_type}", self.ssm_prefix.trim_end_matches('/'))
+    }
+}
+
+/// Everything RunInstances needs, fully resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaunchRequest {
+    /// The media type.
+    pub media_type: String,
+    /// The attempt number.
+    pub attempt: u32,
+    /// The idempotency token (ClientToken and tag).
+    pub token: String,
+    /// Instance settings after defaults.
+    pub instance: crate::api::ResolvedInstance,
+    /// Tags for the instance and its volumes (managed tags plus the user's, and `Name`).
+    pub tags: BTreeMap<String, String>,
+    /// The worker script.
+    pub user_data: String,
+}
+
+/// Something the driver must do, in order, before writing the planned status.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Add the cleanup finalizer (first, before anything can be launched).
+    AddFinalizer,
+    /// Read the connection string from the spec's Secret and store it as an SSM SecureString.
+    StageCredentials {
+        /// The media type it is staged for.
+        media_type: String,
+        /// The SSM parameter name.
+        parameter: String,
+    },
+    /// Launch one instance, unless one with the token's tag exists.
+    Launch(Box<LaunchRequest>),
+    /// Terminate these instances (one batched call).
+    Terminate {
+        /// Instance ids.
+        instance_ids: Vec<String>,
+    },
+    /// Delete staged credentials (missing ones are fine).
+    DeleteCredentials {
+        /// SSM parameter names.
+        parameters: Vec<String>,
+    },
+    /// Remove the finalizer: cleanup is complete.
+    RemoveFinalizer,
+}
+
+/// Event severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoteKind {
+    /// Expected progress.
+    Normal,
+    /// Something went wrong.
+    Warning,
+}
+
+/// An Event to record for the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// Severity.
+    pub kind: NoteKind,
+    /// A CamelCase reason, e.g. `Launched`.
+    pub reason: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// What to do next.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Side effects, in order.
+    pub actions: Vec<Action>,
+    /// The status to write after the actions succeeded (`None` while deleting).
+    pub status: Option<crate::api::DataDumpStatus>,
+    /// Events for what changed.
+    pub notes: Vec<Note>,
+    /// When to look again; `None` waits for a change to the object.
+    pub requeue_after: Option<Duration>,
+}
+
+/// The media types of a DataDump that need their S3 objects observed: those running or
+/// terminating an attempt, and those about to start (to find an earlier `_success`).
+pub fn media_to_observe(dd: &DataDump) -> Vec<String> {
+    use crate::api::MediaPhase::*;
+    let status = dd.status.clone().unwrap_or_default();
+    dd.spec
+        .media_types
+        .iter()
+        .map(|m| m.as_str())
+        .filter(|m| match status.media(m).map(|s| s.phase) {
+            None | Some(Pending) | Some(Running) | Some(Terminating) => true,
+            Some(Launching) | Some(Succeeded) | Some(Failed) => false,
+        })
+        .map(str::to_string)
+        .collect()
+}

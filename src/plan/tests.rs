@@ -1,0 +1,392 @@
+//! Table-style tests of the planner: each step feeds an object and observations, and checks the
+//! actions, the status and the events a user would see.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::*;
+use crate::api::{AttemptOutcome, COMPLETE, DataDump, DumpPhase, FAILED, MediaPhase, SPEC_VALID};
+
+const UID: &str = "0b6e2c1a-1111-2222-3333-444455556666";
+
+fn t0() -> Timestamp {
+    "2026-11-23T22:00:00Z".parse().unwrap()
+}
+
+fn at(secs: i64) -> Timestamp {
+    t0() + SignedDuration::from_secs(secs)
+}
+
+fn dd(extra: &str) -> DataDump {
+    let yaml = format!(
+        "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata:\n  name: catalog\n  namespace: data\n  uid: {UID}\n  generation: 1\n  finalizers: [{FINALIZER}]\nspec:\n  mediaTypes: [image, audio]\n  destination: {{bucket: my-datasets}}\n  database: {{connectionSecretRef: {{name: db, key: conn}}}}\n  instance: {{iamInstanceProfile: worker}}\n  timeout: 10h\n{extra}"
+    );
+    serde_yaml::from_str(&yaml).unwrap()
+}
+
+fn ctx() -> PlanContext {
+    PlanContext { poll_interval: Duration::from_secs(30), ..Default::default() }
+}
+
+/// What the API server would hold after the driver wrote the plan's status.
+fn persist(mut dd: DataDump, p: &Plan) -> DataDump {
+    if let Some(s) = &p.status {
+        dd.status = Some(s.clone());
+    }
+    dd
+}
+
+fn inst(media: &str, attempt: u32, state: InstanceState) -> Instance {
+    Instance {
+        id: format!("i-{media}{attempt}"),
+        owner_uid: UID.into(),
+        media_type: media.into(),
+        attempt,
+        token: token_for(UID, media, attempt),
+        state,
+    }
+}
+
+fn media<'a>(p: &'a Plan, m: &str) -> &'a crate::api::MediaStatus {
+    p.status.as_ref().unwrap().media(m).unwrap()
+}
+
+fn launches(p: &Plan) -> Vec<&LaunchRequest> {
+    p.actions.iter().filter_map(|a| if let Action::Launch(r) = a { Some(&**r) } else { None }).collect()
+}
+
+fn terminated(p: &Plan) -> Vec<String> {
+    p.actions.iter().filter_map(|a| if let Action::Terminate { instance_ids } = a { Some(instance_ids.clone()) } else { None }).flatten().collect()
+}
+
+fn objects(entries: &[(&str, MediaObjects)]) -> Observed {
+    Observed { instances: vec![], objects: entries.iter().map(|(m, o)| (m.to_string(), o.clone())).collect() }
+}
+
+fn success(files: u64) -> MediaObjects {
+    MediaObjects { success: Some(Ok(Output { files, bytes: files * 100, rows: Some(files * 10) })), ..Default::default() }
+}
+
+fn failure(media: &str, attempt: u32, msg: &str) -> MediaObjects {
+    MediaObjects {
+        failure: Some(FailureSeen { time: at(0), token: Some(token_for(UID, media, attempt)), message: msg.into() }),
+        ..Default::default()
+    }
+}
+
+/// Runs a one-media dump (image only) to Running on attempt `attempt`, returning the object.
+fn running(extra: &str) -> DataDump {
+    let d = dd(&format!("{extra}"));
+    let mut d = d;
+    d.spec.media_types.truncate(1);
+    let p = plan(&d, &Observed::default(), &ctx(), at(0));
+    let d = persist(d, &p);
+    let p = plan(&d, &Observed::default(), &ctx(), at(1));
+    assert_eq!(launches(&p).len(), 1);
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Pending)], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(2));
+    assert_eq!(media(&p, "image").phase, MediaPhase::Running);
+    persist(d, &p)
+}
+
+#[test]
+fn token_is_deterministic_distinct_and_fits_client_token() {
+    assert_eq!(token_for(UID, "image", 1), token_for(UID, "image", 1));
+    assert_ne!(token_for(UID, "image", 1), token_for(UID, "image", 2));
+    assert_ne!(token_for(UID, "image", 1), token_for(UID, "audio", 1));
+    assert!(token_for(UID, &"m".repeat(63), 10).len() <= 64);
+}
+
+#[test]
+fn finalizer_comes_first() {
+    let mut d = dd("");
+    d.metadata.finalizers = None;
+    let p = plan(&d, &Observed::default(), &ctx(), t0());
+    assert_eq!(p.actions, vec![Action::AddFinalizer]);
+    assert!(p.status.is_none());
+}
+
+#[test]
+fn token_is_recorded_before_any_launch() {
+    let d = dd("");
+    let p = plan(&d, &Observed::default(), &ctx(), t0());
+    assert!(launches(&p).is_empty(), "no RunInstances before the token is persisted");
+    let staged: Vec<_> = p.actions.iter().filter(|a| matches!(a, Action::StageCredentials { .. })).collect();
+    assert_eq!(staged.len(), 2);
+    let s = p.status.as_ref().unwrap();
+    assert_eq!(s.dump_date.as_deref(), Some("2026-11-23"));
+    assert_eq!(s.start_time, Some(t0()));
+    assert_eq!(s.deadline, Some(at(36_000)));
+    for m in ["image", "audio"] {
+        assert_eq!(media(&p, m).phase, MediaPhase::Launching);
+        assert_eq!(media(&p, m).token.as_deref(), Some(token_for(UID, m, 1).as_str()));
+        assert_eq!(media(&p, m).s3_uri.as_deref(), Some(format!("s3://my-datasets/data-dump/2026-11-23/{m}/").as_str()));
+    }
+    assert_eq!(s.phase, DumpPhase::Running);
+    assert_eq!(p.requeue_after, Some(ctx().fast_requeue));
+}
+
+#[test]
+fn launch_carries_token_tags_and_safe_settings() {
+    let d = persist(dd("  instance: {iamInstanceProfile: worker, tags: {team: data}}\n"), &plan(&dd(""), &Observed::default(), &ctx(), t0()));
+    let p = plan(&d, &Observed::default(), &ctx(), at(1));
+    let l = launches(&p);
+    assert_eq!(l.len(), 2);
+    let img = l.iter().find(|r| r.media_type == "image").unwrap();
+    assert_eq!(img.token, token_for(UID, "image", 1));
+    assert_eq!(img.tags[tags::TOKEN], img.token);
+    assert_eq!(img.tags[tags::UID], UID);
+    assert_eq!(img.tags[tags::MEDIA_TYPE], "image");
+    assert_eq!(img.tags[tags::ATTEMPT], "1");
+    assert_eq!(img.tags[tags::MANAGED_BY], "datadump-operator");
+    assert_eq!(img.tags["team"], "data");
+    assert_eq!(img.tags["Name"], "datadump-catalog-image-1");
+    assert_eq!(img.instance.instance_type, "m7g.xlarge");
+    assert_eq!(img.instance.ebs_volume_size_gb, 100);
+    assert!(img.user_data.starts_with("#!"), "user data is a script");
+    // the same observation planned again asks for the same launch: idempotent by token
+    assert_eq!(launches(&plan(&d, &Observed::default(), &ctx(), at(2))), l);
+}
+
+#[test]
+fn an_existing_instance_with_the_token_is_adopted_not_duplicated() {
+    let d = persist(dd(""), &plan(&dd(""), &Observed::default(), &ctx(), t0()));
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Running)], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(1));
+    let l = launches(&p);
+    assert_eq!(l.len(), 1, "only audio launches");
+    assert_eq!(l[0].media_type, "audio");
+    assert_eq!(media(&p, "image").phase, MediaPhase::Running);
+    assert_eq!(media(&p, "image").instance_id.as_deref(), Some("i-image1"));
+    assert!(p.notes.iter().any(|n| n.reason == "Launched"));
+}
+
+#[test]
+fn success_terminates_then_succeeds_once_ec2_confirms() {
+    let d = running("");
+    let mut obs = objects(&[("image", success(3))]);
+    obs.instances = vec![inst("image", 1, InstanceState::Running)];
+    let p = plan(&d, &obs, &ctx(), at(60));
+    assert_eq!(terminated(&p), vec!["i-image1"]);
+    assert_eq!(media(&p, "image").phase, MediaPhase::Terminating);
+    assert_eq!(media(&p, "image").outcome, Some(AttemptOutcome::Succeeded));
+    assert_eq!(media(&p, "image").files, Some(3));
+    let d = persist(d, &p);
+
+    // requested but not yet confirmed: wait, do not ask again while shutting down
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::ShuttingDown)], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(61));
+    assert!(terminated(&p).is_empty());
+    assert_eq!(media(&p, "image").phase, MediaPhase::Terminating);
+    assert_ne!(p.status.as_ref().unwrap().phase, DumpPhase::Succeeded);
+
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Terminated)], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(62));
+    let s = p.status.as_ref().unwrap();
+    assert_eq!(s.phase, DumpPhase::Succeeded);
+    assert_eq!(s.done.as_deref(), Some("1/1"));
+    assert_eq!(s.completion_time, Some(at(62)));
+    assert_eq!(s.condition(COMPLETE).unwrap().status, "True");
+    assert_eq!(s.condition(FAILED).unwrap().status, "False");
+    assert_eq!(media(&p, "image").instance_state.as_deref(), Some("terminated"));
+    assert!(p.actions.contains(&Action::DeleteCredentials { parameters: vec![format!("/datadump/{UID}/image")] }));
+    assert!(!media(&p, "image").credentials_staged);
+    assert_eq!(p.requeue_after, Some(ctx().fast_requeue), "one more look after acting");
+    let d = persist(d, &p);
+    let p = plan(&d, &obs, &ctx(), at(63));
+    assert!(p.actions.is_empty());
+    assert_eq!(p.requeue_after, None, "a finished dump waits for changes");
+}
+
+#[test]
+fn failure_retries_with_a_new_token_then_fails_with_the_workers_message() {
+    let d = running("  backoffLimit: 1\n");
+    let mut obs = objects(&[("image", failure("image", 1, "step dump failed with exit code 1: relation \"image\" does not exist"))]);
+    obs.instances = vec![inst("image", 1, InstanceState::Running)];
+    let p = plan(&d, &obs, &ctx(), at(60));
+    assert_eq!(terminated(&p), vec!["i-image1"]);
+    let d = persist(d, &p);
+    obs.instances = vec![inst("image", 1, InstanceState::Terminated)];
+    let p = plan(&d, &obs, &ctx(), at(61));
+    let m = media(&p, "image");
+    assert_eq!((m.phase, m.attempt, m.failed_attempts), (MediaPhase::Launching, 2, 1));
+    assert_eq!(m.token.as_deref(), Some(token_for(UID, "image", 2).as_str()));
+    assert!(launches(&p).is_empty(), "the new token is persisted first");
+    assert!(p.notes.iter().any(|n| n.reason == "Retrying"));
+    let d = persist(d, &p);
+
+    // attempt 1's _failure is still there: it must not fail attempt 2
+    obs.instances.push(inst("image", 2, InstanceState::Running));
+    let p = plan(&d, &obs, &ctx(), at(62));
+    assert_eq!(media(&p, "image").phase, MediaPhase::Running);
+    assert!(terminated(&p).is_empty());
+    let d = persist(d, &p);
+
+    let mut obs = objects(&[("image", failure("image", 2, "step dump failed with exit code 1: connection refused"))]);
+    obs.instances = vec![inst("image", 1, InstanceState::Terminated), inst("image", 2, InstanceState::Running)];
+    let d = persist(d.clone(), &plan(&d, &obs, &ctx(), at(63)));
+    obs.instances[1].state = InstanceState::Terminated;
+    let p = plan(&d, &obs, &ctx(), at(64));
+    let s = p.status.as_ref().unwrap();
+    assert_eq!(s.phase, DumpPhase::Failed);
+    let failed = s.condition(FAILED).unwrap();
+    assert_eq!((failed.status.as_str(), failed.reason.as_str()), ("True", "WorkerFailed"));
+    assert!(failed.message.contains("connection refused"), "{}", failed.message);
+    assert!(launches(&p).is_empty());
+}
+
+#[test]
+fn an_instance_that_ends_without_success_is_a_failed_attempt() {
+    let d = running("  backoffLimit: 0\n");
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Terminated)], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(60));
+    let m = media(&p, "image");
+    assert_eq!((m.phase, m.reason.as_deref()), (MediaPhase::Failed, Some("InstanceLost")));
+    assert_eq!(p.status.as_ref().unwrap().phase, DumpPhase::Failed);
+}
+
+#[test]
+fn a_missing_instance_gets_a_grace_period() {
+    let d = running("  backoffLimit: 0\n");
+    let p = plan(&d, &Observed::default(), &ctx(), at(60));
+    assert_eq!(media(&p, "image").phase, MediaPhase::Running, "EC2 may not list it yet");
+    let p = plan(&d, &Observed::default(), &ctx(), at(600));
+    assert_eq!(media(&p, "image").phase, MediaPhase::Failed);
+}
+
+#[test]
+fn deadline_terminates_and_fails_with_deadline_exceeded() {
+    let d = running("");
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Running)], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(1000));
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(30)));
+    let p = plan(&d, &obs, &ctx(), at(36_000));
+    assert_eq!(terminated(&p), vec!["i-image1"]);
+    let d = persist(d, &p);
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Terminated)], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(36_010));
+    let s = p.status.as_ref().unwrap();
+    assert_eq!(s.phase, DumpPhase::Failed);
+    assert_eq!(s.condition(FAILED).unwrap().reason, "DeadlineExceeded");
+    assert!(launches(&p).is_empty(), "no retry after the deadline");
+}
+
+#[test]
+fn requeue_wakes_up_at_the_deadline() {
+    let d = running("");
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Running)], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(36_000 - 5));
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(6)));
+}
+
+#[test]
+fn suspend_terminates_and_resume_starts_a_fresh_attempt_without_spending_a_retry() {
+    let d = running("  backoffLimit: 0\n");
+    let mut d = d;
+    d.spec.suspend = true;
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Running)], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(60));
+    assert_eq!(terminated(&p), vec!["i-image1"]);
+    assert_eq!(p.status.as_ref().unwrap().phase, DumpPhase::Suspended);
+    let d = persist(d, &p);
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Terminated)], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(61));
+    assert_eq!(media(&p, "image").phase, MediaPhase::Pending);
+    assert_eq!(p.status.as_ref().unwrap().phase, DumpPhase::Suspended);
+    assert!(launches(&p).is_empty());
+    let mut d = persist(d, &p);
+    d.spec.suspend = false;
+    let p = plan(&d, &obs, &ctx(), at(62));
+    let m = media(&p, "image");
+    assert_eq!((m.phase, m.attempt, m.failed_attempts), (MediaPhase::Launching, 2, 0));
+    assert_eq!(p.status.as_ref().unwrap().start_time, Some(at(0)), "the deadline is never reset");
+}
+
+#[test]
+fn an_invalid_spec_launches_nothing_and_says_why() {
+    let d = dd("  query: SELECT 1\n");
+    let p = plan(&d, &Observed::default(), &ctx(), t0());
+    assert!(p.actions.is_empty());
+    let s = p.status.as_ref().unwrap();
+    assert_eq!(s.phase, DumpPhase::Pending);
+    let c = s.condition(SPEC_VALID).unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "InvalidSpec"));
+    assert!(c.message.contains("spec.query"), "{}", c.message);
+    assert!(s.message.as_ref().unwrap().contains("nothing launched"));
+    assert_eq!(p.requeue_after, None);
+    assert!(p.notes.iter().any(|n| n.reason == "InvalidSpec" && n.kind == NoteKind::Warning));
+    // and the same invalid spec does not repeat the event
+    let p2 = plan(&persist(d, &p), &Observed::default(), &ctx(), at(5));
+    assert!(p2.notes.is_empty());
+    assert_eq!(p2.status.unwrap().condition(SPEC_VALID).unwrap().last_transition_time, c.last_transition_time);
+}
+
+#[test]
+fn deletion_terminates_everything_and_releases_the_finalizer_only_when_confirmed() {
+    let mut d = running("");
+    d.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(100)));
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Running)], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(100));
+    assert_eq!(terminated(&p), vec!["i-image1"]);
+    assert!(!p.actions.contains(&Action::RemoveFinalizer));
+    assert!(p.actions.iter().any(|a| matches!(a, Action::DeleteCredentials { parameters } if parameters.contains(&format!("/datadump/{UID}/image")))));
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Terminated)], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(101));
+    assert_eq!(p.actions.last(), Some(&Action::RemoveFinalizer));
+    assert!(terminated(&p).is_empty());
+}
+
+#[test]
+fn stray_instances_of_old_attempts_are_terminated() {
+    let d = running("");
+    let mut stray = inst("image", 1, InstanceState::Running);
+    stray.id = "i-stray".into();
+    stray.token = "ddt-someothertoken".into();
+    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Running), stray], ..Default::default() };
+    let p = plan(&d, &obs, &ctx(), at(60));
+    assert_eq!(terminated(&p), vec!["i-stray"]);
+}
+
+#[test]
+fn an_earlier_export_for_the_same_date_is_not_redone() {
+    let d = dd("");
+    let p = plan(&d, &objects(&[("image", success(2))]), &ctx(), t0());
+    assert_eq!(media(&p, "image").phase, MediaPhase::Succeeded);
+    assert_eq!(media(&p, "image").reason.as_deref(), Some("AlreadyExported"));
+    assert_eq!(media(&p, "audio").phase, MediaPhase::Launching);
+}
+
+#[test]
+fn incomplete_output_fails_the_attempt_with_the_reason() {
+    let d = running("  backoffLimit: 0\n");
+    let mut obs = objects(&[("image", MediaObjects { success: Some(Err("image_02.parquet is in the manifest but missing from S3".into())), ..Default::default() })]);
+    obs.instances = vec![inst("image", 1, InstanceState::Running)];
+    let p = plan(&d, &obs, &ctx(), at(60));
+    let m = media(&p, "image");
+    assert_eq!((m.outcome, m.reason.as_deref()), (Some(AttemptOutcome::Failed), Some("OutputIncomplete")));
+    assert!(m.message.as_ref().unwrap().contains("missing from S3"));
+}
+
+#[test]
+fn progress_is_shown_while_running() {
+    let d = running("");
+    let progress = ProgressSeen { stage: Some("dumping".into()), time: Some(at(50)), files: Some(2), bytes: Some(4096), rows: None };
+    let mut obs = objects(&[("image", MediaObjects { progress: Some(progress), ..Default::default() })]);
+    obs.instances = vec![inst("image", 1, InstanceState::Running)];
+    let p = plan(&d, &obs, &ctx(), at(60));
+    let m = media(&p, "image");
+    assert_eq!(m.last_progress.as_ref().unwrap().stage.as_deref(), Some("dumping"));
+    assert_eq!((m.files, m.bytes), (Some(2), Some(4096)));
+    assert_eq!(p.status.as_ref().unwrap().phase, DumpPhase::Running);
+}
+
+#[test]
+fn observed_generation_follows_the_object() {
+    let mut d = dd("");
+    d.metadata.generation = Some(7);
+    let p = plan(&d, &Observed::default(), &ctx(), t0());
+    let s = p.status.unwrap();
+    assert_eq!(s.observed_generation, Some(7));
+    assert!(s.conditions.iter().all(|c| c.observed_generation == Some(7)));
+}

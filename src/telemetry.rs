@@ -1,0 +1,21 @@
+//! Logging with `tracing`: human-readable or JSON lines, filtered by `RUST_LOG`-style
+//! directives. Secrets never reach a log line: they travel only as `SecretValue`, whose Debug
+//! output is redacted.
+
+/// Log settings.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LogArgs {
+    /// Log filter, e.g. `info` or `datadump=debug,kube=info`.
+    #[arg(long = "log-level", env = "DATADUMP_LOG", default_value = "info")]
+    pub level: String,
+    /// Emit JSON lines instead of text.
+    #[arg(long = "log-json", env = "DATADUMP_LOG_JSON")]
+    pub json: bool,
+}
+
+/// Installs the global subscriber (once; later calls are ignored).
+pub fn init(args: &LogArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if args.json { builder.json().try_init() } else { builder.try_init() };
+}

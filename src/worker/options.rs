@@ -1,0 +1,131 @@
+//! The odbc2parquet flags and PostgreSQL ODBC driver options of a dump. Pure, no I/O.
+//!
+//! Measured on catalog-shaped rows (see the worker tests and the report in the issue):
+//! - without `UseDeclareFetch=1;Fetch=N` the PostgreSQL driver buffers the whole result set;
+//! - the driver reports `text` as 8190 characters and unknown types (`jsonb`, arrays) as 255
+//!   (`MaxVarcharSize`), and odbc2parquet sizes its buffers from that and *fails* on longer
+//!   values. `UnknownsAsLongVarchar=1;MaxLongVarcharSize=L` makes every unbounded column use
+//!   the column length limit L instead, so `--column-length-limit` is the one real bound.
+
+use crate::api::Odbc2ParquetSpec;
+
+/// The default `--column-length-limit`: 64 KiB per text, jsonb or array value.
+pub const DEFAULT_COLUMN_LENGTH_LIMIT: u32 = 65_536;
+/// The default `--batch-size-memory` (about 200 MiB peak RSS in total with cursor fetching).
+pub const DEFAULT_BATCH_SIZE_MEMORY: &str = "64MiB";
+/// Rows the driver fetches per cursor round trip (`Fetch=`).
+pub const FETCH_ROWS: u32 = 20_000;
+
+/// A PostgreSQL ODBC driver option the worker appends to the connection string unless the
+/// string already sets it (under its name or its abbreviation, case-insensitively).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverOption {
+    /// The option's name, e.g. `UseDeclareFetch`.
+    pub name: &'static str,
+    /// psqlODBC's abbreviation of it, e.g. `B6`.
+    pub alias: &'static str,
+    /// The value to set.
+    pub value: String,
+}
+
+/// The value an extra argument gives `flag` (`--flag=value`), if any.
+fn extra_value<'a>(o: &'a Odbc2ParquetSpec, flag: &str) -> Option<&'a str> {
+    o.extra_args.iter().rev().find_map(|a| {
+        let (name, value) = a.0.split_once('=').unwrap_or((a.0.as_str(), ""));
+        (name == flag).then_some(value)
+    })
+}
+
+fn user_sets(o: &Odbc2ParquetSpec, flag: &str) -> bool {
+    extra_value(o, flag).is_some()
+}
+
+/// The effective `--column-length-limit`: an extra argument's, else the spec's, else 65536.
+pub fn column_length_limit(o: &Odbc2ParquetSpec) -> u32 {
+    extra_value(o, "--column-length-limit")
+        .and_then(|v| v.parse().ok())
+        .or(o.column_length_limit)
+        .unwrap_or(DEFAULT_COLUMN_LENGTH_LIMIT)
+}
+
+/// The `odbc2parquet query` flags as `--flag=value` words (they go before OUTPUT; the query
+/// comes on standard input).
+/// A flag the user also passes in `extraArgs` is left to the user's value: odbc2parquet
+/// rejects a flag given twice. `--no-empty-file` is not set: odbc2parquet 11 creates no empty
+/// trailing part, so without it an empty table gives exactly one part with the schema.
+pub fn odbc2parquet_args(o: &Odbc2ParquetSpec) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    let mut push = |flag: &str, value: String| {
+        if !user_sets(o, flag) {
+            args.push(format!("{flag}={value}"));
+        }
+    };
+    push("--batch-size-memory", DEFAULT_BATCH_SIZE_MEMORY.into());
+    push("--file-size-threshold", o.file_size_threshold.clone());
+    push("--column-compression-default", o.compression.as_str().into());
+    push("--column-length-limit", o.column_length_limit.unwrap_or(DEFAULT_COLUMN_LENGTH_LIMIT).to_string());
+    if let Some(rows) = o.batch_size_rows {
+        push("--batch-size-row", rows.to_string());
+    }
+    args.extend(o.extra_args.iter().map(|a| a.0.clone()));
+    args
+}
+
+/// The driver options the worker appends when the connection string lacks them: cursor
+/// fetching, real booleans, and buffers bounded by the column length limit.
+pub fn driver_options(o: &Odbc2ParquetSpec) -> Vec<DriverOption> {
+    let opt = |name, alias, value: String| DriverOption { name, alias, value };
+    vec![
+        opt("UseDeclareFetch", "B6", "1".into()),
+        opt("Fetch", "A7", FETCH_ROWS.to_string()),
+        opt("BoolsAsChar", "B9", "0".into()),
+        opt("UnknownsAsLongVarchar", "B8", "1".into()),
+        opt("MaxLongVarcharSize", "B1", column_length_limit(o).to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Compression, ExtraArg};
+
+    #[test]
+    fn defaults_bound_memory_and_files() {
+        let args = odbc2parquet_args(&Odbc2ParquetSpec::default());
+        assert_eq!(
+            args,
+            ["--batch-size-memory=64MiB", "--file-size-threshold=2GiB", "--column-compression-default=zstd", "--column-length-limit=65536"]
+        );
+        let names: Vec<_> = driver_options(&Odbc2ParquetSpec::default()).iter().map(|o| format!("{}={}", o.name, o.value)).collect();
+        assert_eq!(names, ["UseDeclareFetch=1", "Fetch=20000", "BoolsAsChar=0", "UnknownsAsLongVarchar=1", "MaxLongVarcharSize=65536"]);
+    }
+
+    #[test]
+    fn spec_fields_and_extra_args_are_used_and_never_doubled() {
+        let o = Odbc2ParquetSpec {
+            file_size_threshold: "1MiB".into(),
+            compression: Compression::Snappy,
+            column_length_limit: Some(1000),
+            batch_size_rows: Some(5000),
+            extra_args: vec![ExtraArg("--batch-size-memory=1GiB".into()), ExtraArg("--avoid-decimal".into())],
+            ..Default::default()
+        };
+        let args = odbc2parquet_args(&o);
+        assert_eq!(
+            args,
+            [
+                "--file-size-threshold=1MiB",
+                "--column-compression-default=snappy",
+                "--column-length-limit=1000",
+                "--batch-size-row=5000",
+                "--batch-size-memory=1GiB",
+                "--avoid-decimal"
+            ]
+        );
+        assert_eq!(column_length_limit(&o), 1000);
+        let o = Odbc2ParquetSpec { extra_args: vec![ExtraArg("--column-length-limit=200000".into())], ..o };
+        assert_eq!(column_length_limit(&o), 200_000);
+        assert_eq!(odbc2parquet_args(&o).iter().filter(|a| a.starts_with("--column-length-limit")).count(), 1);
+        assert_eq!(driver_options(&o)[4].value, "200000");
+    }
+}

@@ -1,0 +1,9 @@
+//! One integration-test binary (one link step for the whole suite): every test here talks to real
+//! parts started on 127.0.0.1 by `support`, and stops them when it ends.
+
+mod support;
+
+mod api;
+mod controller;
+mod standin;
+mod worker;

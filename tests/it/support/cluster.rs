@@ -1,0 +1,471 @@
+//! A whole test world for the controller: the Kubernetes API stand-in with the committed CRD,
+//! moto (EC2, S3, SSM, IAM) with a bucket and an instance profile, a Secret holding a
+//! connection string, and the real `datadump controller` binary as a child process (so a test
+//! can kill and restart it at any step). Helpers play the worker by writing semaphores.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Filter;
+use datadump::api::DataDump;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use super::apiserver::ApiServer;
+use super::moto::Moto;
+use super::net::wait_for;
+
+/// The namespace every test object lives in.
+pub const NS: &str = "data";
+/// The bucket.
+pub const BUCKET: &str = "datasets";
+/// The instance profile.
+pub const PROFILE: &str = "datadump-worker";
+/// The database password inside the connection string (tests grep for it).
+pub const PASSWORD: &str = "s3cr3t-Pa55word-never-shown";
+/// The connection string in the Secret.
+pub fn connection_string() -> String {
+    format!(
+        "Driver={{PostgreSQL Unicode}};Server=db.internal;Port=5432;Database=openledger;Uid=exporter;Pwd={PASSWORD};"
+    )
+}
+
+/// One instance as EC2 reports it.
+#[derive(Clone, Debug)]
+pub struct Ec2Instance {
+    pub id: String,
+    pub state: String,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub user_data: Option<String>,
+    pub shutdown_behavior: Option<String>,
+    pub devices: Vec<String>,
+    pub instance_type: String,
+}
+
+/// The test world.
+pub struct World {
+    pub api: ApiServer,
+    pub moto: Moto,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub client: kube::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    controllers: Vec<Child>,
+    log_count: usize,
+}
+
+impl World {
+    /// Starts everything but the controller.
+    pub async fn start() -> World {
+        let api = ApiServer::start().await;
+        api.register_crd_yaml(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/crds/datadump.dev_datadumps.yaml"
+            ))
+            .unwrap(),
+        );
+        let moto = Moto::start().await;
+        moto.create_bucket(BUCKET).await;
+        moto.create_instance_profile(PROFILE).await;
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = api.write_kubeconfig(dir.path());
+        let client = api.client();
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), NS);
+        let secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "catalog-db", "namespace": NS},
+            "stringData": {"connectionString": connection_string()},
+            "data": {"connectionString": base64_encode(&connection_string())}
+        }))
+        .unwrap();
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+        World {
+            ec2: moto.ec2().await,
+            s3: moto.s3().await,
+            ssm: moto.ssm().await,
+            api,
+            moto,
+            dir,
+            kubeconfig,
+            client,
+            controllers: Vec::new(),
+            log_count: 0,
+        }
+    }
+
+    /// Starts `datadump controller` as a child process; `env` adds or overrides variables
+    /// (e.g. `DATADUMP_FAIL_AT`). Its log goes to `controller-N.log` in the world's dir.
+    pub fn start_controller(&mut self, env: &[(&str, &str)]) -> usize {
+        self.log_count += 1;
+        let log = self
+            .dir
+            .path()
+            .join(format!("controller-{}.log", self.log_count));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_datadump"));
+        cmd.arg("controller")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("DATADUMP_POLL_INTERVAL", "1s")
+            .env("DATADUMP_SWEEP_INTERVAL", "2s")
+            .env("DATADUMP_LAUNCH_GRACE", "20s")
+            .env("DATADUMP_LOG", "debug,hyper=info,aws_smithy_runtime=info,aws_smithy_runtime_api=info,h2=info,tower=info,rustls=info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in self.moto.child_env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.controllers
+            .push(cmd.spawn().expect("start datadump controller"));
+        self.controllers.len() - 1
+    }
+
+    /// Kills a controller (SIGKILL) and reaps it.
+    pub fn kill_controller(&mut self, n: usize) {
+        let _ = self.controllers[n].kill();
+        let _ = self.controllers[n].wait();
+    }
+
+    /// Waits for a controller to exit by itself (a fail point) and returns its exit code.
+    pub async fn wait_controller_exit(&mut self, n: usize) -> Option<i32> {
+        let child = &mut self.controllers[n];
+        wait_for("controller to exit", Duration::from_secs(60), || {
+            let r = child.try_wait().ok().flatten().map(|s| s.code());
+            async move { r }
+        })
+        .await
+    }
+
+    /// Everything every controller logged so far.
+    pub fn logs(&self) -> String {
+        (1..=self.log_count)
+            .map(|i| {
+                std::fs::read_to_string(self.dir.path().join(format!("controller-{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The DataDump API in the test namespace.
+    pub fn dumps(&self) -> Api<DataDump> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// Creates a DataDump from the spec fields given as YAML (merged into a valid base).
+    pub async fn create(&self, name: &str, spec_yaml: &str) -> DataDump {
+        let mut spec: serde_json::Value = serde_yaml::from_str(
+            "mediaTypes: [image, audio]\ndestination: {bucket: datasets}\ndatabase: {connectionSecretRef: {name: catalog-db, key: connectionString}}\ninstance: {iamInstanceProfile: datadump-worker, instanceType: t4g.nano, ebsVolumeSizeGb: 8}\n",
+        )
+        .unwrap();
+        let over: serde_json::Value = serde_yaml::from_str(spec_yaml).unwrap_or(json!({}));
+        if let Some(o) = over.as_object() {
+            for (k, v) in o {
+                spec[k] = v.clone();
+            }
+        }
+        let obj = json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDump", "metadata": {"name": name, "namespace": NS}, "spec": spec});
+        let dd: DataDump = serde_json::from_value(obj).unwrap();
+        self.dumps()
+            .create(&PostParams::default(), &dd)
+            .await
+            .unwrap()
+    }
+
+    /// Merge-patches a DataDump's spec.
+    pub async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
+        self.dumps()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": spec})),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Deletes a DataDump.
+    pub async fn delete(&self, name: &str) {
+        self.dumps()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+
+    /// Polls the DataDump until `pred` holds.
+    pub async fn wait_dump(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&DataDump) -> bool,
+    ) -> DataDump {
+        let api = self.dumps();
+        let pred = Arc::new(pred);
+        wait_for(what, Duration::from_secs(90), || {
+            let api = api.clone();
+            let pred = pred.clone();
+            async move { api.get_opt(name).await.ok().flatten().filter(|d| pred(d)) }
+        })
+        .await
+    }
+
+    /// Every instance carrying the uid tag.
+    pub async fn instances(&self, uid: &str) -> Vec<Ec2Instance> {
+        let out = self
+            .ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("tag:datadump.dev/uid")
+                    .values(uid)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let mut v = Vec::new();
+        for i in out.reservations().iter().flat_map(|r| r.instances()) {
+            let id = i.instance_id().unwrap().to_string();
+            let attr = self
+                .ec2
+                .describe_instance_attribute()
+                .instance_id(&id)
+                .attribute("userData".into())
+                .send()
+                .await
+                .unwrap();
+            let shutdown = self
+                .ec2
+                .describe_instance_attribute()
+                .instance_id(&id)
+                .attribute("instanceInitiatedShutdownBehavior".into())
+                .send()
+                .await
+                .unwrap();
+            v.push(Ec2Instance {
+                id,
+                state: i
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default(),
+                tags: i
+                    .tags()
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.key().unwrap_or_default().into(),
+                            t.value().unwrap_or_default().into(),
+                        )
+                    })
+                    .collect(),
+                user_data: attr
+                    .user_data()
+                    .and_then(|u| u.value())
+                    .map(|b| String::from_utf8(base64_decode(b)).unwrap()),
+                shutdown_behavior: shutdown
+                    .instance_initiated_shutdown_behavior()
+                    .and_then(|b| b.value())
+                    .map(str::to_string),
+                devices: i
+                    .block_device_mappings()
+                    .iter()
+                    .filter_map(|d| d.device_name().map(str::to_string))
+                    .collect(),
+                instance_type: i
+                    .instance_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+            });
+        }
+        v
+    }
+
+    /// Waits until the object's instances for `media` number `n`.
+    pub async fn wait_instances(
+        &self,
+        uid: &str,
+        what: &str,
+        pred: impl Fn(&[Ec2Instance]) -> bool,
+    ) -> Vec<Ec2Instance> {
+        let pred = Arc::new(pred);
+        wait_for(what, Duration::from_secs(90), || {
+            let pred = pred.clone();
+            async move {
+                let v = self.instances(uid).await;
+                pred(&v).then_some(v)
+            }
+        })
+        .await
+    }
+
+    /// The end of every scenario: nothing of this object is left pending, running or stopping.
+    pub async fn assert_nothing_left_running(&self, uid: &str) {
+        let live: Vec<_> = self
+            .wait_instances(uid, "every instance terminated", |v| {
+                v.iter().all(|i| i.state == "terminated")
+            })
+            .await;
+        assert!(live.iter().all(|i| i.state == "terminated"));
+    }
+
+    /// Plays the worker: uploads `files` small Parquet files, the manifest, then `_success`.
+    pub async fn write_success(&self, dd: &DataDump, media: &str, rows_per_file: &[usize]) {
+        let prefix = media_prefix(dd, media);
+        let mut files = Vec::new();
+        for (n, rows) in rows_per_file.iter().enumerate() {
+            let key = format!("{prefix}{media}_{:02}.parquet", n + 1);
+            let body = parquet_file(*rows);
+            files.push(
+                json!({"key": key, "size": body.len(), "sha256": sha256_hex(&body), "rows": rows}),
+            );
+            self.put(&key, body).await;
+        }
+        let total: usize = rows_per_file.iter().sum();
+        self.put(
+            &format!("{prefix}_manifest.json"),
+            serde_json::to_vec(&json!({"files": files, "rows": total})).unwrap(),
+        )
+        .await;
+        self.put(&format!("{prefix}_success"), b"".to_vec()).await;
+    }
+
+    /// Plays a failing worker for the current attempt.
+    pub async fn write_failure(&self, dd: &DataDump, media: &str, message: &str) {
+        let prefix = media_prefix(dd, media);
+        let token = dd
+            .status
+            .as_ref()
+            .and_then(|s| s.media(media))
+            .and_then(|m| m.token.clone());
+        let body = json!({"exit_code": 1, "step": "dump", "log_tail": message, "token": token});
+        self.put(
+            &format!("{prefix}_failure"),
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    }
+
+    /// Writes one object to the bucket.
+    pub async fn put(&self, key: &str, body: Vec<u8>) {
+        self.s3
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Every key in the bucket.
+    pub async fn keys(&self) -> Vec<String> {
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .unwrap();
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    }
+
+    /// Polls SSM until the parameter names satisfy `pred`.
+    pub async fn wait_for_parameters(&self, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let pred = Arc::new(pred);
+        wait_for("SSM parameters", Duration::from_secs(60), || {
+            let pred = pred.clone();
+            async move {
+                let p = self.parameters().await;
+                pred(&p).then_some(p)
+            }
+        })
+        .await
+    }
+
+    /// SSM parameter names that exist.
+    pub async fn parameters(&self) -> Vec<String> {
+        let out = self.ssm.describe_parameters().send().await.unwrap();
+        out.parameters()
+            .iter()
+            .filter_map(|p| p.name().map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for c in &mut self.controllers {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `PREFIX/DATE/MEDIA/` of a dump that has started.
+pub fn media_prefix(dd: &DataDump, media: &str) -> String {
+    let date = dd
+        .status
+        .as_ref()
+        .and_then(|s| s.dump_date.clone())
+        .expect("dump started");
+    format!("{}/{date}/{media}/", dd.spec.destination.prefix)
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// A valid Parquet file with one INT64 column and `rows` rows.
+pub fn parquet_file(rows: usize) -> Vec<u8> {
+    use parquet::data_type::Int64Type;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    let schema = Arc::new(
+        parquet::schema::parser::parse_message_type("message m { REQUIRED INT64 id; }").unwrap(),
+    );
+    let mut buf = Vec::new();
+    let mut w = SerializedFileWriter::new(
+        &mut buf,
+        schema,
+        Arc::new(WriterProperties::builder().build()),
+    )
+    .unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let mut col = rg.next_column().unwrap().unwrap();
+    let ids: Vec<i64> = (0..rows as i64).collect();
+    col.typed::<Int64Type>()
+        .write_batch(&ids, None, None)
+        .unwrap();
+    col.close().unwrap();
+    rg.close().unwrap();
+    w.close().unwrap();
+    buf
+}
