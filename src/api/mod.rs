@@ -37,7 +37,8 @@ pub fn parse_documents(text: &str) -> Vec<Result<DataDump, FieldError>> {
                     problem: format!("is not valid YAML: {e}"),
                     fix: "fix the YAML syntax".into(),
                 }));
-                continue;
+                // the YAML stream cannot be resumed after a syntax error
+                break;
             }
         };
         out.push(serde_path_to_error::deserialize::<_, DataDump>(value).map_err(|e| {

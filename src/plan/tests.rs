@@ -77,8 +77,7 @@ fn failure(media: &str, attempt: u32, msg: &str) -> MediaObjects {
 
 /// Runs a one-media dump (image only) to Running on attempt `attempt`, returning the object.
 fn running(extra: &str) -> DataDump {
-    let d = dd(&format!("{extra}"));
-    let mut d = d;
+    let mut d = dd(extra);
     d.spec.media_types.truncate(1);
     let p = plan(&d, &Observed::default(), &ctx(), at(0));
     let d = persist(d, &p);
@@ -129,7 +128,9 @@ fn token_is_recorded_before_any_launch() {
 
 #[test]
 fn launch_carries_token_tags_and_safe_settings() {
-    let d = persist(dd("  instance: {iamInstanceProfile: worker, tags: {team: data}}\n"), &plan(&dd(""), &Observed::default(), &ctx(), t0()));
+    let mut d = dd("");
+    d.spec.instance.tags.insert("team".into(), "data".into());
+    let d = persist(d.clone(), &plan(&d, &Observed::default(), &ctx(), t0()));
     let p = plan(&d, &Observed::default(), &ctx(), at(1));
     let l = launches(&p);
     assert_eq!(l.len(), 2);

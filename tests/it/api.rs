@@ -95,7 +95,7 @@ fn committed_crd_passes_kubernetes_validate() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("CustomResourceDefinition"), "{text}");
+    assert!(text.to_lowercase().contains("passed for resource customresourcedefinition/datadumps.datadump.dev"), "{text}");
 }
 
 #[test]

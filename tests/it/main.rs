@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod chart;
 mod controller;
 mod standin;
 mod worker;

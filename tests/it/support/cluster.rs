@@ -319,41 +319,45 @@ impl World {
         assert!(live.iter().all(|i| i.state == "terminated"));
     }
 
-    /// Plays the worker: uploads `files` small Parquet files, the manifest, then `_success`.
+    /// Plays the worker: uploads small Parquet files (rows per file), the manifest, then
+    /// `_success`, all in the worker's contract format.
     pub async fn write_success(&self, dd: &DataDump, media: &str, rows_per_file: &[usize]) {
+        use datadump::worker::contract::{Manifest, ManifestFile, MANIFEST_VERSION, SuccessReport};
         let prefix = media_prefix(dd, media);
+        let (attempt, token) = attempt_of(dd, media);
         let mut files = Vec::new();
         for (n, rows) in rows_per_file.iter().enumerate() {
             let key = format!("{prefix}{media}_{:02}.parquet", n + 1);
             let body = parquet_file(*rows);
-            files.push(
-                json!({"key": key, "size": body.len(), "sha256": sha256_hex(&body), "rows": rows}),
-            );
+            files.push(ManifestFile { key: key.clone(), size: body.len() as u64, sha256: sha256_hex(&body), rows: Some(*rows as u64) });
             self.put(&key, body).await;
         }
-        let total: usize = rows_per_file.iter().sum();
-        self.put(
-            &format!("{prefix}_manifest.json"),
-            serde_json::to_vec(&json!({"files": files, "rows": total})).unwrap(),
-        )
-        .await;
-        self.put(&format!("{prefix}_success"), b"".to_vec()).await;
+        let now = jiff::Timestamp::now();
+        let total: u64 = rows_per_file.iter().map(|r| *r as u64).sum();
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            media_type: media.into(),
+            dump_date: dd.status.as_ref().and_then(|s| s.dump_date.clone()).unwrap(),
+            rows: Some(total),
+            started_at: now,
+            odbc2parquet_version: "11.0.1".into(),
+            attempt,
+            token: token.clone(),
+            time: now,
+            files,
+        };
+        let success = SuccessReport { files: manifest.files.len() as u64, bytes: manifest.bytes(), rows: Some(total), attempt, token, time: now };
+        self.put(&format!("{prefix}_manifest.json"), serde_json::to_vec(&manifest).unwrap()).await;
+        self.put(&format!("{prefix}_success"), serde_json::to_vec(&success).unwrap()).await;
     }
 
     /// Plays a failing worker for the current attempt.
     pub async fn write_failure(&self, dd: &DataDump, media: &str, message: &str) {
+        use datadump::worker::contract::{FailureReport, Stage};
         let prefix = media_prefix(dd, media);
-        let token = dd
-            .status
-            .as_ref()
-            .and_then(|s| s.media(media))
-            .and_then(|m| m.token.clone());
-        let body = json!({"exit_code": 1, "step": "dump", "log_tail": message, "token": token});
-        self.put(
-            &format!("{prefix}_failure"),
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
+        let (attempt, token) = attempt_of(dd, media);
+        let report = FailureReport { exit_code: 1, step: Stage::Dumping, log_tail: message.into(), attempt, token, time: jiff::Timestamp::now() };
+        self.put(&format!("{prefix}_failure"), serde_json::to_vec(&report).unwrap()).await;
     }
 
     /// Writes one object to the bucket.
@@ -413,6 +417,12 @@ impl Drop for World {
             let _ = c.wait();
         }
     }
+}
+
+/// The current attempt number and token of a media type.
+pub fn attempt_of(dd: &DataDump, media: &str) -> (u32, String) {
+    let m = dd.status.as_ref().and_then(|s| s.media(media)).expect("media type started");
+    (m.attempt, m.token.clone().expect("token recorded"))
 }
 
 /// `PREFIX/DATE/MEDIA/` of a dump that has started.
