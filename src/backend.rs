@@ -85,6 +85,8 @@ pub enum InstanceFilter<'a> {
     Owner(&'a str),
     /// Every live (not terminated) instance this installation manages.
     AllManaged,
+    /// Every instance this installation manages, terminated ones included.
+    Managed,
 }
 
 /// EC2, or anything that runs a worker and can be told to stop it.

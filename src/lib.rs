@@ -10,6 +10,7 @@ pub mod cli;
 pub mod controller;
 pub mod failpoint;
 pub mod http;
+pub mod instance_cache;
 pub mod metrics;
 pub mod observe;
 pub mod plan;

@@ -51,6 +51,7 @@ impl Compute for Ec2Compute {
     async fn instances(&self, filter: InstanceFilter<'_>) -> Result<Vec<Instance>, BackendError> {
         let filters = match filter {
             InstanceFilter::Owner(uid) => vec![Filter::builder().name(format!("tag:{}", tags::UID)).values(uid).build()],
+            InstanceFilter::Managed => vec![Filter::builder().name(format!("tag:{}", tags::MANAGED_BY)).values(&self.managed_by).build()],
             InstanceFilter::AllManaged => vec![
                 Filter::builder().name(format!("tag:{}", tags::MANAGED_BY)).values(&self.managed_by).build(),
                 Filter::builder()

@@ -23,6 +23,7 @@ use crate::api::DataDump;
 use crate::aws::{AwsArgs, Ec2Compute, S3Store, SsmStage};
 use crate::backend::{BackendError, Compute, ObjectStore, SecretStage};
 use crate::failpoint;
+use crate::instance_cache::InstanceCache;
 use crate::metrics::{METRICS, PhaseLabels, ResultLabels};
 use crate::plan::{self, NoteKind, PlanContext};
 
@@ -200,7 +201,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
 async fn run_controller(client: Client, args: &ControllerArgs, ready: crate::http::Readiness) -> anyhow::Result<()> {
     let sdk = args.aws.sdk_config().await;
     let backends = Backends {
-        compute: Ec2Compute::new(&sdk, &args.managed_by),
+        compute: InstanceCache::new(Ec2Compute::new(&sdk, &args.managed_by), args.poll_interval / 2),
         store: S3Store::new(&sdk, args.aws.endpoint_url.is_some()),
         stage: SsmStage::new(&sdk, &args.managed_by),
     };

@@ -73,7 +73,14 @@ struct Rendered {
 impl Rendered {
     fn of(values: Option<&Path>) -> Rendered {
         let chart = chart_dir();
-        let mut args = vec!["render".to_string(), chart.display().to_string(), "--name".into(), RELEASE.into(), "--namespace".into(), NAMESPACE.into()];
+        let mut args = vec![
+            "render".to_string(),
+            chart.display().to_string(),
+            "--name".into(),
+            RELEASE.into(),
+            "--namespace".into(),
+            NAMESPACE.into(),
+        ];
         if let Some(v) = values {
             args.extend(["--values".to_string(), v.display().to_string()]);
         }
@@ -88,7 +95,10 @@ impl Rendered {
     }
 
     fn kinds(&self) -> BTreeSet<String> {
-        self.objects.iter().map(|o| o["kind"].as_str().unwrap_or_default().to_string()).collect()
+        self.objects
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
     fn all(&self, kind: &str) -> Vec<&Value> {
@@ -117,7 +127,11 @@ impl Rendered {
             .iter()
             .map(|e| {
                 let name = e["name"].as_str().expect("env name").to_string();
-                let value = if e.get("valueFrom").is_some() { json!({"valueFrom": e["valueFrom"]}) } else { e["value"].clone() };
+                let value = if e.get("valueFrom").is_some() {
+                    json!({"valueFrom": e["valueFrom"]})
+                } else {
+                    e["value"].clone()
+                };
                 (name, value)
             })
             .collect()
@@ -153,22 +167,37 @@ fn key(o: &Value) -> String {
 }
 
 fn kubernetes_validate(objects: &[Value]) -> Vec<String> {
-    let answer = helper(&["validate", "--kube-version", "1.32"], Some(&Value::from(objects.to_vec()).to_string()));
+    let answer = helper(
+        &["validate", "--kube-version", "1.32"],
+        Some(&Value::from(objects.to_vec()).to_string()),
+    );
     let results = answer.as_array().expect("results");
     assert_eq!(results.len(), objects.len(), "one result per object");
-    results.iter().filter(|r| !r["error"].is_null()).map(|r| format!("{} ({}): {}", r["object"], r["validator"], r["error"])).collect()
+    results
+        .iter()
+        .filter(|r| !r["error"].is_null())
+        .map(|r| format!("{} ({}): {}", r["object"], r["validator"], r["error"]))
+        .collect()
 }
 
 #[test]
 fn chart_lints_clean_with_the_helm_sdk() {
     let chart = chart_dir().display().to_string();
     let values = full_values().display().to_string();
-    for args in [vec!["lint", chart.as_str()], vec!["lint", chart.as_str(), "--values", values.as_str()]] {
+    for args in [
+        vec!["lint", chart.as_str()],
+        vec!["lint", chart.as_str(), "--values", values.as_str()],
+    ] {
         let report = helper(&args, None);
         assert_eq!(report["total_charts_linted"], 1, "{report}");
         assert_eq!(report["errors"], json!([]), "helm lint --strict {args:?}: {report}");
         // Severity 1 is INFO (e.g. "icon is recommended"); warnings (2) and errors (3) fail.
-        let serious: Vec<&Value> = report["messages"].as_array().unwrap().iter().filter(|m| m["severity"].as_i64().unwrap_or(3) >= 2).collect();
+        let serious: Vec<&Value> = report["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["severity"].as_i64().unwrap_or(3) >= 2)
+            .collect();
         assert!(serious.is_empty(), "helm lint {args:?} found problems: {serious:?}");
     }
 }
@@ -178,13 +207,32 @@ fn every_rendered_object_passes_kubernetes_validate() {
     let default = default_render();
     assert_eq!(
         default.kinds(),
-        ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Service", "ServiceAccount"].map(String::from).into(),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Service",
+            "ServiceAccount"
+        ]
+        .map(String::from)
+        .into(),
         "objects of the default install"
     );
     let full = full_render();
     assert_eq!(
         full.kinds(),
-        ["CustomResourceDefinition", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"].map(String::from).into(),
+        [
+            "CustomResourceDefinition",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor"
+        ]
+        .map(String::from)
+        .into(),
         "objects with every option set (watchNamespace → Role, not ClusterRole)"
     );
     for (what, r) in [("default values", default), ("tests/data/values-full.yaml", full)] {
@@ -198,7 +246,11 @@ fn every_rendered_object_passes_kubernetes_validate() {
     bad_type["spec"]["ports"][0]["port"] = json!("http");
     let mut bad_monitor = full.one("ServiceMonitor").clone();
     bad_monitor["spec"]["endpoints"][0]["intervall"] = json!("15s");
-    assert_eq!(kubernetes_validate(&[bad, bad_type, bad_monitor]).len(), 3, "broken objects must fail validation");
+    assert_eq!(
+        kubernetes_validate(&[bad, bad_type, bad_monitor]).len(),
+        3,
+        "broken objects must fail validation"
+    );
 }
 
 #[test]
@@ -207,13 +259,20 @@ fn values_schema_rejects_wrong_types_and_unknown_keys() {
     let schema = |values: Value| helper(&["schema", &chart], Some(&values.to_string()));
     for ok in [json!({}), full_values_json()] {
         let answer = schema(ok.clone());
-        assert_eq!(answer, json!({"schema_error": null, "render_error": null}), "valid values refused: {ok}");
+        assert_eq!(
+            answer,
+            json!({"schema_error": null, "render_error": null}),
+            "valid values refused: {ok}"
+        );
     }
     let cases = [
         (json!({"replicaCount": "two"}), "/replicaCount"),
         (json!({"logJson": "yes"}), "/logJson"),
         (json!({"pollInterval": "soon"}), "/pollInterval"),
-        (json!({"siteDefaults": {"securityGroupIds": "sg-0123456789abcdef0"}}), "/siteDefaults/securityGroupIds"),
+        (
+            json!({"siteDefaults": {"securityGroupIds": "sg-0123456789abcdef0"}}),
+            "/siteDefaults/securityGroupIds",
+        ),
         (json!({"siteDefaults": {"ebsVolumeSizeGb": "100"}}), "/siteDefaults/ebsVolumeSizeGb"),
         (json!({"image": {"pullPolicy": "Sometimes"}}), "/image/pullPolicy"),
         (json!({"image": {"digest": "sha256:00"}}), "digest"),
@@ -221,10 +280,17 @@ fn values_schema_rejects_wrong_types_and_unknown_keys() {
     ];
     for (values, names) in cases {
         let answer = schema(values.clone());
-        let schema_error = answer["schema_error"].as_str().unwrap_or_else(|| panic!("schema accepted {values}"));
+        let schema_error = answer["schema_error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("schema accepted {values}"));
         assert!(schema_error.contains(names), "{values}: error should name {names}: {schema_error}");
-        let render_error = answer["render_error"].as_str().unwrap_or_else(|| panic!("render accepted {values}"));
-        assert!(render_error.contains(names), "{values}: render error should name {names}: {render_error}");
+        let render_error = answer["render_error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("render accepted {values}"));
+        assert!(
+            render_error.contains(names),
+            "{values}: render error should name {names}: {render_error}"
+        );
     }
 }
 
@@ -236,17 +302,31 @@ fn full_values_json() -> serde_json::Value {
 #[test]
 fn chart_and_manifests_ship_the_generated_crd_byte_for_byte() {
     let generated = std::fs::read(repo().join("crds/datadump.dev_datadumps.yaml")).expect("crds/datadump.dev_datadumps.yaml");
-    for copy in ["charts/datadump-operator/crds/datadump.dev_datadumps.yaml", "manifests/crd/datadump.dev_datadumps.yaml"] {
+    for copy in [
+        "charts/datadump-operator/crds/datadump.dev_datadumps.yaml",
+        "manifests/crd/datadump.dev_datadumps.yaml",
+    ] {
         let bytes = std::fs::read(repo().join(copy)).unwrap_or_else(|e| panic!("{copy}: {e}"));
-        assert!(bytes == generated, "{copy} differs from crds/datadump.dev_datadumps.yaml: cp crds/datadump.dev_datadumps.yaml {copy}");
+        assert!(
+            bytes == generated,
+            "{copy} differs from crds/datadump.dev_datadumps.yaml: cp crds/datadump.dev_datadumps.yaml {copy}"
+        );
     }
-    let crds: Vec<String> =
-        std::fs::read_dir(chart_dir().join("crds")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let crds: Vec<String> = std::fs::read_dir(chart_dir().join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert_eq!(crds, ["datadump.dev_datadumps.yaml"], "the chart's crds/ holds the one CRD");
     // The CRD is installed from crds/, never templated (Helm would otherwise delete it, and
     // every DataDump, on uninstall).
     let r = default_render();
-    let crd_sources: Vec<&String> = r.objects.iter().zip(&r.sources).filter(|(o, _)| o["kind"] == "CustomResourceDefinition").map(|(_, s)| s).collect();
+    let crd_sources: Vec<&String> = r
+        .objects
+        .iter()
+        .zip(&r.sources)
+        .filter(|(o, _)| o["kind"] == "CustomResourceDefinition")
+        .map(|(_, s)| s)
+        .collect();
     assert_eq!(crd_sources, ["crds/datadump.dev_datadumps.yaml"], "the CRD comes from crds/ only");
 }
 
@@ -286,7 +366,13 @@ fn differences(a: &Value, b: &Value, path: String, out: &mut Vec<String>, limit:
         (Value::Object(x), Value::Object(y)) => {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
-                differences(x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), format!("{path}/{k}"), out, limit);
+                differences(
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    format!("{path}/{k}"),
+                    out,
+                    limit,
+                );
             }
         }
         (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
@@ -305,19 +391,37 @@ fn manifests_equal_the_chart_with_default_values() {
         .current_dir(repo())
         .output()
         .unwrap_or_else(|e| panic!("kubectl is needed for `kubectl kustomize manifests/` ({e}); install kubectl 1.32"));
-    assert!(out.status.success(), "kubectl kustomize manifests/: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl kustomize manifests/: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let kustomized = helper(&["yaml"], Some(&String::from_utf8_lossy(&out.stdout)));
-    let (namespaces, plain): (Vec<Value>, Vec<Value>) =
-        kustomized.as_array().expect("documents").iter().cloned().partition(|o| o["kind"] == "Namespace");
+    let (namespaces, plain): (Vec<Value>, Vec<Value>) = kustomized
+        .as_array()
+        .expect("documents")
+        .iter()
+        .cloned()
+        .partition(|o| o["kind"] == "Namespace");
     assert_eq!(namespaces.len(), 1, "manifests/ creates its namespace");
     assert_eq!(namespaces[0]["metadata"]["name"], NAMESPACE);
+    let objects: Vec<Value> = kustomized.as_array().unwrap().clone();
+    let failures = kubernetes_validate(&objects);
+    assert!(
+        failures.is_empty(),
+        "manifests/: objects failing validation:\n{}",
+        failures.join("\n")
+    );
 
     let by_key = |objs: Vec<Value>| -> BTreeMap<String, Value> { objs.into_iter().map(|o| (key(&o), normalise(o))).collect() };
     let plain = by_key(plain);
     let chart = by_key(default_render().objects.clone());
     let only_chart: Vec<&String> = chart.keys().filter(|k| !plain.contains_key(*k)).collect();
     let only_plain: Vec<&String> = plain.keys().filter(|k| !chart.contains_key(*k)).collect();
-    assert!(only_chart.is_empty() && only_plain.is_empty(), "objects only in the chart: {only_chart:?}; only in manifests/: {only_plain:?}");
+    assert!(
+        only_chart.is_empty() && only_plain.is_empty(),
+        "objects only in the chart: {only_chart:?}; only in manifests/: {only_plain:?}"
+    );
     let differing: Vec<String> = chart
         .iter()
         .filter(|(k, o)| plain[*k] != **o)
@@ -327,7 +431,11 @@ fn manifests_equal_the_chart_with_default_values() {
             format!("  {k}:\n{}", diff.join("\n"))
         })
         .collect();
-    assert!(differing.is_empty(), "manifests/ drifted from the chart (default values):\n{}", differing.join("\n"));
+    assert!(
+        differing.is_empty(),
+        "manifests/ drifted from the chart (default values):\n{}",
+        differing.join("\n")
+    );
     // Both sides really are hardened and complete (not merely equal).
     assert!(plain.keys().any(|k| k.contains("/Deployment/")) && plain.keys().any(|k| k.contains("/CustomResourceDefinition/")));
 }
@@ -335,8 +443,14 @@ fn manifests_equal_the_chart_with_default_values() {
 fn assert_hardened(what: &str, deployment: &Value, port: i64) {
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}: pod runAsNonRoot");
-    assert!(pod["securityContext"]["runAsUser"].as_i64().is_some_and(|u| u > 0), "{what}: pod runs as a non-zero uid");
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault", "{what}: seccomp");
+    assert!(
+        pod["securityContext"]["runAsUser"].as_i64().is_some_and(|u| u > 0),
+        "{what}: pod runs as a non-zero uid"
+    );
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+        "{what}: seccomp"
+    );
     assert_eq!(pod["hostNetwork"], Value::Null, "{what}: no host network");
     let containers = pod["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 1, "{what}: one container");
@@ -348,11 +462,18 @@ fn assert_hardened(what: &str, deployment: &Value, port: i64) {
     assert_eq!(sc["capabilities"]["add"], Value::Null, "{what}: none added");
     assert_ne!(sc["privileged"], true, "{what}: not privileged");
     assert_eq!(c["args"], json!(["controller"]), "{what}: runs `datadump controller`");
-    assert_eq!(c["ports"], json!([{"name": "http", "containerPort": port, "protocol": "TCP"}]), "{what}: http port");
+    assert_eq!(
+        c["ports"],
+        json!([{"name": "http", "containerPort": port, "protocol": "TCP"}]),
+        "{what}: http port"
+    );
     for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
         assert_eq!(c[probe]["httpGet"], json!({"path": path, "port": "http"}), "{what}: {probe}");
     }
-    assert!(c["resources"]["requests"]["memory"].is_string() && c["resources"]["limits"]["memory"].is_string(), "{what}: memory request and limit");
+    assert!(
+        c["resources"]["requests"]["memory"].is_string() && c["resources"]["limits"]["memory"].is_string(),
+        "{what}: memory request and limit"
+    );
 }
 
 #[test]
@@ -360,7 +481,10 @@ fn deployment_is_hardened_and_probed() {
     assert_hardened("default values", default_render().one("Deployment"), 8080);
     assert_hardened("values-full.yaml", full_render().one("Deployment"), 9090);
     let svc = full_render().one("Service");
-    assert_eq!(svc["spec"]["ports"], json!([{"name": "http", "port": 9090, "targetPort": "http", "protocol": "TCP"}]));
+    assert_eq!(
+        svc["spec"]["ports"],
+        json!([{"name": "http", "port": 9090, "targetPort": "http", "protocol": "TCP"}])
+    );
 }
 
 #[test]
@@ -384,10 +508,20 @@ fn values_reach_the_controller_as_env() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    assert_eq!(env, expected, "default values: built-in defaults, nothing else (no namespace, no site defaults)");
+    assert_eq!(
+        env, expected,
+        "default values: built-in defaults, nothing else (no namespace, no site defaults)"
+    );
     let d = default_render().one("Deployment");
-    assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}), "one acting controller at a time without leader election");
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/datadump-dev/datadump-operator:0.1.0", "tag = appVersion");
+    assert_eq!(
+        d["spec"]["strategy"],
+        json!({"type": "Recreate"}),
+        "one acting controller at a time without leader election"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/datadump-dev/datadump-operator:0.1.0",
+        "tag = appVersion"
+    );
 
     let full = full_render();
     let env = full.env();
@@ -420,8 +554,14 @@ fn values_reach_the_controller_as_env() {
     let d = full.one("Deployment");
     let pod = &d["spec"]["template"];
     assert_eq!(d["spec"]["replicas"], 2);
-    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate", "leader election makes rolling updates safe");
-    assert_eq!(pod["spec"]["containers"][0]["image"], "registry.example.com/platform/datadump-operator:0.1.0-rc.1");
+    assert_eq!(
+        d["spec"]["strategy"]["type"], "RollingUpdate",
+        "leader election makes rolling updates safe"
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["image"],
+        "registry.example.com/platform/datadump-operator:0.1.0-rc.1"
+    );
     assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
     assert_eq!(pod["spec"]["imagePullSecrets"], json!([{"name": "regcred"}]));
     assert_eq!(pod["spec"]["serviceAccountName"], "datadump-controller");
@@ -433,21 +573,38 @@ fn values_reach_the_controller_as_env() {
     assert_eq!(pod["spec"]["containers"][0]["resources"]["limits"]["cpu"], "1");
     let sa = full.one("ServiceAccount");
     assert_eq!(sa["metadata"]["name"], "datadump-controller");
-    assert_eq!(sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], "arn:aws:iam::123456789012:role/datadump-controller");
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/datadump-controller"
+    );
     let sm = full.one("ServiceMonitor");
     assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
-    assert_eq!(sm["spec"]["endpoints"], json!([{"port": "http", "path": "/metrics", "interval": "15s"}]));
-    assert_eq!(sm["spec"]["selector"]["matchLabels"], full.one("Service")["spec"]["selector"], "the ServiceMonitor finds the Service");
+    assert_eq!(
+        sm["spec"]["endpoints"],
+        json!([{"port": "http", "path": "/metrics", "interval": "15s"}])
+    );
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"],
+        full.one("Service")["spec"]["selector"],
+        "the ServiceMonitor finds the Service"
+    );
 
     // More than one replica is enough for leader election; an empty siteDefaults volume is unset.
     let two = render_with("replicaCount: 3\n");
     assert_eq!(two.env()["DATADUMP_LEADER_ELECTION"], "true");
-    assert_eq!(two.env()["DATADUMP_LEASE_NAME"], "datadump-operator", "the Lease is named after the release");
+    assert_eq!(
+        two.env()["DATADUMP_LEASE_NAME"],
+        "datadump-operator",
+        "the Lease is named after the release"
+    );
     assert!(!two.env().contains_key("DATADUMP_DEFAULT_EBS_VOLUME_SIZE_GB"));
     // No IRSA annotation and create: false → the named, existing ServiceAccount.
     let existing = render_with("serviceAccount: {create: false, name: platform-sa}\n");
     assert!(existing.all("ServiceAccount").is_empty());
-    assert_eq!(existing.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"], "platform-sa");
+    assert_eq!(
+        existing.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
+        "platform-sa"
+    );
     assert_eq!(existing.one("ClusterRoleBinding")["subjects"][0]["name"], "platform-sa");
 }
 
@@ -467,8 +624,14 @@ fn rbac_is_exactly_the_least_privilege_the_controller_needs() {
     let role = default.one("ClusterRole");
     assert_eq!(role["rules"], controller_rules(), "ClusterRole rules");
     let binding = default.one("ClusterRoleBinding");
-    assert_eq!(binding["roleRef"], json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "datadump-operator"}));
-    assert_eq!(binding["subjects"], json!([{"kind": "ServiceAccount", "name": "datadump-operator", "namespace": NAMESPACE}]));
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "datadump-operator"})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "datadump-operator", "namespace": NAMESPACE}])
+    );
     assert!(default.all("Role").is_empty(), "no Lease Role without leader election");
 
     // watchNamespace: the same rules as a Role there; the Lease Role in the release namespace.
@@ -478,9 +641,15 @@ fn rbac_is_exactly_the_least_privilege_the_controller_needs() {
     assert_eq!(watch["rules"], controller_rules());
     let watch_binding = full.named("RoleBinding", "dd-controller");
     assert_eq!(watch_binding["metadata"]["namespace"], "data");
-    assert_eq!(watch_binding["subjects"], json!([{"kind": "ServiceAccount", "name": "datadump-controller", "namespace": NAMESPACE}]));
+    assert_eq!(
+        watch_binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "datadump-controller", "namespace": NAMESPACE}])
+    );
     let lease = full.named("Role", "dd-controller-leader-election");
-    assert_eq!(lease["metadata"]["namespace"], NAMESPACE, "Lease rights only in the controller's own namespace");
+    assert_eq!(
+        lease["metadata"]["namespace"], NAMESPACE,
+        "Lease rights only in the controller's own namespace"
+    );
     assert_eq!(
         lease["rules"],
         json!([
@@ -488,7 +657,10 @@ fn rbac_is_exactly_the_least_privilege_the_controller_needs() {
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["dd-controller-lease"], "verbs": ["get", "patch"]},
         ])
     );
-    assert_eq!(full.named("RoleBinding", "dd-controller-leader-election")["roleRef"]["name"], "dd-controller-leader-election");
+    assert_eq!(
+        full.named("RoleBinding", "dd-controller-leader-election")["roleRef"]["name"],
+        "dd-controller-leader-election"
+    );
     for r in [default, full] {
         for o in r.objects.iter().filter(|o| o["kind"] == "Role" || o["kind"] == "ClusterRole") {
             let text = o["rules"].to_string();
@@ -500,34 +672,60 @@ fn rbac_is_exactly_the_least_privilege_the_controller_needs() {
 #[test]
 fn controller_binary_accepts_the_env_the_chart_sets() {
     let bin = env!("CARGO_BIN_EXE_datadump");
-    let help = Command::new(bin).args(["controller", "--help"]).output().expect("datadump controller --help");
+    let help = Command::new(bin)
+        .args(["controller", "--help"])
+        .output()
+        .expect("datadump controller --help");
     let help = String::from_utf8_lossy(&help.stdout).to_string();
     let extra: BTreeSet<String> = ["HTTPS_PROXY".to_string()].into();
     for (what, r) in [("default values", default_render()), ("values-full.yaml", full_render())] {
         let env = r.env();
         for name in env.keys().filter(|n| !extra.contains(*n)) {
-            assert!(help.contains(&format!("[env: {name}")), "{what}: the chart sets {name}, which `datadump controller` does not read");
+            assert!(
+                help.contains(&format!("[env: {name}")),
+                "{what}: the chart sets {name}, which `datadump controller` does not read"
+            );
         }
         // The real parser: every value must be accepted. Parsing ends where the Kubernetes
         // client starts (no kubeconfig here), so nothing else runs.
         let home = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(bin);
-        cmd.arg("controller").env_clear().env("HOME", home.path()).env("KUBECONFIG", home.path().join("none"));
+        cmd.arg("controller")
+            .env_clear()
+            .env("HOME", home.path())
+            .env("KUBECONFIG", home.path().join("none"));
         for (name, value) in &env {
-            let value = value.as_str().map(str::to_string).unwrap_or_else(|| format!("test-{}", name.to_lowercase()));
+            let value = value
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("test-{}", name.to_lowercase()));
             cmd.env(name, value);
         }
         let out = cmd.output().expect("run datadump controller");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_ne!(out.status.code(), Some(2), "{what}: `datadump controller` refused the chart's env: {stderr}");
-        assert!(stderr.contains("kubeconfig"), "{what}: expected to get as far as the Kubernetes client: {stderr}");
+        assert_ne!(
+            out.status.code(),
+            Some(2),
+            "{what}: `datadump controller` refused the chart's env: {stderr}"
+        );
+        assert!(
+            stderr.contains("kubeconfig"),
+            "{what}: expected to get as far as the Kubernetes client: {stderr}"
+        );
     }
 }
 
 #[test]
 fn notes_tell_the_user_what_to_do_next() {
     for (what, notes) in [("default", &default_render().notes), ("full", &full_render().notes)] {
-        for needle in ["kubectl create secret generic", "kubectl apply -f", "kubectl get datadumps", "kubectl wait", "--for=condition=Complete", "/metrics"] {
+        for needle in [
+            "kubectl create secret generic",
+            "kubectl apply -f",
+            "kubectl get datadumps",
+            "kubectl wait",
+            "--for=condition=Complete",
+            "/metrics",
+        ] {
             assert!(notes.contains(needle), "{what} NOTES.txt lacks {needle:?}:\n{notes}");
         }
     }
@@ -597,7 +795,14 @@ fn iam_policies_are_valid_and_hold_exactly_the_documented_actions() {
         ),
         (
             "worker-policy.json",
-            set(&["s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:AbortMultipartUpload", "ssm:GetParameter", "kms:Decrypt"]),
+            set(&[
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:ListBucket",
+                "s3:AbortMultipartUpload",
+                "ssm:GetParameter",
+                "kms:Decrypt",
+            ]),
         ),
         ("worker-trust-policy.json", set(&["sts:AssumeRole"])),
     ];
@@ -610,8 +815,16 @@ fn iam_policies_are_valid_and_hold_exactly_the_documented_actions() {
     // is refused, so the check is not vacuous.
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken-policy.json");
-    std::fs::write(&broken, r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:RunInstances", "Resource": "not-an-arn"}]}"#).unwrap();
-    let files: Vec<String> = expected.iter().map(|(f, _)| format!("docs/iam/{f}")).chain([broken.display().to_string()]).collect();
+    std::fs::write(
+        &broken,
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:RunInstances", "Resource": "not-an-arn"}]}"#,
+    )
+    .unwrap();
+    let files: Vec<String> = expected
+        .iter()
+        .map(|(f, _)| format!("docs/iam/{f}"))
+        .chain([broken.display().to_string()])
+        .collect();
     let mut args = vec!["iam"];
     args.extend(files.iter().map(String::as_str));
     let results = helper(&args, None);
@@ -623,27 +836,45 @@ fn iam_policies_are_valid_and_hold_exactly_the_documented_actions() {
     assert!(results[3]["error"].is_string(), "a malformed policy must fail validation");
 
     // Tag conditions where AWS supports them.
-    let controller: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("docs/iam/controller-policy.json")).unwrap()).unwrap();
+    let controller: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("docs/iam/controller-policy.json")).unwrap()).unwrap();
     let statements = controller["Statement"].as_array().unwrap();
     let with = |action: &'static str| -> Vec<&Value> {
-        statements.iter().filter(|s| s["Action"] == action || s["Action"].as_array().is_some_and(|a| a.contains(&json!(action)))).collect()
+        statements
+            .iter()
+            .filter(|s| s["Action"] == action || s["Action"].as_array().is_some_and(|a| a.contains(&json!(action))))
+            .collect()
     };
     let launch_tagged = *with("ec2:RunInstances")
         .iter()
         .find(|s| s["Resource"].to_string().contains(":instance/"))
         .expect("RunInstances on instances");
-    assert_eq!(launch_tagged["Condition"]["StringEquals"]["aws:RequestTag/datadump.dev/managed-by"], "datadump-operator");
+    assert_eq!(
+        launch_tagged["Condition"]["StringEquals"]["aws:RequestTag/datadump.dev/managed-by"],
+        "datadump-operator"
+    );
     assert!(launch_tagged["Resource"].to_string().contains(":volume/"));
     for s in with("ec2:RunInstances").into_iter().filter(|s| *s != launch_tagged) {
-        assert!(!s["Resource"].to_string().contains(":instance/") && !s["Resource"].to_string().contains(":volume/"), "untagged RunInstances on instances/volumes: {s}");
+        assert!(
+            !s["Resource"].to_string().contains(":instance/") && !s["Resource"].to_string().contains(":volume/"),
+            "untagged RunInstances on instances/volumes: {s}"
+        );
     }
     let terminate = with("ec2:TerminateInstances")[0];
-    assert_eq!(terminate["Condition"]["StringEquals"]["ec2:ResourceTag/datadump.dev/managed-by"], "datadump-operator");
+    assert_eq!(
+        terminate["Condition"]["StringEquals"]["ec2:ResourceTag/datadump.dev/managed-by"],
+        "datadump-operator"
+    );
     let tag = with("ec2:CreateTags")[0];
     assert_eq!(tag["Condition"]["StringEquals"]["ec2:CreateAction"], "RunInstances");
     let pass = with("iam:PassRole")[0];
     assert_eq!(pass["Condition"]["StringEquals"]["iam:PassedToService"], "ec2.amazonaws.com");
-    assert!(with("ssm:PutParameter")[0]["Resource"].as_str().unwrap().ends_with(":parameter/datadump/*"));
+    assert!(
+        with("ssm:PutParameter")[0]["Resource"]
+            .as_str()
+            .unwrap()
+            .ends_with(":parameter/datadump/*")
+    );
 }
 
 #[test]
@@ -660,9 +891,15 @@ fn dockerfile_builds_the_binary_from_what_it_copies() {
     assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/datadump"]"#) && dockerfile.contains(r#"CMD ["controller"]"#));
     // The build copies Cargo.toml, Cargo.lock and src/ only: nothing under src/ may include a
     // file from elsewhere.
-    let copies: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")).collect();
+    let copies: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+        .collect();
     for copied in ["Cargo.toml", "Cargo.lock", "src"] {
-        assert!(copies.iter().any(|l| l.split_whitespace().any(|w| w == copied)), "Dockerfile copies {copied}: {copies:?}");
+        assert!(
+            copies.iter().any(|l| l.split_whitespace().any(|w| w == copied)),
+            "Dockerfile copies {copied}: {copies:?}"
+        );
         assert!(repo().join(copied).exists());
     }
     let src = repo().join("src").canonicalize().unwrap();
@@ -674,11 +911,22 @@ fn dockerfile_builds_the_binary_from_what_it_copies() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                for m in text.split("include_").skip(1).filter(|m| m.starts_with("str!(\"") || m.starts_with("bytes!(\"")) {
+                for m in text
+                    .split("include_")
+                    .skip(1)
+                    .filter(|m| m.starts_with("str!(\"") || m.starts_with("bytes!(\""))
+                {
                     let rel = m.split('"').nth(1).unwrap();
                     let target = path.parent().unwrap().join(rel);
-                    let target = target.canonicalize().unwrap_or_else(|e| panic!("{}: include of {rel}: {e}", path.display()));
-                    assert!(target.starts_with(&src), "{} includes {}, outside src/: the Docker build would not see it", path.display(), target.display());
+                    let target = target
+                        .canonicalize()
+                        .unwrap_or_else(|e| panic!("{}: include of {rel}: {e}", path.display()));
+                    assert!(
+                        target.starts_with(&src),
+                        "{} includes {}, outside src/: the Docker build would not see it",
+                        path.display(),
+                        target.display()
+                    );
                 }
             }
         }

@@ -361,11 +361,19 @@ async fn dumps_a_table_to_parquet_on_s3_and_writes_success_last() {
     assert_eq!(manifest.files[0].key, format!("{prefix}image_01.parquet"));
     assert_eq!((manifest.rows, manifest.attempt, manifest.token.as_str()), (Some(100_002), 3, TOKEN));
     assert_eq!((manifest.media_type.as_str(), manifest.dump_date.as_str(), manifest.odbc2parquet_version.as_str()), ("image", DATE, "11.0.1"));
+    // uuid arrives as the driver's upper-case GUID text. KNOWN LIMITATION (odbc2parquet 11 with
+    // psqlODBC): `double precision` arrives as a 32-bit FLOAT, because the driver reports
+    // SQL_DESC_PRECISION 0 for float8 and odbc2parquet maps precision <= 24 to FLOAT. Pinned
+    // here so that a fix upstream shows up as a failing test.
     let expected = table_rows(
         &w.pg,
-        "SELECT id, identifier::text AS identifier, (extract(epoch FROM created_on) * 1000000)::bigint AS created_on, provider, url, width, \
-         license, creator, title, meta_data::text AS meta_data, tags::text AS tags, keywords::text AS keywords, watermarked, standardized_popularity FROM image",
+        "SELECT id, upper(identifier::text) AS identifier, (extract(epoch FROM created_on) * 1000000)::bigint AS created_on, provider, url, \
+         width, license, creator, title, meta_data::text AS meta_data, tags::text AS tags, keywords::text AS keywords, watermarked, \
+         standardized_popularity::float4::float8 AS standardized_popularity FROM image",
     );
+    let schema = parquet(&parts[0]).metadata().file_metadata().schema_descr_ptr();
+    let popularity = schema.columns().iter().find(|c| c.name() == "standardized_popularity").unwrap();
+    assert_eq!(popularity.physical_type(), parquet::basic::Type::FLOAT, "float8 is still narrowed to FLOAT: update the note above");
     let got = parquet_rows(&parts);
     assert_eq!(got.len(), expected.len());
     for (id, row) in &expected {
