@@ -45,6 +45,8 @@ pub struct Metrics {
     registry: Registry,
     /// Reconciles by result.
     pub reconciles: Family<ResultLabels, Counter>,
+    /// Reconcile durations.
+    pub reconcile_duration: Histogram,
     /// AWS calls by API and outcome.
     pub aws_calls: Family<CallLabels, Counter>,
     /// Live managed instances by state, as the sweeper last saw them.
@@ -64,19 +66,21 @@ impl Metrics {
         let mut registry = Registry::with_prefix("datadump");
         let reconciles = Family::<ResultLabels, Counter>::default();
         let aws_calls = Family::<CallLabels, Counter>::default();
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let instances = Family::<StateLabels, Gauge>::default();
         let launches = Counter::default();
         let dump_duration = Family::<PhaseLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(60.0, 2.0, 16)));
         let success_to_terminate = Histogram::new(exponential_buckets(0.5, 2.0, 14));
         let orphans_terminated = Counter::default();
         registry.register("reconciles", "Reconciles by result", reconciles.clone());
+        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
         registry.register("aws_calls", "AWS API calls by API and outcome", aws_calls.clone());
         registry.register("instances", "Live managed EC2 instances by state", instances.clone());
         registry.register("instances_launched", "EC2 instances launched", launches.clone());
         registry.register("dump_duration_seconds", "Dump duration from first launch to the end", dump_duration.clone());
         registry.register("success_to_terminate_seconds", "Seconds from the _success semaphore to the terminate request", success_to_terminate.clone());
         registry.register("orphans_terminated", "Orphaned instances terminated by the sweeper", orphans_terminated.clone());
-        Metrics { registry, reconciles, aws_calls, instances, launches, dump_duration, success_to_terminate, orphans_terminated }
+        Metrics { registry, reconciles, reconcile_duration, aws_calls, instances, launches, dump_duration, success_to_terminate, orphans_terminated }
     }
 
     /// The OpenMetrics text.

@@ -240,7 +240,9 @@ where
     S: ObjectStore + 'static,
     K: SecretStage + 'static,
 {
+    let started = std::time::Instant::now();
     let result = reconcile_inner(&dd, &ctx).await;
+    METRICS.reconcile_duration.observe(started.elapsed().as_secs_f64());
     let label = result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.metric_label());
     METRICS.reconciles.get_or_create(&ResultLabels { result: label.into() }).inc();
     result

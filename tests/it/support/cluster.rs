@@ -56,6 +56,8 @@ pub struct World {
     pub ssm: aws_sdk_ssm::Client,
     controllers: Vec<Child>,
     log_count: usize,
+    /// The HTTP port (metrics, health) of the most recently started controller.
+    pub http_port: u16,
 }
 
 impl World {
@@ -97,6 +99,7 @@ impl World {
             client,
             controllers: Vec::new(),
             log_count: 0,
+            http_port: 0,
         }
     }
 
@@ -108,8 +111,10 @@ impl World {
             .dir
             .path()
             .join(format!("controller-{}.log", self.log_count));
+        self.http_port = super::net::free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_datadump"));
         cmd.arg("controller")
+            .env("DATADUMP_HTTP_ADDR", format!("127.0.0.1:{}", self.http_port))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", &self.kubeconfig)
@@ -128,6 +133,11 @@ impl World {
         self.controllers
             .push(cmd.spawn().expect("start datadump controller"));
         self.controllers.len() - 1
+    }
+
+    /// The controller's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        http_get(self.http_port, "/metrics").await
     }
 
     /// Kills a controller (SIGKILL) and reaps it.
@@ -433,6 +443,16 @@ pub fn media_prefix(dd: &DataDump, media: &str) -> String {
         .and_then(|s| s.dump_date.clone())
         .expect("dump started");
     format!("{}/{date}/{media}/", dd.spec.destination.prefix)
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1 (the controller's own endpoints).
+pub async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
 }
 
 fn base64_encode(s: &str) -> String {
