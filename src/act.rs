@@ -6,6 +6,7 @@ use std::future::Future;
 
 use crate::api::{Credentials, DataDump, SecretKeyRef};
 use crate::backend::{BackendError, Compute, InstanceFilter, ObjectStore, SecretStage, SecretValue};
+use crate::notify::{Notifier, SlackNotifier};
 use crate::plan::Action;
 
 /// Errors while acting.
@@ -51,7 +52,7 @@ pub trait Home: Send + Sync {
 }
 
 /// The backends one driver works with.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Backends<C, S, K> {
     /// Runs workers.
     pub compute: C,
@@ -59,6 +60,8 @@ pub struct Backends<C, S, K> {
     pub store: S,
     /// Stages credentials.
     pub stage: K,
+    /// Sends the end-of-dump message.
+    pub notifier: SlackNotifier,
 }
 
 /// What acting did, for logs and metrics.
@@ -70,6 +73,11 @@ pub struct Done {
     pub adopted: Vec<String>,
     /// Instances asked to terminate.
     pub terminated: Vec<String>,
+    /// The dataset card written, if any.
+    pub card: Option<String>,
+    /// Whether a notification was attempted, and its error when it failed (a failed send does
+    /// not stop the other actions or the status write).
+    pub notify: Option<Result<(), String>>,
 }
 
 /// Performs the actions in order.
@@ -107,6 +115,25 @@ pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
                 done.terminated.extend(instance_ids.iter().cloned());
             }
             Action::DeleteCredentials { parameters } => backends.stage.delete(parameters).await?,
+            Action::WriteDatasetCard => {
+                let status = dd.status.clone().unwrap_or_default();
+                done.card = Some(crate::card::write(&backends.store, dd, &status).await?);
+            }
+            Action::Notify => {
+                let Some(slack) = dd.spec.notification.as_ref().and_then(|n| n.slack.as_ref()) else {
+                    continue;
+                };
+                let status = dd.status.clone().unwrap_or_default();
+                let sent = match home.read_secret(dd, &slack.webhook_secret_ref).await {
+                    Ok(url) => backends
+                        .notifier
+                        .send(&url, &crate::notify::slack_message(dd, &status))
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                done.notify = Some(sent);
+            }
         }
     }
     Ok(done)

@@ -104,7 +104,11 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Validate(args) => {
             let ok = validate(&args, &mut std::io::stdout())?;
-            Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
+            Ok(if ok {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            })
         }
     }
 }

@@ -32,7 +32,12 @@ pub fn router(ready: Readiness) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(|| async { ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], METRICS.encode()) }),
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    METRICS.encode(),
+                )
+            }),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -40,7 +45,11 @@ pub fn router(ready: Readiness) -> Router {
             get(move || {
                 let ready = ready.clone();
                 async move {
-                    if ready.is_ready() { (StatusCode::OK, "ready").into_response() } else { (StatusCode::SERVICE_UNAVAILABLE, "watch cache not synced").into_response() }
+                    if ready.is_ready() {
+                        (StatusCode::OK, "ready").into_response()
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "watch cache not synced").into_response()
+                    }
                 }
             }),
         )

@@ -31,7 +31,12 @@ pub struct InstanceCache<C> {
 impl<C: Compute> InstanceCache<C> {
     /// Wraps `inner`; snapshots older than `max_age` are refreshed.
     pub fn new(inner: C, max_age: Duration) -> Self {
-        InstanceCache { inner, max_age, snapshot: Arc::default(), mutations: Arc::default() }
+        InstanceCache {
+            inner,
+            max_age,
+            snapshot: Arc::default(),
+            mutations: Arc::default(),
+        }
     }
 
     /// The wrapped backend.
@@ -52,7 +57,11 @@ impl<C: Compute> InstanceCache<C> {
             for i in all {
                 by_owner.entry(i.owner_uid.clone()).or_default().push(i);
             }
-            *guard = Some(Snapshot { taken_at, generation, by_owner });
+            *guard = Some(Snapshot {
+                taken_at,
+                generation,
+                by_owner,
+            });
         }
         Ok(guard.as_ref().and_then(|s| s.by_owner.get(uid).cloned()).unwrap_or_default())
     }

@@ -73,14 +73,40 @@ impl Metrics {
         let success_to_terminate = Histogram::new(exponential_buckets(0.5, 2.0, 14));
         let orphans_terminated = Counter::default();
         registry.register("reconciles", "Reconciles by result", reconciles.clone());
-        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            reconcile_duration.clone(),
+        );
         registry.register("aws_calls", "AWS API calls by API and outcome", aws_calls.clone());
         registry.register("instances", "Live managed EC2 instances by state", instances.clone());
         registry.register("instances_launched", "EC2 instances launched", launches.clone());
-        registry.register("dump_duration_seconds", "Dump duration from first launch to the end", dump_duration.clone());
-        registry.register("success_to_terminate_seconds", "Seconds from the _success semaphore to the terminate request", success_to_terminate.clone());
-        registry.register("orphans_terminated", "Orphaned instances terminated by the sweeper", orphans_terminated.clone());
-        Metrics { registry, reconciles, reconcile_duration, aws_calls, instances, launches, dump_duration, success_to_terminate, orphans_terminated }
+        registry.register(
+            "dump_duration_seconds",
+            "Dump duration from first launch to the end",
+            dump_duration.clone(),
+        );
+        registry.register(
+            "success_to_terminate_seconds",
+            "Seconds from the _success semaphore to the terminate request",
+            success_to_terminate.clone(),
+        );
+        registry.register(
+            "orphans_terminated",
+            "Orphaned instances terminated by the sweeper",
+            orphans_terminated.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_duration,
+            aws_calls,
+            instances,
+            launches,
+            dump_duration,
+            success_to_terminate,
+            orphans_terminated,
+        }
     }
 
     /// The OpenMetrics text.
@@ -92,7 +118,12 @@ impl Metrics {
 
     /// Counts one AWS call.
     pub fn aws_call(&self, api: &str, outcome: &str) {
-        self.aws_calls.get_or_create(&CallLabels { api: api.into(), outcome: outcome.into() }).inc();
+        self.aws_calls
+            .get_or_create(&CallLabels {
+                api: api.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 }
 

@@ -21,13 +21,19 @@ pub fn bucket_ref(dd: &DataDump) -> String {
 
 /// The DATE folder the planner will use at `now`.
 pub fn date_of(dd: &DataDump, now: Timestamp) -> String {
-    dd.status.as_ref().and_then(|s| s.dump_date.clone()).unwrap_or_else(|| plan::dump_date(now))
+    dd.status
+        .as_ref()
+        .and_then(|s| s.dump_date.clone())
+        .unwrap_or_else(|| plan::dump_date(now))
 }
 
 /// Observes one DataDump.
 pub async fn observe<C: Compute, S: ObjectStore>(dd: &DataDump, compute: &C, store: &S, now: Timestamp) -> Result<Observed, BackendError> {
     let uid = dd.metadata.uid.clone().unwrap_or_default();
-    let mut observed = Observed { instances: compute.instances(InstanceFilter::Owner(&uid)).await?, ..Default::default() };
+    let mut observed = Observed {
+        instances: compute.instances(InstanceFilter::Owner(&uid)).await?,
+        ..Default::default()
+    };
     if dd.metadata.deletion_timestamp.is_some() {
         return Ok(observed);
     }
@@ -51,13 +57,23 @@ async fn media_objects<S: ObjectStore>(store: &S, bucket: &str, prefix: &str) ->
             Ok(r) => (Some(r.token.clone()), failure_summary(&r)),
             Err(_) => (None, String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string()),
         };
-        out.failure = Some(FailureSeen { time: meta.last_modified, token, message });
+        out.failure = Some(FailureSeen {
+            time: meta.last_modified,
+            token,
+            message,
+        });
     }
     if find(contract::PROGRESS).is_some()
         && let Some(body) = store.get(bucket, &format!("{prefix}{}", contract::PROGRESS)).await?
         && let Ok(p) = serde_json::from_slice::<ProgressReport>(&body)
     {
-        out.progress = Some(ProgressSeen { stage: Some(stage_name(p.stage)), time: Some(p.time), files: Some(p.files), bytes: Some(p.bytes), rows: p.rows });
+        out.progress = Some(ProgressSeen {
+            stage: Some(stage_name(p.stage)),
+            time: Some(p.time),
+            files: Some(p.files),
+            bytes: Some(p.bytes),
+            rows: p.rows,
+        });
     }
     if let Some(meta) = find(contract::SUCCESS) {
         out.success_at = Some(meta.last_modified);
@@ -68,15 +84,28 @@ async fn media_objects<S: ObjectStore>(store: &S, bucket: &str, prefix: &str) ->
 
 /// The JSON name of a stage (`dumping`, `reading_credentials`, …).
 fn stage_name(stage: contract::Stage) -> String {
-    serde_json::to_value(stage).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "unknown".into())
+    serde_json::to_value(stage)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// One line for status and Events: the step, the exit code and the log's last error line.
 pub fn failure_summary(r: &FailureReport) -> String {
     let lines: Vec<&str> = r.log_tail.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let last = lines.iter().rev().find(|l| l.contains("ERROR") || l.contains("error") || l.contains("FATAL")).or(lines.last()).copied().unwrap_or("no log");
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("ERROR") || l.contains("error") || l.contains("FATAL"))
+        .or(lines.last())
+        .copied()
+        .unwrap_or("no log");
     let last: String = last.chars().take(400).collect();
-    format!("worker failed in step {} with exit code {}: {last}", stage_name(r.step), r.exit_code)
+    format!(
+        "worker failed in step {} with exit code {}: {last}",
+        stage_name(r.step),
+        r.exit_code
+    )
 }
 
 /// Checks a finished media type: the manifest exists, every file in it exists in S3 with the
@@ -90,17 +119,28 @@ pub async fn verify<S: ObjectStore>(store: &S, bucket: &str, prefix: &str) -> Re
         Err(e) => return Ok(Err(format!("{} is not readable: {e}", contract::MANIFEST))),
     };
     let listed = store.list(bucket, prefix).await?;
-    let mut output = Output { files: 0, bytes: 0, rows: Some(0) };
+    let mut output = Output {
+        files: 0,
+        bytes: 0,
+        rows: Some(0),
+    };
     for file in &manifest.files {
-        let key = if file.key.starts_with(prefix) { file.key.clone() } else { format!("{prefix}{}", file.key) };
+        let key = if file.key.starts_with(prefix) {
+            file.key.clone()
+        } else {
+            format!("{prefix}{}", file.key)
+        };
         let Some(meta) = listed.iter().find(|o| o.key == key) else {
             return Ok(Err(format!("{key} is in the manifest but missing from S3")));
         };
         if meta.size != file.size {
-            return Ok(Err(format!("{key} has {} bytes in S3 but {} in the manifest (truncated upload?)", meta.size, file.size)));
+            return Ok(Err(format!(
+                "{key} has {} bytes in S3 but {} in the manifest (truncated upload?)",
+                meta.size, file.size
+            )));
         }
-        match parquet_rows(store, bucket, &key, meta.size).await? {
-            Ok(rows) => output.rows = output.rows.map(|r| r + rows),
+        match parquet_footer(store, bucket, &key, meta.size).await? {
+            Ok(m) => output.rows = output.rows.map(|r| r + m.file_metadata().num_rows().max(0) as u64),
             Err(why) => return Ok(Err(format!("{key}: {why}"))),
         }
         output.files += 1;
@@ -109,8 +149,13 @@ pub async fn verify<S: ObjectStore>(store: &S, bucket: &str, prefix: &str) -> Re
     Ok(Ok(output))
 }
 
-/// Reads a Parquet file's footer with two ranged GETs and returns its row count.
-pub async fn parquet_rows<S: ObjectStore>(store: &S, bucket: &str, key: &str, size: u64) -> Result<Result<u64, String>, BackendError> {
+/// Reads a Parquet file's footer with two ranged GETs: its metadata, or why it is unreadable.
+pub async fn parquet_footer<S: ObjectStore>(
+    store: &S,
+    bucket: &str,
+    key: &str,
+    size: u64,
+) -> Result<Result<parquet::file::metadata::ParquetMetaData, String>, BackendError> {
     if size < 12 {
         return Ok(Err(format!("{size} bytes is too small for a Parquet file")));
     }
@@ -124,8 +169,8 @@ pub async fn parquet_rows<S: ObjectStore>(store: &S, bucket: &str, key: &str, si
         return Ok(Err("Parquet footer length exceeds the file".into()));
     }
     let meta = store.get_tail(bucket, key, len + 8).await?;
-    match parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&meta[..len as usize]) {
-        Ok(m) => Ok(Ok(m.file_metadata().num_rows().max(0) as u64)),
-        Err(e) => Ok(Err(format!("unreadable Parquet footer ({e})"))),
-    }
+    Ok(
+        parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&meta[..len as usize])
+            .map_err(|e| format!("unreadable Parquet footer ({e})")),
+    )
 }

@@ -16,6 +16,10 @@ pub struct LogArgs {
 /// Installs the global subscriber (once; later calls are ignored).
 pub fn init(args: &LogArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = if args.json { builder.json().try_init() } else { builder.try_init() };
 }

@@ -6,6 +6,9 @@ pub mod spec;
 pub mod status;
 pub mod validate;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use resolve::{SiteDefaults, resolve_instance};
 pub use spec::*;
 pub use status::*;
@@ -34,7 +37,7 @@ pub fn parse_documents(text: &str) -> Vec<Result<DataDump, FieldError>> {
             Err(e) => {
                 out.push(Err(FieldError {
                     field: format!("document {}", n + 1),
-                    problem: format!("is not valid YAML: {e}"),
+                    problem: shorten(&format!("is not valid YAML: {e}"), 400),
                     fix: "fix the YAML syntax".into(),
                 }));
                 // the YAML stream cannot be resumed after a syntax error
@@ -44,11 +47,25 @@ pub fn parse_documents(text: &str) -> Vec<Result<DataDump, FieldError>> {
         out.push(serde_path_to_error::deserialize::<_, DataDump>(value).map_err(|e| {
             let path = e.path().to_string();
             FieldError {
-                field: if path == "." { format!("document {}", n + 1) } else { path },
-                problem: e.inner().to_string(),
+                // serde echoes keys and values: bound both so a huge value cannot flood a message
+                // (`?` is serde_path_to_error's segment for a key that is not a string)
+                field: if path == "." || path.starts_with('?') {
+                    format!("document {}", n + 1)
+                } else {
+                    shorten(&path, 200)
+                },
+                problem: shorten(&e.inner().to_string(), 400),
                 fix: "see `kubectl explain datadump.spec` or the CRD reference in the README".into(),
             }
         }));
     }
     out
+}
+
+/// `text` cut to at most `max` characters, with `…` when cut.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
 }

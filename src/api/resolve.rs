@@ -9,11 +9,9 @@ pub const DEFAULT_INSTANCE_TYPE: &str = "m7g.xlarge";
 /// Built-in extra volume size in GiB.
 pub const DEFAULT_EBS_VOLUME_SIZE_GB: i32 = 100;
 /// Amazon Linux 2023 for arm64, resolved by EC2 at launch.
-pub const AL2023_ARM64: &str =
-    "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64";
+pub const AL2023_ARM64: &str = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64";
 /// Amazon Linux 2023 for x86_64, resolved by EC2 at launch.
-pub const AL2023_X86_64: &str =
-    "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+pub const AL2023_X86_64: &str = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
 
 /// Site-wide defaults a platform team sets once (Helm values → controller flags). Each field
 /// fills in what a DataDump leaves unset.
@@ -32,7 +30,11 @@ pub struct SiteDefaults {
     #[arg(long = "default-subnet-id", env = "DATADUMP_DEFAULT_SUBNET_ID")]
     pub subnet_id: Option<String>,
     /// Security groups (comma-separated) for DataDumps that set none.
-    #[arg(long = "default-security-group-ids", env = "DATADUMP_DEFAULT_SECURITY_GROUP_IDS", value_delimiter = ',')]
+    #[arg(
+        long = "default-security-group-ids",
+        env = "DATADUMP_DEFAULT_SECURITY_GROUP_IDS",
+        value_delimiter = ','
+    )]
     pub security_group_ids: Vec<String>,
     /// Instance profile for DataDumps that set none.
     #[arg(long = "default-iam-instance-profile", env = "DATADUMP_DEFAULT_IAM_INSTANCE_PROFILE")]
@@ -43,9 +45,9 @@ pub struct SiteDefaults {
 pub fn is_arm64(instance_type: &str) -> bool {
     let family = instance_type.split('.').next().unwrap_or_default();
     // the generation digit followed by `g` marks Graviton (e.g. m7g, im4gn, is4gen)
-    family.char_indices().any(|(i, c)| {
-        c.is_ascii_digit() && family[i + 1..].starts_with('g')
-    })
+    family
+        .char_indices()
+        .any(|(i, c)| c.is_ascii_digit() && family[i + 1..].starts_with('g'))
 }
 
 /// Resolves the instance settings. `None` when no instance profile is known, since the worker
@@ -56,9 +58,11 @@ pub fn resolve_instance(spec: &InstanceSpec, site: &SiteDefaults) -> Option<Reso
         .clone()
         .or_else(|| site.instance_type.clone())
         .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.to_string());
-    let image_id = spec.image_id.clone().or_else(|| site.image_id.clone()).unwrap_or_else(|| {
-        if is_arm64(&instance_type) { AL2023_ARM64 } else { AL2023_X86_64 }.to_string()
-    });
+    let image_id = spec
+        .image_id
+        .clone()
+        .or_else(|| site.image_id.clone())
+        .unwrap_or_else(|| if is_arm64(&instance_type) { AL2023_ARM64 } else { AL2023_X86_64 }.to_string());
     let security_group_ids = match &spec.security_group_ids {
         Some(ids) => ids.iter().map(|s| s.0.clone()).collect(),
         None => site.security_group_ids.clone(),
@@ -72,10 +76,7 @@ pub fn resolve_instance(spec: &InstanceSpec, site: &SiteDefaults) -> Option<Reso
         ebs_volume_type: spec.ebs_volume_type.unwrap_or(VolumeType::Gp3).as_str().to_string(),
         subnet_id: spec.subnet_id.clone().or_else(|| site.subnet_id.clone()),
         security_group_ids,
-        iam_instance_profile: spec
-            .iam_instance_profile
-            .clone()
-            .or_else(|| site.iam_instance_profile.clone())?,
+        iam_instance_profile: spec.iam_instance_profile.clone().or_else(|| site.iam_instance_profile.clone())?,
         key_name: spec.key_name.clone(),
         spot: spec.spot.unwrap_or(false),
         instance_type,
@@ -88,7 +89,14 @@ mod tests {
 
     #[test]
     fn graviton_families_are_arm64() {
-        for t in ["m7g.xlarge", "c7gn.large", "r8gd.2xlarge", "im4gn.large", "t4g.micro", "is4gen.xlarge"] {
+        for t in [
+            "m7g.xlarge",
+            "c7gn.large",
+            "r8gd.2xlarge",
+            "im4gn.large",
+            "t4g.micro",
+            "is4gen.xlarge",
+        ] {
             assert!(is_arm64(t), "{t}");
         }
         for t in ["m7i.xlarge", "c6a.large", "i4i.4xlarge", "t3.micro", "g5.xlarge"] {
@@ -125,7 +133,15 @@ mod tests {
         assert_eq!(r.ebs_volume_type, "gp3");
         assert!(resolve_instance(&InstanceSpec::default(), &SiteDefaults::default()).is_none());
         assert_eq!(
-            resolve_instance(&InstanceSpec { iam_instance_profile: Some("p".into()), ..Default::default() }, &SiteDefaults::default()).unwrap().instance_type,
+            resolve_instance(
+                &InstanceSpec {
+                    iam_instance_profile: Some("p".into()),
+                    ..Default::default()
+                },
+                &SiteDefaults::default()
+            )
+            .unwrap()
+            .instance_type,
             DEFAULT_INSTANCE_TYPE
         );
     }

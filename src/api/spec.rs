@@ -45,8 +45,7 @@ pub const SUBNET_PATTERN: &str = "^subnet-[0-9a-f]{8,17}$";
 /// Security group ids.
 pub const SECURITY_GROUP_PATTERN: &str = "^sg-[0-9a-f]{8,17}$";
 /// Instance profile names or ARNs.
-pub const INSTANCE_PROFILE_PATTERN: &str =
-    "^(arn:aws[a-z-]*:iam::[0-9]{12}:instance-profile/)?[A-Za-z0-9+=,.@_/-]{1,128}$";
+pub const INSTANCE_PROFILE_PATTERN: &str = "^(arn:aws[a-z-]*:iam::[0-9]{12}:instance-profile/)?[A-Za-z0-9+=,.@_/-]{1,128}$";
 /// EC2 key pair names (printable ASCII, no quotes or backslashes).
 pub const KEY_NAME_PATTERN: &str = "^[A-Za-z0-9 ._:/()#,@\\[\\]+=&;{}!$*-]{1,255}$";
 /// The largest EBS volume EC2 creates (gp3/gp2/io2: 16 TiB, in GiB).

@@ -210,6 +210,9 @@ pub struct NotificationStatus {
     /// Failed sends so far.
     #[serde(default)]
     pub attempts: u32,
+    /// When the last failed send happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<Timestamp>,
     /// The last send error, without the webhook URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -253,6 +256,9 @@ pub struct DataDumpStatus {
     /// The end-of-dump notification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification: Option<NotificationStatus>,
+    /// The dataset card written when the dump succeeded (`s3://BUCKET/PREFIX/DATE/README.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_card: Option<String>,
     /// Complete, Failed, Progressing and SpecValid, as `metav1.Condition`s.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

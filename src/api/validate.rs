@@ -99,7 +99,11 @@ struct Report(Vec<FieldError>);
 
 impl Report {
     fn add(&mut self, field: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), problem: problem.into(), fix: fix.into() });
+        self.0.push(FieldError {
+            field: field.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        });
     }
 
     /// Checks `value` against `re`; `what` describes the expected form.
@@ -171,10 +175,19 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
         check_secret_ref(&mut r, "spec.database.connectionSecretRef", s);
     }
     if let Some(name) = &db.ssm_parameter_name {
-        r.pattern("spec.database.ssmParameterName", name, &p.ssm, "an SSM parameter name like /datadump/catalog-db");
+        r.pattern(
+            "spec.database.ssmParameterName",
+            name,
+            &p.ssm,
+            "an SSM parameter name like /datadump/catalog-db",
+        );
         let bare = name.trim_start_matches('/').to_ascii_lowercase();
         if bare.starts_with("aws") || bare.starts_with("ssm") {
-            r.add("spec.database.ssmParameterName", "names a parameter in a namespace AWS reserves (aws…, ssm…)", "use your own path, e.g. /datadump/catalog-db");
+            r.add(
+                "spec.database.ssmParameterName",
+                "names a parameter in a namespace AWS reserves (aws…, ssm…)",
+                "use your own path, e.g. /datadump/catalog-db",
+            );
         }
     }
 
@@ -184,10 +197,18 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
     // timeout
     let timeout: std::time::Duration = spec.timeout.into();
     if spec.timeout.is_negative() || timeout < std::time::Duration::from_secs(60) || timeout > std::time::Duration::from_secs(8760 * 3600) {
-        r.add("spec.timeout", format!("{} is outside 1m..8760h", spec.timeout), "give a Go duration between 1m and 8760h, e.g. 168h");
+        r.add(
+            "spec.timeout",
+            format!("{} is outside 1m..8760h", spec.timeout),
+            "give a Go duration between 1m and 8760h, e.g. 168h",
+        );
     }
     if spec.backoff_limit > MAX_BACKOFF_LIMIT {
-        r.add("spec.backoffLimit", format!("{} is more than {MAX_BACKOFF_LIMIT}", spec.backoff_limit), "use 0 to 10 retries");
+        r.add(
+            "spec.backoffLimit",
+            format!("{} is more than {MAX_BACKOFF_LIMIT}", spec.backoff_limit),
+            "use 0 to 10 retries",
+        );
     }
     if let Some(slack) = spec.notification.as_ref().and_then(|n| n.slack.as_ref()) {
         check_secret_ref(&mut r, "spec.notification.slack.webhookSecretRef", &slack.webhook_secret_ref);
@@ -199,10 +220,24 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
 fn check_secret_ref(r: &mut Report, field: &str, s: &SecretKeyRef) {
     let p = &*PATTERNS;
     if s.name.len() > 253 {
-        r.add(format!("{field}.name"), "is longer than 253 characters", "use the Secret's real name");
+        r.add(
+            format!("{field}.name"),
+            "is longer than 253 characters",
+            "use the Secret's real name",
+        );
     }
-    r.pattern(format!("{field}.name"), &s.name, &p.secret_name, "a Kubernetes object name (lower-case, digits, - and .)");
-    r.pattern(format!("{field}.key"), &s.key, &p.secret_key, "a Secret key (letters, digits, -, _ and .)");
+    r.pattern(
+        format!("{field}.name"),
+        &s.name,
+        &p.secret_name,
+        "a Kubernetes object name (lower-case, digits, - and .)",
+    );
+    r.pattern(
+        format!("{field}.key"),
+        &s.key,
+        &p.secret_key,
+        "a Secret key (letters, digits, -, _ and .)",
+    );
 }
 
 fn check_destination(r: &mut Report, d: &Destination) {
@@ -217,7 +252,9 @@ fn check_destination(r: &mut Report, d: &Destination) {
     } else if b.parse::<Ipv4Addr>().is_ok() {
         r.add(field, format!("{} is formatted as an IP address", quote(b)), fix);
     } else if ["xn--", "sthree-", "amzn-s3-demo-"].iter().any(|x| b.starts_with(x))
-        || ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"].iter().any(|x| b.ends_with(x))
+        || ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"]
+            .iter()
+            .any(|x| b.ends_with(x))
     {
         r.add(field, format!("{} uses a prefix or suffix S3 reserves", quote(b)), fix);
     }
@@ -245,19 +282,40 @@ fn check_query(r: &mut Report, q: &str) {
         r.add(field, "contains a NUL character", "remove it");
     }
     if q.len() > 8192 {
-        r.add(field, format!("is {} bytes long, more than 8192", q.len()), "move the logic into a view and select from it");
+        r.add(
+            field,
+            format!("is {} bytes long, more than 8192", q.len()),
+            "move the logic into a view and select from it",
+        );
     }
     if !q.contains(MEDIA_TYPE_PLACEHOLDER) {
-        r.add(field, "does not name its table with {media_type}, so every media type would export the same rows", "write e.g. SELECT * FROM {media_type}");
+        r.add(
+            field,
+            "does not name its table with {media_type}, so every media type would export the same rows",
+            "write e.g. SELECT * FROM {media_type}",
+        );
     }
     for m in PATTERNS.placeholder.find_iter(q) {
         if m.as_str() != MEDIA_TYPE_PLACEHOLDER {
-            r.add(field, format!("has the placeholder {}, but {{media_type}} is the only one", m.as_str()), "replace it with a literal value or {media_type}");
+            r.add(
+                field,
+                format!("has the placeholder {}, but {{media_type}} is the only one", m.as_str()),
+                "replace it with a literal value or {media_type}",
+            );
         }
     }
-    let head = q.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or_default().to_ascii_uppercase();
+    let head = q
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
     if !["SELECT", "WITH", "TABLE", "VALUES"].contains(&head.as_str()) {
-        r.add(field, "is not a read-only query (it must start with SELECT, WITH, TABLE or VALUES)", "write a SELECT");
+        r.add(
+            field,
+            "is not a read-only query (it must start with SELECT, WITH, TABLE or VALUES)",
+            "write a SELECT",
+        );
     }
     if q.trim_end().trim_end_matches(';').contains(';') {
         r.add(field, "holds more than one statement", "keep a single SELECT");
@@ -266,25 +324,55 @@ fn check_query(r: &mut Report, q: &str) {
 
 fn check_odbc2parquet(r: &mut Report, o: &Odbc2ParquetSpec) {
     let p = &*PATTERNS;
-    r.pattern("spec.odbc2parquet.version", &o.version, &p.version, "an odbc2parquet release like 11.0.1");
-    r.pattern("spec.odbc2parquet.fileSizeThreshold", &o.file_size_threshold, &p.size, "a size like 2GiB or 512MiB");
+    r.pattern(
+        "spec.odbc2parquet.version",
+        &o.version,
+        &p.version,
+        "an odbc2parquet release like 11.0.1",
+    );
+    r.pattern(
+        "spec.odbc2parquet.fileSizeThreshold",
+        &o.file_size_threshold,
+        &p.size,
+        "a size like 2GiB or 512MiB",
+    );
     if o.column_length_limit == Some(0) {
-        r.add("spec.odbc2parquet.columnLengthLimit", "is 0", "use a positive number of characters, e.g. 65536");
+        r.add(
+            "spec.odbc2parquet.columnLengthLimit",
+            "is 0",
+            "use a positive number of characters, e.g. 65536",
+        );
     }
     if o.batch_size_rows == Some(0) {
-        r.add("spec.odbc2parquet.batchSizeRows", "is 0", "use a positive number of rows, or leave it unset");
+        r.add(
+            "spec.odbc2parquet.batchSizeRows",
+            "is 0",
+            "use a positive number of rows, or leave it unset",
+        );
     }
     if o.extra_args.len() > 32 {
-        r.add("spec.odbc2parquet.extraArgs", "has more than 32 entries", "keep only the flags you need");
+        r.add(
+            "spec.odbc2parquet.extraArgs",
+            "has more than 32 entries",
+            "keep only the flags you need",
+        );
     }
     for (i, a) in o.extra_args.iter().enumerate() {
         let field = format!("spec.odbc2parquet.extraArgs[{i}]");
         if !p.extra_arg.is_match(&a.0) || a.0.len() > 1024 {
-            r.add(&field, format!("{} is not a single --flag or --flag=value", quote(&a.0)), "write each flag as its own entry, starting with --");
+            r.add(
+                &field,
+                format!("{} is not a single --flag or --flag=value", quote(&a.0)),
+                "write each flag as its own entry, starting with --",
+            );
         } else {
             let flag = a.0.split('=').next().unwrap_or_default();
             if RESERVED_FLAGS.contains(&flag) {
-                r.add(&field, format!("{flag} is set by the controller"), "use the matching spec field (database, fileSizeThreshold, compression) instead");
+                r.add(
+                    &field,
+                    format!("{flag} is set by the controller"),
+                    "use the matching spec field (database, fileSizeThreshold, compression) instead",
+                );
             }
         }
     }
@@ -293,29 +381,57 @@ fn check_odbc2parquet(r: &mut Report, o: &Odbc2ParquetSpec) {
 fn check_instance(r: &mut Report, i: &InstanceSpec, site: &SiteDefaults) {
     let p = &*PATTERNS;
     if let Some(v) = &i.instance_type {
-        r.pattern("spec.instance.instanceType", v, &p.instance_type, "an EC2 instance type like m7g.xlarge");
+        r.pattern(
+            "spec.instance.instanceType",
+            v,
+            &p.instance_type,
+            "an EC2 instance type like m7g.xlarge",
+        );
     }
     if let Some(v) = &i.image_id {
-        r.pattern("spec.instance.imageId", v, &p.image_id, "an AMI id like ami-0123456789abcdef0 or resolve:ssm:/aws/service/…");
+        r.pattern(
+            "spec.instance.imageId",
+            v,
+            &p.image_id,
+            "an AMI id like ami-0123456789abcdef0 or resolve:ssm:/aws/service/…",
+        );
     }
     if let Some(v) = i.ebs_volume_size_gb
         && !(0..=MAX_EBS_VOLUME_GB).contains(&v)
     {
-        r.add("spec.instance.ebsVolumeSizeGb", format!("{v} is outside 0..{MAX_EBS_VOLUME_GB}"), "give a size in GiB (0 for no extra volume); the worker needs about two output files of space");
+        r.add(
+            "spec.instance.ebsVolumeSizeGb",
+            format!("{v} is outside 0..{MAX_EBS_VOLUME_GB}"),
+            "give a size in GiB (0 for no extra volume); the worker needs about two output files of space",
+        );
     }
     if let Some(v) = &i.subnet_id {
         r.pattern("spec.instance.subnetId", v, &p.subnet, "a subnet id like subnet-0123456789abcdef0");
     }
     if let Some(ids) = &i.security_group_ids {
         if ids.len() > 5 {
-            r.add("spec.instance.securityGroupIds", "has more than 5 entries", "use at most 5 security groups");
+            r.add(
+                "spec.instance.securityGroupIds",
+                "has more than 5 entries",
+                "use at most 5 security groups",
+            );
         }
         for (n, id) in ids.iter().enumerate() {
-            r.pattern(format!("spec.instance.securityGroupIds[{n}]"), &id.0, &p.security_group, "a security group id like sg-0123456789abcdef0");
+            r.pattern(
+                format!("spec.instance.securityGroupIds[{n}]"),
+                &id.0,
+                &p.security_group,
+                "a security group id like sg-0123456789abcdef0",
+            );
         }
     }
     match (&i.iam_instance_profile, &site.iam_instance_profile) {
-        (Some(v), _) => r.pattern("spec.instance.iamInstanceProfile", v, &p.instance_profile, "an instance profile name or ARN"),
+        (Some(v), _) => r.pattern(
+            "spec.instance.iamInstanceProfile",
+            v,
+            &p.instance_profile,
+            "an instance profile name or ARN",
+        ),
         (None, Some(_)) => {}
         (None, None) => r.add(
             "spec.instance.iamInstanceProfile",
@@ -327,12 +443,20 @@ fn check_instance(r: &mut Report, i: &InstanceSpec, site: &SiteDefaults) {
         r.pattern("spec.instance.keyName", v, &p.key_name, "an EC2 key pair name");
     }
     if i.tags.len() > MAX_USER_TAGS {
-        r.add("spec.instance.tags", format!("has {} tags, more than {MAX_USER_TAGS}", i.tags.len()), "keep at most 40 tags");
+        r.add(
+            "spec.instance.tags",
+            format!("has {} tags, more than {MAX_USER_TAGS}", i.tags.len()),
+            "keep at most 40 tags",
+        );
     }
     for (k, v) in &i.tags {
-        let field = format!("spec.instance.tags[{k:?}]");
+        let field = format!("spec.instance.tags[{}]", quote(k));
         if k.is_empty() || k.chars().count() > 128 {
-            r.add(&field, "key is empty or longer than 128 characters", "use a key of 1-128 characters");
+            r.add(
+                &field,
+                "key is empty or longer than 128 characters",
+                "use a key of 1-128 characters",
+            );
         }
         if k.to_ascii_lowercase().starts_with("aws:") || k.starts_with("datadump.dev/") {
             r.add(&field, "key uses a reserved prefix (aws: or datadump.dev/)", "choose another key");
@@ -369,24 +493,43 @@ mod tests {
         let s = spec("mediaTypes: [image]\ndestination: {bucket: my-datasets}\ndatabase: {ssmParameterName: /datadump/db}\n");
         let err = validate(&s, &SiteDefaults::default()).unwrap_err();
         assert_eq!(err[0].field, "spec.instance.iamInstanceProfile");
-        let site = SiteDefaults { iam_instance_profile: Some("p".into()), ..Default::default() };
+        let site = SiteDefaults {
+            iam_instance_profile: Some("p".into()),
+            ..Default::default()
+        };
         assert_eq!(validate(&s, &site), Ok(()));
     }
 
     #[test]
     fn every_problem_is_reported_at_once() {
         let s = spec("mediaTypes: [Image, image, image]\ndestination: {bucket: A}\nquery: DELETE FROM x\ndatabase: {}\n");
-        let fields: Vec<_> = validate(&s, &SiteDefaults::default()).unwrap_err().into_iter().map(|e| e.field).collect();
-        for f in ["spec.mediaTypes[0]", "spec.mediaTypes[2]", "spec.destination.bucket", "spec.query", "spec.database", "spec.instance.iamInstanceProfile"] {
+        let fields: Vec<_> = validate(&s, &SiteDefaults::default())
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        for f in [
+            "spec.mediaTypes[0]",
+            "spec.mediaTypes[2]",
+            "spec.destination.bucket",
+            "spec.query",
+            "spec.database",
+            "spec.instance.iamInstanceProfile",
+        ] {
             assert!(fields.contains(&f.to_string()), "{f} missing from {fields:?}");
         }
-        assert!(!fields.contains(&"spec.mediaTypes[1]".to_string()), "first `image` is fine: {fields:?}");
+        assert!(
+            !fields.contains(&"spec.mediaTypes[1]".to_string()),
+            "first `image` is fine: {fields:?}"
+        );
     }
 
     #[test]
     fn messages_never_echo_huge_values() {
         let long = "x".repeat(10_000);
-        let s = spec(&format!("mediaTypes: [{long}]\ndestination: {{bucket: b{long}}}\ndatabase: {{ssmParameterName: /a}}\ninstance: {{iamInstanceProfile: p}}\n"));
+        let s = spec(&format!(
+            "mediaTypes: [{long}]\ndestination: {{bucket: b{long}}}\ndatabase: {{ssmParameterName: /a}}\ninstance: {{iamInstanceProfile: p}}\n"
+        ));
         for e in validate(&s, &SiteDefaults::default()).unwrap_err() {
             assert!(e.to_string().len() < 400, "{e}");
         }

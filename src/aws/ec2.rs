@@ -3,8 +3,8 @@
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceMarketOptionsRequest,
-    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceInterruptionBehavior, MarketType, ResourceType,
+    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
+    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, MarketType, ResourceType,
     ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification, VolumeType,
 };
 use base64::Engine;
@@ -26,17 +26,29 @@ pub struct Ec2Compute {
 impl Ec2Compute {
     /// An adapter for the installation tagged `managed_by`.
     pub fn new(config: &aws_config::SdkConfig, managed_by: impl Into<String>) -> Self {
-        Ec2Compute { client: Client::new(config), managed_by: managed_by.into() }
+        Ec2Compute {
+            client: Client::new(config),
+            managed_by: managed_by.into(),
+        }
     }
 }
 
 fn tag_specification(kind: ResourceType, req: &LaunchRequest) -> TagSpecification {
     let tags = req.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build());
-    TagSpecification::builder().resource_type(kind).set_tags(Some(tags.collect())).build()
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(tags.collect()))
+        .build()
 }
 
 fn parse_instance(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
-    let tag = |key: &str| i.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_string);
+    let tag = |key: &str| {
+        i.tags()
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
     Some(Instance {
         id: i.instance_id()?.to_string(),
         owner_uid: tag(tags::UID)?,
@@ -51,24 +63,39 @@ impl Compute for Ec2Compute {
     async fn instances(&self, filter: InstanceFilter<'_>) -> Result<Vec<Instance>, BackendError> {
         let filters = match filter {
             InstanceFilter::Owner(uid) => vec![Filter::builder().name(format!("tag:{}", tags::UID)).values(uid).build()],
-            InstanceFilter::Managed => vec![Filter::builder().name(format!("tag:{}", tags::MANAGED_BY)).values(&self.managed_by).build()],
+            InstanceFilter::Managed => vec![
+                Filter::builder()
+                    .name(format!("tag:{}", tags::MANAGED_BY))
+                    .values(&self.managed_by)
+                    .build(),
+            ],
             InstanceFilter::AllManaged => vec![
-                Filter::builder().name(format!("tag:{}", tags::MANAGED_BY)).values(&self.managed_by).build(),
+                Filter::builder()
+                    .name(format!("tag:{}", tags::MANAGED_BY))
+                    .values(&self.managed_by)
+                    .build(),
                 Filter::builder()
                     .name("instance-state-name")
-                    .set_values(Some(["pending", "running", "stopping", "stopped", "shutting-down"].map(String::from).to_vec()))
+                    .set_values(Some(
+                        ["pending", "running", "stopping", "stopped", "shutting-down"]
+                            .map(String::from)
+                            .to_vec(),
+                    ))
                     .build(),
             ],
         };
         let mut out = Vec::new();
         let mut next: Option<String> = None;
         loop {
-            let page = call("DescribeInstances", self
-                .client
-                .describe_instances()
-                .set_filters(Some(filters.clone()))
-                .set_next_token(next.take())
-                .max_results(1000).send())
+            let page = call(
+                "DescribeInstances",
+                self.client
+                    .describe_instances()
+                    .set_filters(Some(filters.clone()))
+                    .set_next_token(next.take())
+                    .max_results(1000)
+                    .send(),
+            )
             .await?;
             out.extend(page.reservations().iter().flat_map(|r| r.instances()).filter_map(parse_instance));
             match page.next_token() {
@@ -144,16 +171,23 @@ impl Compute for Ec2Compute {
             .first()
             .and_then(|i| i.instance_id())
             .map(str::to_string)
-            .ok_or_else(|| BackendError::Unavailable { api: "RunInstances", message: "no instance in the response".into() })
+            .ok_or_else(|| BackendError::Unavailable {
+                api: "RunInstances",
+                message: "no instance in the response".into(),
+            })
     }
 
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), BackendError> {
         if instance_ids.is_empty() {
             return Ok(());
         }
-        call("TerminateInstances", self.client
-            .terminate_instances()
-            .set_instance_ids(Some(instance_ids.to_vec())).send())
+        call(
+            "TerminateInstances",
+            self.client
+                .terminate_instances()
+                .set_instance_ids(Some(instance_ids.to_vec()))
+                .send(),
+        )
         .await?;
         Ok(())
     }

@@ -37,7 +37,10 @@ impl AwsArgs {
 }
 
 /// Awaits one SDK call, counts its outcome in the metrics and classifies its error.
-pub(crate) async fn call<T, E>(api: &'static str, fut: impl std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>) -> Result<T, BackendError>
+pub(crate) async fn call<T, E>(
+    api: &'static str,
+    fut: impl std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+) -> Result<T, BackendError>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -50,7 +53,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let code = err.code().unwrap_or_default().to_string();
-    let message = err.message().map(str::to_string).unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    let message = err
+        .message()
+        .map(str::to_string)
+        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
     const THROTTLE: &[&str] = &[
         "Throttling",
         "ThrottlingException",
@@ -64,7 +70,15 @@ where
     if THROTTLE.contains(&code.as_str()) || status == Some(429) {
         BackendError::Throttled { api, message }
     } else if matches!(err, SdkError::ServiceError(_)) && status.is_some_and(|s| s < 500) {
-        BackendError::Rejected { api, code: if code.is_empty() { format!("HTTP{}", status.unwrap_or_default()) } else { code }, message }
+        BackendError::Rejected {
+            api,
+            code: if code.is_empty() {
+                format!("HTTP{}", status.unwrap_or_default())
+            } else {
+                code
+            },
+            message,
+        }
     } else {
         BackendError::Unavailable { api, message }
     }

@@ -49,7 +49,8 @@ impl S3Store {
 }
 
 fn timestamp(t: Option<&aws_sdk_s3::primitives::DateTime>) -> jiff::Timestamp {
-    t.and_then(|t| jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    t.and_then(|t| jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
 /// A bucket name may carry its region as `bucket@region` for the adapter; plain names use the
@@ -68,11 +69,15 @@ impl ObjectStore for S3Store {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = call("ListObjectsV2", client
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_continuation_token(token.take()).send())
+            let page = call(
+                "ListObjectsV2",
+                client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .set_continuation_token(token.take())
+                    .send(),
+            )
             .await?;
             out.extend(page.contents().iter().map(|o| ObjectMeta {
                 key: o.key().unwrap_or_default().to_string(),
@@ -92,7 +97,10 @@ impl ObjectStore for S3Store {
         match self.client(region).get_object().bucket(bucket).key(key).send().await {
             Ok(o) => {
                 METRICS.aws_call("GetObject", "ok");
-                let bytes = o.body.collect().await.map_err(|e| BackendError::Unavailable { api: "GetObject", message: e.to_string() })?;
+                let bytes = o.body.collect().await.map_err(|e| BackendError::Unavailable {
+                    api: "GetObject",
+                    message: e.to_string(),
+                })?;
                 Ok(Some(bytes.into_bytes().to_vec()))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
@@ -105,25 +113,35 @@ impl ObjectStore for S3Store {
 
     async fn get_tail(&self, bucket: &str, key: &str, len: u64) -> Result<Vec<u8>, BackendError> {
         let (bucket, region) = split(bucket);
-        let o = call("GetObject", self
-            .client(region)
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .range(format!("bytes=-{len}")).send())
+        let o = call(
+            "GetObject",
+            self.client(region)
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .range(format!("bytes=-{len}"))
+                .send(),
+        )
         .await?;
-        let bytes = o.body.collect().await.map_err(|e| BackendError::Unavailable { api: "GetObject", message: e.to_string() })?;
+        let bytes = o.body.collect().await.map_err(|e| BackendError::Unavailable {
+            api: "GetObject",
+            message: e.to_string(),
+        })?;
         Ok(bytes.into_bytes().to_vec())
     }
 
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), BackendError> {
         let (bucket, region) = split(bucket);
-        call("PutObject", self.client(region)
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body)).send())
+        call(
+            "PutObject",
+            self.client(region)
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .content_type(content_type)
+                .body(ByteStream::from(body))
+                .send(),
+        )
         .await?;
         Ok(())
     }

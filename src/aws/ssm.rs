@@ -19,7 +19,10 @@ pub struct SsmStage {
 impl SsmStage {
     /// An adapter whose parameters are tagged with `managed_by`.
     pub fn new(config: &aws_config::SdkConfig, managed_by: impl Into<String>) -> Self {
-        SsmStage { client: Client::new(config), managed_by: managed_by.into() }
+        SsmStage {
+            client: Client::new(config),
+            managed_by: managed_by.into(),
+        }
     }
 }
 
@@ -33,7 +36,13 @@ impl SecretStage for SsmStage {
             .value(value.expose())
             .r#type(ParameterType::SecureString)
             .description("datadump: database connection string staged for one worker")
-            .tags(Tag::builder().key(tags::MANAGED_BY).value(&self.managed_by).build().expect("tag has key and value"))
+            .tags(
+                Tag::builder()
+                    .key(tags::MANAGED_BY)
+                    .value(&self.managed_by)
+                    .build()
+                    .expect("tag has key and value"),
+            )
             .send()
             .await;
         match created {
@@ -43,12 +52,16 @@ impl SecretStage for SsmStage {
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => {
                 METRICS.aws_call("PutParameter", "exists");
-                call("PutParameter", self.client
-                    .put_parameter()
-                    .name(name)
-                    .value(value.expose())
-                    .r#type(ParameterType::SecureString)
-                    .overwrite(true).send())
+                call(
+                    "PutParameter",
+                    self.client
+                        .put_parameter()
+                        .name(name)
+                        .value(value.expose())
+                        .r#type(ParameterType::SecureString)
+                        .overwrite(true)
+                        .send(),
+                )
                 .await?;
                 Ok(())
             }
@@ -59,9 +72,10 @@ impl SecretStage for SsmStage {
     async fn delete(&self, names: &[String]) -> Result<(), BackendError> {
         // DeleteParameters takes at most 10 names and reports missing ones without failing.
         for chunk in names.chunks(10) {
-            call("DeleteParameters", self.client
-                .delete_parameters()
-                .set_names(Some(chunk.to_vec())).send())
+            call(
+                "DeleteParameters",
+                self.client.delete_parameters().set_names(Some(chunk.to_vec())).send(),
+            )
             .await?;
         }
         Ok(())

@@ -49,15 +49,29 @@ impl Home for KubeHome {
     }
 
     async fn read_secret(&self, dd: &DataDump, secret: &SecretKeyRef) -> Result<SecretValue, ActError> {
-        let fail = |reason: String| ActError::Secret { name: secret.name.clone(), key: secret.key.clone(), reason };
+        let fail = |reason: String| ActError::Secret {
+            name: secret.name.clone(),
+            key: secret.key.clone(),
+            reason,
+        };
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &dd.namespace().unwrap_or_default());
-        let found = api.get_opt(&secret.name).await.map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("the Secret does not exist".into()))?;
+        let found = api
+            .get_opt(&secret.name)
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail("the Secret does not exist".into()))?;
         let bytes = found
             .data
             .as_ref()
             .and_then(|d| d.get(&secret.key))
             .map(|b| b.0.clone())
-            .or_else(|| found.string_data.as_ref().and_then(|d| d.get(&secret.key)).map(|s| s.clone().into_bytes()))
+            .or_else(|| {
+                found
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(&secret.key))
+                    .map(|s| s.clone().into_bytes())
+            })
             .ok_or_else(|| fail("the key is not in the Secret".into()))?;
         let value = String::from_utf8(bytes).map_err(|_| fail("the value is not UTF-8".into()))?;
         let value = value.trim().to_string();

@@ -87,8 +87,17 @@ pub struct Context<C, S, K> {
 impl<C, S, K> Context<C, S, K> {
     /// A context.
     pub fn new(client: Client, backends: Backends<C, S, K>, plan: PlanContext) -> Self {
-        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        Context { recorder: Recorder::new(client.clone(), reporter), client, backends, plan, failures: Mutex::default() }
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            backends,
+            plan,
+            failures: Mutex::default(),
+        }
     }
 }
 
@@ -204,6 +213,7 @@ async fn run_controller(client: Client, args: &ControllerArgs, ready: crate::htt
         compute: InstanceCache::new(Ec2Compute::new(&sdk, &args.managed_by), args.poll_interval / 2),
         store: S3Store::new(&sdk, args.aws.endpoint_url.is_some()),
         stage: SsmStage::new(&sdk, &args.managed_by),
+        notifier: crate::notify::SlackNotifier::new()?,
     };
     let ctx = Arc::new(Context::new(client.clone(), backends, args.plan_context()));
     let api: Api<DataDump> = match &args.namespace {
@@ -268,10 +278,48 @@ where
         info!(name = %dd.name_any(), instances = ?done.terminated, "termination requested");
         failpoint::hit("after-terminate");
     }
+    let mut notes = plan.notes.clone();
+    let mut status = plan.status.clone();
+    if let Some(card) = &done.card {
+        notes.push(plan::Note {
+            kind: NoteKind::Normal,
+            reason: "DatasetCardWritten".into(),
+            message: format!("dataset card written to {card}"),
+        });
+    }
+    match (&done.notify, status.as_mut()) {
+        (Some(Ok(())), _) => notes.push(plan::Note {
+            kind: NoteKind::Normal,
+            reason: "Notified".into(),
+            message: "Slack message sent".into(),
+        }),
+        (Some(Err(e)), Some(s)) => {
+            let n = s.notification.get_or_insert_with(Default::default);
+            n.sent = false;
+            n.attempts += 1;
+            n.last_error = Some(e.clone());
+            n.last_attempt_time = Some(now);
+            let message = if n.attempts >= plan::MAX_NOTIFY_ATTEMPTS {
+                format!("Slack message not sent: {e}; giving up after {} attempts", n.attempts)
+            } else {
+                format!("Slack message not sent: {e}; will retry")
+            };
+            notes.push(plan::Note {
+                kind: NoteKind::Warning,
+                reason: "NotifyFailed".into(),
+                message,
+            });
+        }
+        _ => {}
+    }
     let reference = dd.object_ref(&());
-    for note in &plan.notes {
+    for note in &notes {
         let event = Event {
-            type_: if note.kind == NoteKind::Warning { EventType::Warning } else { EventType::Normal },
+            type_: if note.kind == NoteKind::Warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: note.reason.clone(),
             note: Some(note.message.chars().take(1000).collect()),
             action: "Reconcile".into(),
@@ -281,8 +329,8 @@ where
             warn!(error = %e, reason = %note.reason, "could not record event");
         }
     }
-    if let Some(new) = &plan.status {
-        record_transitions(&dd, &observed, new, now);
+    if let Some(new) = &status {
+        record_transitions(dd, &observed, new, now);
         if status::patch_if_changed(&ctx.client, dd, new).await? {
             failpoint::hit("after-status");
         }
@@ -305,7 +353,12 @@ fn record_transitions(dd: &DataDump, observed: &plan::Observed, new: &crate::api
         && let Some(start) = new.start_time
     {
         let secs = now.duration_since(start).as_secs_f64().max(0.0);
-        METRICS.dump_duration.get_or_create(&PhaseLabels { phase: format!("{:?}", new.phase) }).observe(secs);
+        METRICS
+            .dump_duration
+            .get_or_create(&PhaseLabels {
+                phase: format!("{:?}", new.phase),
+            })
+            .observe(secs);
     }
     for m in &new.media {
         let was = old.media(m.media_type.as_str()).map(|o| o.phase);

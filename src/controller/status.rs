@@ -34,6 +34,7 @@ pub async fn patch_if_changed(client: &Client, dd: &DataDump, new: &DataDumpStat
         "metadata": {"name": dd.name_any(), "resourceVersion": dd.resource_version()},
         "status": new,
     });
-    api.patch_status(&dd.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    api.patch_status(&dd.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
     Ok(true)
 }

@@ -9,8 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::media::{self, Env, Out};
 use super::{Action, FINALIZER, Note, NoteKind, Observed, Plan, PlanContext};
 use crate::api::{
-    COMPLETE, DataDump, DataDumpStatus, DumpPhase, FAILED, MediaPhase, MediaStatus, PROGRESSING, SPEC_VALID, resolve_instance,
-    validate,
+    COMPLETE, DataDump, DataDumpStatus, DumpPhase, FAILED, MediaPhase, MediaStatus, PROGRESSING, SPEC_VALID, resolve_instance, validate,
 };
 use crate::worker::contract::media_prefix;
 
@@ -22,7 +21,12 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         return cleanup(dd, obs, ctx, &uid, has_finalizer);
     }
     if !has_finalizer {
-        return Plan { actions: vec![Action::AddFinalizer], status: None, notes: vec![], requeue_after: Some(ctx.fast_requeue) };
+        return Plan {
+            actions: vec![Action::AddFinalizer],
+            status: None,
+            notes: vec![],
+            requeue_after: Some(ctx.fast_requeue),
+        };
     }
 
     let old = dd.status.clone().unwrap_or_default();
@@ -40,7 +44,9 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
 
     let date = status.dump_date.clone().unwrap_or_else(|| dump_date(now));
     let timeout: Duration = spec.timeout.into();
-    let deadline = status.start_time.and_then(|s| s.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
+    let deadline = status
+        .start_time
+        .and_then(|s| s.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
     let deadline_passed = deadline.is_some_and(|d| now >= d);
     // The deadline for a dump about to start is counted from now.
     let launch_deadline = deadline.or_else(|| now.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
@@ -66,7 +72,11 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         .collect();
     let mut out = Out::default();
     for ms in &mut media {
-        ms.s3_uri = Some(format!("s3://{}/{}", spec.destination.bucket, media_prefix(&spec.destination.prefix, &date, ms.media_type.as_str())));
+        ms.s3_uri = Some(format!(
+            "s3://{}/{}",
+            spec.destination.bucket,
+            media_prefix(&spec.destination.prefix, &date, ms.media_type.as_str())
+        ));
         let instances: Vec<_> = obs.instances.iter().filter(|i| i.media_type == ms.media_type.as_str()).collect();
         media::step(&env, ms, obs.objects.get(ms.media_type.as_str()), &instances, &mut out);
     }
@@ -82,36 +92,85 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         status.start_time = Some(now);
         status.dump_date = Some(date.clone());
     }
-    status.deadline = status.start_time.and_then(|s| s.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
+    status.deadline = status
+        .start_time
+        .and_then(|s| s.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
 
     summarize(&mut status, dd, validity.as_ref().err(), resolved.is_some(), now);
     let mut notes = out.notes;
     if old.phase != status.phase {
         match status.phase {
-            DumpPhase::Succeeded => notes.push(Note { kind: NoteKind::Normal, reason: "Complete".into(), message: status.message.clone().unwrap_or_default() }),
-            DumpPhase::Failed => notes.push(Note { kind: NoteKind::Warning, reason: "DumpFailed".into(), message: status.message.clone().unwrap_or_default() }),
+            DumpPhase::Succeeded => notes.push(Note {
+                kind: NoteKind::Normal,
+                reason: "Complete".into(),
+                message: status.message.clone().unwrap_or_default(),
+            }),
+            DumpPhase::Failed => notes.push(Note {
+                kind: NoteKind::Warning,
+                reason: "DumpFailed".into(),
+                message: status.message.clone().unwrap_or_default(),
+            }),
             _ => {}
         }
     }
     if let Err(errors) = &validity
         && old.condition(SPEC_VALID).is_none_or(|c| c.status != "False")
     {
-        notes.push(Note { kind: NoteKind::Warning, reason: "InvalidSpec".into(), message: crate::api::validate::summarize(errors) });
+        notes.push(Note {
+            kind: NoteKind::Warning,
+            reason: "InvalidSpec".into(),
+            message: crate::api::validate::summarize(errors),
+        });
     }
 
     let mut actions = out.stage;
     if !out.terminate.is_empty() {
         out.terminate.sort();
         out.terminate.dedup();
-        actions.push(Action::Terminate { instance_ids: out.terminate });
+        actions.push(Action::Terminate {
+            instance_ids: out.terminate,
+        });
     }
     if !out.delete_parameters.is_empty() {
-        actions.push(Action::DeleteCredentials { parameters: out.delete_parameters });
+        actions.push(Action::DeleteCredentials {
+            parameters: out.delete_parameters,
+        });
     }
     actions.extend(out.launch);
 
-    let requeue_after = requeue(&status, &actions, ctx, deadline, now);
-    Plan { actions, status: Some(status), notes, requeue_after }
+    // Side effects of the end run only once the terminal status is persisted.
+    let mut requeue_after = requeue(&status, &actions, ctx, deadline, now);
+    if old.phase == DumpPhase::Succeeded && status.phase == DumpPhase::Succeeded && old.dataset_card.is_none() {
+        actions.push(Action::WriteDatasetCard);
+        status.dataset_card = Some(format!(
+            "s3://{}/{}/{}/README.md",
+            spec.destination.bucket, spec.destination.prefix, date
+        ));
+        requeue_after = Some(ctx.fast_requeue);
+    }
+    if old.phase.is_terminal() && spec.notification.as_ref().is_some_and(|n| n.slack.is_some()) {
+        let n = old.notification.clone().unwrap_or_default();
+        if !n.sent && n.attempts < super::MAX_NOTIFY_ATTEMPTS {
+            // Failed tries back off: 2^attempts seconds after the last one, at most ~8.5 minutes.
+            let wait = jiff::SignedDuration::from_secs(1 << n.attempts.min(9));
+            let due = n.last_attempt_time.map(|t| t + wait);
+            match due {
+                Some(due) if due > now => {
+                    requeue_after = Some(Duration::from_secs(due.duration_since(now).as_secs().max(1) as u64));
+                }
+                _ => {
+                    actions.push(Action::Notify);
+                    status.notification = Some(crate::api::NotificationStatus { sent: true, ..n });
+                }
+            }
+        }
+    }
+    Plan {
+        actions,
+        status: Some(status),
+        notes,
+        requeue_after,
+    }
 }
 
 /// The DATE folder for a dump starting at `now` (UTC).
@@ -119,7 +178,13 @@ pub fn dump_date(now: Timestamp) -> String {
     now.strftime("%Y-%m-%d").to_string()
 }
 
-fn requeue(status: &DataDumpStatus, actions: &[Action], ctx: &PlanContext, deadline: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
+fn requeue(
+    status: &DataDumpStatus,
+    actions: &[Action],
+    ctx: &PlanContext,
+    deadline: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<Duration> {
     let busy = |p| status.media.iter().any(|m| m.phase == p);
     let mut next = if !actions.is_empty() || busy(MediaPhase::Launching) || busy(MediaPhase::Terminating) {
         Some(ctx.fast_requeue)
@@ -142,11 +207,18 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
     let count = |p| status.media.iter().filter(|m| m.phase == p).count();
     let succeeded = count(MediaPhase::Succeeded);
     let failed = count(MediaPhase::Failed);
-    let active = status.media.iter().any(|m| matches!(m.phase, MediaPhase::Launching | MediaPhase::Running | MediaPhase::Terminating));
+    let active = status
+        .media
+        .iter()
+        .any(|m| matches!(m.phase, MediaPhase::Launching | MediaPhase::Running | MediaPhase::Terminating));
     status.phase = if total > 0 && succeeded == total {
         DumpPhase::Succeeded
     } else if active {
-        if dd.spec.suspend { DumpPhase::Suspended } else { DumpPhase::Running }
+        if dd.spec.suspend {
+            DumpPhase::Suspended
+        } else {
+            DumpPhase::Running
+        }
     } else if failed > 0 {
         DumpPhase::Failed
     } else if dd.spec.suspend {
@@ -162,7 +234,10 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
     let failed_media = status.media.iter().find(|m| m.phase == MediaPhase::Failed);
     status.message = Some(match (status.phase, errors) {
         (_, Some(errors)) if !active && status.completion_time.is_none() => {
-            format!("spec invalid, nothing launched: {}", errors.first().map(ToString::to_string).unwrap_or_default())
+            format!(
+                "spec invalid, nothing launched: {}",
+                errors.first().map(ToString::to_string).unwrap_or_default()
+            )
         }
         (DumpPhase::Succeeded, _) => {
             let files: u64 = status.media.iter().filter_map(|m| m.files).sum();
@@ -172,27 +247,72 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
         }
         (DumpPhase::Failed, _) => {
             let m = failed_media.expect("failed phase has a failed media type");
-            format!("{}: {}", m.media_type, m.message.clone().unwrap_or_else(|| m.reason.clone().unwrap_or_default()))
+            format!(
+                "{}: {}",
+                m.media_type,
+                m.message.clone().unwrap_or_else(|| m.reason.clone().unwrap_or_default())
+            )
         }
         (DumpPhase::Suspended, _) => "suspended".into(),
         (DumpPhase::Pending, _) if !resolved => "waiting: no instance profile".into(),
         _ => status
             .media
             .iter()
-            .map(|m| format!("{} {:?}{}", m.media_type, m.phase, if m.attempt > 1 { format!(" (attempt {})", m.attempt) } else { String::new() }))
+            .map(|m| {
+                format!(
+                    "{} {:?}{}",
+                    m.media_type,
+                    m.phase,
+                    if m.attempt > 1 {
+                        format!(" (attempt {})", m.attempt)
+                    } else {
+                        String::new()
+                    }
+                )
+            })
             .collect::<Vec<_>>()
             .join(", "),
     });
 
     let generation = dd.metadata.generation;
     let failed_reason = failed_media.and_then(|m| m.reason.clone()).unwrap_or_else(|| "Failed".into());
-    let spec_message = errors.map(|e| crate::api::validate::summarize(e)).unwrap_or_else(|| "the spec passed every check".into());
+    let spec_message = errors
+        .map(|e| crate::api::validate::summarize(e))
+        .unwrap_or_else(|| "the spec passed every check".into());
     let phase_reason = format!("{:?}", status.phase);
     let conditions = [
-        (SPEC_VALID, errors.is_none(), if errors.is_none() { "Valid" } else { "InvalidSpec" }.to_string(), spec_message),
-        (PROGRESSING, status.phase == DumpPhase::Running, phase_reason.clone(), status.message.clone().unwrap_or_default()),
-        (COMPLETE, status.phase == DumpPhase::Succeeded, if status.phase == DumpPhase::Succeeded { "AllMediaSucceeded".into() } else { phase_reason.clone() }, status.message.clone().unwrap_or_default()),
-        (FAILED, status.phase == DumpPhase::Failed, if status.phase == DumpPhase::Failed { failed_reason } else { phase_reason }, status.message.clone().unwrap_or_default()),
+        (
+            SPEC_VALID,
+            errors.is_none(),
+            if errors.is_none() { "Valid" } else { "InvalidSpec" }.to_string(),
+            spec_message,
+        ),
+        (
+            PROGRESSING,
+            status.phase == DumpPhase::Running,
+            phase_reason.clone(),
+            status.message.clone().unwrap_or_default(),
+        ),
+        (
+            COMPLETE,
+            status.phase == DumpPhase::Succeeded,
+            if status.phase == DumpPhase::Succeeded {
+                "AllMediaSucceeded".into()
+            } else {
+                phase_reason.clone()
+            },
+            status.message.clone().unwrap_or_default(),
+        ),
+        (
+            FAILED,
+            status.phase == DumpPhase::Failed,
+            if status.phase == DumpPhase::Failed {
+                failed_reason
+            } else {
+                phase_reason
+            },
+            status.message.clone().unwrap_or_default(),
+        ),
     ];
     let old = std::mem::take(&mut status.conditions);
     status.conditions = conditions
@@ -204,7 +324,14 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
                 .find(|c| c.type_ == type_ && c.status == s)
                 .map(|c| c.last_transition_time.clone())
                 .unwrap_or(Time(now));
-            Condition { type_: type_.into(), status: s.into(), reason, message, last_transition_time: since, observed_generation: generation }
+            Condition {
+                type_: type_.into(),
+                status: s.into(),
+                reason,
+                message,
+                last_transition_time: since,
+                observed_generation: generation,
+            }
         })
         .collect();
 }
@@ -213,24 +340,54 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
 /// the finalizer only once EC2 confirms every instance terminated.
 fn cleanup(dd: &DataDump, obs: &Observed, ctx: &PlanContext, uid: &str, has_finalizer: bool) -> Plan {
     if !has_finalizer {
-        return Plan { actions: vec![], status: None, notes: vec![], requeue_after: None };
+        return Plan {
+            actions: vec![],
+            status: None,
+            notes: vec![],
+            requeue_after: None,
+        };
     }
     let mut actions = Vec::new();
-    let live: Vec<String> = obs.instances.iter().filter(|i| i.state.needs_terminate()).map(|i| i.id.clone()).collect();
+    let live: Vec<String> = obs
+        .instances
+        .iter()
+        .filter(|i| i.state.needs_terminate())
+        .map(|i| i.id.clone())
+        .collect();
     let mut notes = Vec::new();
     if !live.is_empty() {
-        notes.push(Note { kind: NoteKind::Normal, reason: "Cleanup".into(), message: format!("deleting: terminating {}", live.join(", ")) });
+        notes.push(Note {
+            kind: NoteKind::Normal,
+            reason: "Cleanup".into(),
+            message: format!("deleting: terminating {}", live.join(", ")),
+        });
         actions.push(Action::Terminate { instance_ids: live });
     }
     let mut media: Vec<String> = dd.spec.media_types.iter().map(|m| m.as_str().to_string()).collect();
-    media.extend(dd.status.iter().flat_map(|s| s.media.iter().map(|m| m.media_type.as_str().to_string())));
+    media.extend(
+        dd.status
+            .iter()
+            .flat_map(|s| s.media.iter().map(|m| m.media_type.as_str().to_string())),
+    );
     media.sort();
     media.dedup();
-    actions.push(Action::DeleteCredentials { parameters: media.iter().map(|m| ctx.staged_parameter(uid, m)).collect() });
+    actions.push(Action::DeleteCredentials {
+        parameters: media.iter().map(|m| ctx.staged_parameter(uid, m)).collect(),
+    });
     if obs.instances.iter().all(|i| i.state == super::InstanceState::Terminated) {
         actions.push(Action::RemoveFinalizer);
-        Plan { actions, status: None, notes, requeue_after: None }
+        Plan {
+            actions,
+            status: None,
+            notes,
+            requeue_after: None,
+        }
     } else {
-        Plan { actions, status: None, notes, requeue_after: Some(ctx.fast_requeue) }
+        Plan {
+            actions,
+            status: None,
+            notes,
+            requeue_after: Some(ctx.fast_requeue),
+        }
     }
 }

@@ -48,7 +48,11 @@ pub(super) struct Out {
 
 impl Out {
     fn note(&mut self, kind: NoteKind, reason: &str, message: String) {
-        self.notes.push(Note { kind, reason: reason.into(), message });
+        self.notes.push(Note {
+            kind,
+            reason: reason.into(),
+            message,
+        });
     }
 }
 
@@ -88,8 +92,15 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                     ms.phase = MediaPhase::Succeeded;
                     record_output(ms, output);
                     ms.reason = Some("AlreadyExported".into());
-                    ms.message = Some(format!("_success already present under {}; nothing launched", ms.s3_uri.clone().unwrap_or_default()));
-                    out.note(NoteKind::Normal, "AlreadyExported", format!("{media}: already exported for this date; nothing launched"));
+                    ms.message = Some(format!(
+                        "_success already present under {}; nothing launched",
+                        ms.s3_uri.clone().unwrap_or_default()
+                    ));
+                    out.note(
+                        NoteKind::Normal,
+                        "AlreadyExported",
+                        format!("{media}: already exported for this date; nothing launched"),
+                    );
                     continue;
                 }
                 if env.deadline_passed {
@@ -127,11 +138,19 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                     ms.phase = MediaPhase::Running;
                     ms.reason = None;
                     ms.message = Some(format!("attempt {} running on {}", ms.attempt, i.id));
-                    out.note(NoteKind::Normal, "Launched", format!("{media}: attempt {} runs on instance {}", ms.attempt, i.id));
+                    out.note(
+                        NoteKind::Normal,
+                        "Launched",
+                        format!("{media}: attempt {} runs on instance {}", ms.attempt, i.id),
+                    );
                     continue;
                 }
                 if env.deadline_passed || env.suspend {
-                    ms.outcome = Some(if env.deadline_passed { AttemptOutcome::DeadlineExceeded } else { AttemptOutcome::Suspended });
+                    ms.outcome = Some(if env.deadline_passed {
+                        AttemptOutcome::DeadlineExceeded
+                    } else {
+                        AttemptOutcome::Suspended
+                    });
                     ms.phase = MediaPhase::Terminating;
                     continue;
                 }
@@ -140,7 +159,11 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                 };
                 match launch_request(env, ms, resolved, deadline) {
                     Ok(req) => {
-                        out.note(NoteKind::Normal, "Launching", format!("{media}: launching attempt {} on a {}", ms.attempt, resolved.instance_type));
+                        out.note(
+                            NoteKind::Normal,
+                            "Launching",
+                            format!("{media}: launching attempt {} on a {}", ms.attempt, resolved.instance_type),
+                        );
                         out.launch.push(Action::Launch(Box::new(req)));
                     }
                     Err(e) => {
@@ -156,36 +179,64 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
             MediaPhase::Running => {
                 ms.instance_state = current.map(|i| i.state.as_str().to_string()).or(ms.instance_state.take());
                 if let Some(p) = objs.and_then(|o| o.progress.as_ref()) {
-                    ms.last_progress = Some(Progress { stage: p.stage.clone(), time: p.time });
+                    ms.last_progress = Some(Progress {
+                        stage: p.stage.clone(),
+                        time: p.time,
+                    });
                     ms.files = p.files.or(ms.files);
                     ms.bytes = p.bytes.or(ms.bytes);
                     ms.rows = p.rows.or(ms.rows);
                 }
-                let failure = objs.and_then(|o| o.failure.as_ref()).filter(|f| match (&f.token, &ms.token, ms.attempt_start_time) {
-                    (Some(t), Some(mine), _) => t == mine,
-                    (None, _, Some(start)) => f.time.as_second() >= start.as_second(),
-                    _ => false,
-                });
+                let failure = objs
+                    .and_then(|o| o.failure.as_ref())
+                    .filter(|f| match (&f.token, &ms.token, ms.attempt_start_time) {
+                        (Some(t), Some(mine), _) => t == mine,
+                        (None, _, Some(start)) => f.time.as_second() >= start.as_second(),
+                        _ => false,
+                    });
                 let (outcome, reason, message) = match (objs.and_then(|o| o.success.as_ref()), failure) {
                     (Some(Ok(output)), _) => {
                         record_output(ms, output);
-                        (AttemptOutcome::Succeeded, "WorkerSucceeded", format!("_success found ({} files, {} bytes)", output.files, output.bytes))
+                        (
+                            AttemptOutcome::Succeeded,
+                            "WorkerSucceeded",
+                            format!("_success found ({} files, {} bytes)", output.files, output.bytes),
+                        )
                     }
                     (Some(Err(why)), _) => (AttemptOutcome::Failed, "OutputIncomplete", why.clone()),
                     (None, Some(f)) => (AttemptOutcome::Failed, "WorkerFailed", f.message.clone()),
-                    (None, None) if env.deadline_passed => (AttemptOutcome::DeadlineExceeded, "DeadlineExceeded", "the deadline passed while the worker ran".into()),
+                    (None, None) if env.deadline_passed => (
+                        AttemptOutcome::DeadlineExceeded,
+                        "DeadlineExceeded",
+                        "the deadline passed while the worker ran".into(),
+                    ),
                     (None, None) if env.suspend => (AttemptOutcome::Suspended, "Suspended", "suspended: terminating the worker".into()),
                     (None, None) => match current {
-                        None if env.now.duration_since(ms.attempt_start_time.unwrap_or(env.now)).as_secs() >= env.ctx.launch_grace.as_secs() as i64 => {
-                            (AttemptOutcome::Failed, "InstanceLost", format!("instance {} disappeared without writing _success", ms.instance_id.clone().unwrap_or_default()))
+                        None if env.now.duration_since(ms.attempt_start_time.unwrap_or(env.now)).as_secs()
+                            >= env.ctx.launch_grace.as_secs() as i64 =>
+                        {
+                            (
+                                AttemptOutcome::Failed,
+                                "InstanceLost",
+                                format!(
+                                    "instance {} disappeared without writing _success",
+                                    ms.instance_id.clone().unwrap_or_default()
+                                ),
+                            )
                         }
-                        Some(i) if !i.state.is_live() => {
-                            (AttemptOutcome::Failed, "InstanceLost", format!("instance {} is {} without having written _success", i.id, i.state.as_str()))
-                        }
+                        Some(i) if !i.state.is_live() => (
+                            AttemptOutcome::Failed,
+                            "InstanceLost",
+                            format!("instance {} is {} without having written _success", i.id, i.state.as_str()),
+                        ),
                         _ => return,
                     },
                 };
-                let kind = if outcome == AttemptOutcome::Succeeded { NoteKind::Normal } else { NoteKind::Warning };
+                let kind = if outcome == AttemptOutcome::Succeeded {
+                    NoteKind::Normal
+                } else {
+                    NoteKind::Warning
+                };
                 out.note(kind, reason, format!("{media}: {message}"));
                 ms.outcome = Some(outcome);
                 ms.reason = Some(reason.into());
@@ -206,7 +257,11 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                 match ms.outcome {
                     Some(AttemptOutcome::Succeeded) => {
                         ms.phase = MediaPhase::Succeeded;
-                        out.note(NoteKind::Normal, "Succeeded", format!("{media}: exported to {}", ms.s3_uri.clone().unwrap_or_default()));
+                        out.note(
+                            NoteKind::Normal,
+                            "Succeeded",
+                            format!("{media}: exported to {}", ms.s3_uri.clone().unwrap_or_default()),
+                        );
                     }
                     Some(AttemptOutcome::Failed) => {
                         ms.failed_attempts += 1;
@@ -214,19 +269,37 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                             out.note(
                                 NoteKind::Warning,
                                 "Retrying",
-                                format!("{media}: attempt {} failed ({}); retrying ({} of {} retries)", ms.attempt, ms.message.clone().unwrap_or_default(), ms.failed_attempts, env.dd.spec.backoff_limit),
+                                format!(
+                                    "{media}: attempt {} failed ({}); retrying ({} of {} retries)",
+                                    ms.attempt,
+                                    ms.message.clone().unwrap_or_default(),
+                                    ms.failed_attempts,
+                                    env.dd.spec.backoff_limit
+                                ),
                             );
                             clear_attempt(ms);
                             ms.phase = MediaPhase::Pending;
                         } else {
                             ms.phase = MediaPhase::Failed;
-                            out.note(NoteKind::Warning, "Failed", format!("{media}: failed after {} attempt(s): {}", ms.attempt, ms.message.clone().unwrap_or_default()));
+                            out.note(
+                                NoteKind::Warning,
+                                "Failed",
+                                format!(
+                                    "{media}: failed after {} attempt(s): {}",
+                                    ms.attempt,
+                                    ms.message.clone().unwrap_or_default()
+                                ),
+                            );
                         }
                     }
                     Some(AttemptOutcome::DeadlineExceeded) => {
                         ms.phase = MediaPhase::Failed;
                         ms.reason = Some("DeadlineExceeded".into());
-                        out.note(NoteKind::Warning, "DeadlineExceeded", format!("{media}: the deadline passed; worker terminated"));
+                        out.note(
+                            NoteKind::Warning,
+                            "DeadlineExceeded",
+                            format!("{media}: the deadline passed; worker terminated"),
+                        );
                     }
                     Some(AttemptOutcome::Suspended) | None => {
                         clear_attempt(ms);
@@ -263,7 +336,10 @@ fn launch_request(env: &Env, ms: &MediaStatus, resolved: &ResolvedInstance, dead
     let meta = &env.dd.metadata;
     let name = meta.name.clone().unwrap_or_default();
     let mut t: BTreeMap<String, String> = env.dd.spec.instance.tags.clone();
-    t.insert("Name".into(), format!("datadump-{name}-{media}-{}", ms.attempt).chars().take(255).collect());
+    t.insert(
+        "Name".into(),
+        format!("datadump-{name}-{media}-{}", ms.attempt).chars().take(255).collect(),
+    );
     t.insert(tags::MANAGED_BY.into(), env.ctx.managed_by.clone());
     t.insert(tags::NAMESPACE.into(), meta.namespace.clone().unwrap_or_default());
     t.insert(tags::NAME.into(), name);
@@ -284,5 +360,12 @@ fn launch_request(env: &Env, ms: &MediaStatus, resolved: &ResolvedInstance, dead
         region: &region,
     };
     let user_data = crate::worker::render(&job).map_err(|e| e.to_string())?;
-    Ok(LaunchRequest { media_type: media.into(), attempt: ms.attempt, token, instance: resolved.clone(), tags: t, user_data })
+    Ok(LaunchRequest {
+        media_type: media.into(),
+        attempt: ms.attempt,
+        token,
+        instance: resolved.clone(),
+        tags: t,
+        user_data,
+    })
 }

@@ -174,6 +174,9 @@ pub struct Observed {
     pub objects: BTreeMap<String, MediaObjects>,
 }
 
+/// Failed sends after which the notification is given up (with a Warning Event).
+pub const MAX_NOTIFY_ATTEMPTS: u32 = 10;
+
 /// Settings of the controller installation that decisions depend on.
 #[derive(Clone, Debug)]
 pub struct PlanContext {
@@ -256,6 +259,10 @@ pub enum Action {
         /// SSM parameter names.
         parameters: Vec<String>,
     },
+    /// Write the dataset card next to the data (the dump succeeded).
+    WriteDatasetCard,
+    /// Send the end-of-dump Slack message (the dump ended; not sent yet).
+    Notify,
     /// Remove the finalizer: cleanup is complete.
     RemoveFinalizer,
 }

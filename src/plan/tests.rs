@@ -26,7 +26,10 @@ fn dd(extra: &str) -> DataDump {
 }
 
 fn ctx() -> PlanContext {
-    PlanContext { poll_interval: Duration::from_secs(30), ..Default::default() }
+    PlanContext {
+        poll_interval: Duration::from_secs(30),
+        ..Default::default()
+    }
 }
 
 /// What the API server would hold after the driver wrote the plan's status.
@@ -53,24 +56,51 @@ fn media<'a>(p: &'a Plan, m: &str) -> &'a crate::api::MediaStatus {
 }
 
 fn launches(p: &Plan) -> Vec<&LaunchRequest> {
-    p.actions.iter().filter_map(|a| if let Action::Launch(r) = a { Some(&**r) } else { None }).collect()
+    p.actions
+        .iter()
+        .filter_map(|a| if let Action::Launch(r) = a { Some(&**r) } else { None })
+        .collect()
 }
 
 fn terminated(p: &Plan) -> Vec<String> {
-    p.actions.iter().filter_map(|a| if let Action::Terminate { instance_ids } = a { Some(instance_ids.clone()) } else { None }).flatten().collect()
+    p.actions
+        .iter()
+        .filter_map(|a| {
+            if let Action::Terminate { instance_ids } = a {
+                Some(instance_ids.clone())
+            } else {
+                None
+            }
+        })
+        .flatten()
+        .collect()
 }
 
 fn objects(entries: &[(&str, MediaObjects)]) -> Observed {
-    Observed { instances: vec![], objects: entries.iter().map(|(m, o)| (m.to_string(), o.clone())).collect() }
+    Observed {
+        instances: vec![],
+        objects: entries.iter().map(|(m, o)| (m.to_string(), o.clone())).collect(),
+    }
 }
 
 fn success(files: u64) -> MediaObjects {
-    MediaObjects { success: Some(Ok(Output { files, bytes: files * 100, rows: Some(files * 10) })), ..Default::default() }
+    MediaObjects {
+        success: Some(Ok(Output {
+            files,
+            bytes: files * 100,
+            rows: Some(files * 10),
+        })),
+        ..Default::default()
+    }
 }
 
 fn failure(media: &str, attempt: u32, msg: &str) -> MediaObjects {
     MediaObjects {
-        failure: Some(FailureSeen { time: at(0), token: Some(token_for(UID, media, attempt)), message: msg.into() }),
+        failure: Some(FailureSeen {
+            time: at(0),
+            token: Some(token_for(UID, media, attempt)),
+            message: msg.into(),
+        }),
         ..Default::default()
     }
 }
@@ -83,7 +113,10 @@ fn running(extra: &str) -> DataDump {
     let d = persist(d, &p);
     let p = plan(&d, &Observed::default(), &ctx(), at(1));
     assert_eq!(launches(&p).len(), 1);
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Pending)], ..Default::default() };
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Pending)],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(2));
     assert_eq!(media(&p, "image").phase, MediaPhase::Running);
     persist(d, &p)
@@ -120,7 +153,10 @@ fn token_is_recorded_before_any_launch() {
     for m in ["image", "audio"] {
         assert_eq!(media(&p, m).phase, MediaPhase::Launching);
         assert_eq!(media(&p, m).token.as_deref(), Some(token_for(UID, m, 1).as_str()));
-        assert_eq!(media(&p, m).s3_uri.as_deref(), Some(format!("s3://my-datasets/data-dump/2026-11-23/{m}/").as_str()));
+        assert_eq!(
+            media(&p, m).s3_uri.as_deref(),
+            Some(format!("s3://my-datasets/data-dump/2026-11-23/{m}/").as_str())
+        );
     }
     assert_eq!(s.phase, DumpPhase::Running);
     assert_eq!(p.requeue_after, Some(ctx().fast_requeue));
@@ -153,7 +189,10 @@ fn launch_carries_token_tags_and_safe_settings() {
 #[test]
 fn an_existing_instance_with_the_token_is_adopted_not_duplicated() {
     let d = persist(dd(""), &plan(&dd(""), &Observed::default(), &ctx(), t0()));
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Running)], ..Default::default() };
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Running)],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(1));
     let l = launches(&p);
     assert_eq!(l.len(), 1, "only audio launches");
@@ -176,13 +215,19 @@ fn success_terminates_then_succeeds_once_ec2_confirms() {
     let d = persist(d, &p);
 
     // requested but not yet confirmed: wait, do not ask again while shutting down
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::ShuttingDown)], ..Default::default() };
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::ShuttingDown)],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(61));
     assert!(terminated(&p).is_empty());
     assert_eq!(media(&p, "image").phase, MediaPhase::Terminating);
     assert_ne!(p.status.as_ref().unwrap().phase, DumpPhase::Succeeded);
 
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Terminated)], ..Default::default() };
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Terminated)],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(62));
     let s = p.status.as_ref().unwrap();
     assert_eq!(s.phase, DumpPhase::Succeeded);
@@ -191,11 +236,20 @@ fn success_terminates_then_succeeds_once_ec2_confirms() {
     assert_eq!(s.condition(COMPLETE).unwrap().status, "True");
     assert_eq!(s.condition(FAILED).unwrap().status, "False");
     assert_eq!(media(&p, "image").instance_state.as_deref(), Some("terminated"));
-    assert!(p.actions.contains(&Action::DeleteCredentials { parameters: vec![format!("/datadump/{UID}/image")] }));
+    assert!(p.actions.contains(&Action::DeleteCredentials {
+        parameters: vec![format!("/datadump/{UID}/image")]
+    }));
     assert!(!media(&p, "image").credentials_staged);
     assert_eq!(p.requeue_after, Some(ctx().fast_requeue), "one more look after acting");
     let d = persist(d, &p);
     let p = plan(&d, &obs, &ctx(), at(63));
+    assert_eq!(
+        p.actions,
+        vec![Action::WriteDatasetCard],
+        "the card, once the terminal status is persisted"
+    );
+    let d = persist(d, &p);
+    let p = plan(&d, &obs, &ctx(), at(64));
     assert!(p.actions.is_empty());
     assert_eq!(p.requeue_after, None, "a finished dump waits for changes");
 }
@@ -203,7 +257,10 @@ fn success_terminates_then_succeeds_once_ec2_confirms() {
 #[test]
 fn failure_retries_with_a_new_token_then_fails_with_the_workers_message() {
     let d = running("  backoffLimit: 1\n");
-    let mut obs = objects(&[("image", failure("image", 1, "step dump failed with exit code 1: relation \"image\" does not exist"))]);
+    let mut obs = objects(&[(
+        "image",
+        failure("image", 1, "step dump failed with exit code 1: relation \"image\" does not exist"),
+    )]);
     obs.instances = vec![inst("image", 1, InstanceState::Running)];
     let p = plan(&d, &obs, &ctx(), at(60));
     assert_eq!(terminated(&p), vec!["i-image1"]);
@@ -224,8 +281,14 @@ fn failure_retries_with_a_new_token_then_fails_with_the_workers_message() {
     assert!(terminated(&p).is_empty());
     let d = persist(d, &p);
 
-    let mut obs = objects(&[("image", failure("image", 2, "step dump failed with exit code 1: connection refused"))]);
-    obs.instances = vec![inst("image", 1, InstanceState::Terminated), inst("image", 2, InstanceState::Running)];
+    let mut obs = objects(&[(
+        "image",
+        failure("image", 2, "step dump failed with exit code 1: connection refused"),
+    )]);
+    obs.instances = vec![
+        inst("image", 1, InstanceState::Terminated),
+        inst("image", 2, InstanceState::Running),
+    ];
     let d = persist(d.clone(), &plan(&d, &obs, &ctx(), at(63)));
     obs.instances[1].state = InstanceState::Terminated;
     let p = plan(&d, &obs, &ctx(), at(64));
@@ -240,7 +303,10 @@ fn failure_retries_with_a_new_token_then_fails_with_the_workers_message() {
 #[test]
 fn an_instance_that_ends_without_success_is_a_failed_attempt() {
     let d = running("  backoffLimit: 0\n");
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Terminated)], ..Default::default() };
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Terminated)],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(60));
     let m = media(&p, "image");
     assert_eq!((m.phase, m.reason.as_deref()), (MediaPhase::Failed, Some("InstanceLost")));
@@ -259,13 +325,19 @@ fn a_missing_instance_gets_a_grace_period() {
 #[test]
 fn deadline_terminates_and_fails_with_deadline_exceeded() {
     let d = running("");
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Running)], ..Default::default() };
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Running)],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(1000));
     assert_eq!(p.requeue_after, Some(Duration::from_secs(30)));
     let p = plan(&d, &obs, &ctx(), at(36_000));
     assert_eq!(terminated(&p), vec!["i-image1"]);
     let d = persist(d, &p);
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Terminated)], ..Default::default() };
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Terminated)],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(36_010));
     let s = p.status.as_ref().unwrap();
     assert_eq!(s.phase, DumpPhase::Failed);
@@ -276,7 +348,10 @@ fn deadline_terminates_and_fails_with_deadline_exceeded() {
 #[test]
 fn requeue_wakes_up_at_the_deadline() {
     let d = running("");
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Running)], ..Default::default() };
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Running)],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(36_000 - 5));
     assert_eq!(p.requeue_after, Some(Duration::from_secs(6)));
 }
@@ -286,12 +361,18 @@ fn suspend_terminates_and_resume_starts_a_fresh_attempt_without_spending_a_retry
     let d = running("  backoffLimit: 0\n");
     let mut d = d;
     d.spec.suspend = true;
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Running)], ..Default::default() };
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Running)],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(60));
     assert_eq!(terminated(&p), vec!["i-image1"]);
     assert_eq!(p.status.as_ref().unwrap().phase, DumpPhase::Suspended);
     let d = persist(d, &p);
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Terminated)], ..Default::default() };
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Terminated)],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(61));
     assert_eq!(media(&p, "image").phase, MediaPhase::Pending);
     assert_eq!(p.status.as_ref().unwrap().phase, DumpPhase::Suspended);
@@ -320,19 +401,32 @@ fn an_invalid_spec_launches_nothing_and_says_why() {
     // and the same invalid spec does not repeat the event
     let p2 = plan(&persist(d, &p), &Observed::default(), &ctx(), at(5));
     assert!(p2.notes.is_empty());
-    assert_eq!(p2.status.unwrap().condition(SPEC_VALID).unwrap().last_transition_time, c.last_transition_time);
+    assert_eq!(
+        p2.status.unwrap().condition(SPEC_VALID).unwrap().last_transition_time,
+        c.last_transition_time
+    );
 }
 
 #[test]
 fn deletion_terminates_everything_and_releases_the_finalizer_only_when_confirmed() {
     let mut d = running("");
     d.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(100)));
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Running)], ..Default::default() };
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Running)],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(100));
     assert_eq!(terminated(&p), vec!["i-image1"]);
     assert!(!p.actions.contains(&Action::RemoveFinalizer));
-    assert!(p.actions.iter().any(|a| matches!(a, Action::DeleteCredentials { parameters } if parameters.contains(&format!("/datadump/{UID}/image")))));
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Terminated)], ..Default::default() };
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(a, Action::DeleteCredentials { parameters } if parameters.contains(&format!("/datadump/{UID}/image"))))
+    );
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Terminated)],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(101));
     assert_eq!(p.actions.last(), Some(&Action::RemoveFinalizer));
     assert!(terminated(&p).is_empty());
@@ -344,7 +438,10 @@ fn stray_instances_of_old_attempts_are_terminated() {
     let mut stray = inst("image", 1, InstanceState::Running);
     stray.id = "i-stray".into();
     stray.token = "ddt-someothertoken".into();
-    let obs = Observed { instances: vec![inst("image", 1, InstanceState::Running), stray], ..Default::default() };
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Running), stray],
+        ..Default::default()
+    };
     let p = plan(&d, &obs, &ctx(), at(60));
     assert_eq!(terminated(&p), vec!["i-stray"]);
 }
@@ -361,19 +458,40 @@ fn an_earlier_export_for_the_same_date_is_not_redone() {
 #[test]
 fn incomplete_output_fails_the_attempt_with_the_reason() {
     let d = running("  backoffLimit: 0\n");
-    let mut obs = objects(&[("image", MediaObjects { success: Some(Err("image_02.parquet is in the manifest but missing from S3".into())), ..Default::default() })]);
+    let mut obs = objects(&[(
+        "image",
+        MediaObjects {
+            success: Some(Err("image_02.parquet is in the manifest but missing from S3".into())),
+            ..Default::default()
+        },
+    )]);
     obs.instances = vec![inst("image", 1, InstanceState::Running)];
     let p = plan(&d, &obs, &ctx(), at(60));
     let m = media(&p, "image");
-    assert_eq!((m.outcome, m.reason.as_deref()), (Some(AttemptOutcome::Failed), Some("OutputIncomplete")));
+    assert_eq!(
+        (m.outcome, m.reason.as_deref()),
+        (Some(AttemptOutcome::Failed), Some("OutputIncomplete"))
+    );
     assert!(m.message.as_ref().unwrap().contains("missing from S3"));
 }
 
 #[test]
 fn progress_is_shown_while_running() {
     let d = running("");
-    let progress = ProgressSeen { stage: Some("dumping".into()), time: Some(at(50)), files: Some(2), bytes: Some(4096), rows: None };
-    let mut obs = objects(&[("image", MediaObjects { progress: Some(progress), ..Default::default() })]);
+    let progress = ProgressSeen {
+        stage: Some("dumping".into()),
+        time: Some(at(50)),
+        files: Some(2),
+        bytes: Some(4096),
+        rows: None,
+    };
+    let mut obs = objects(&[(
+        "image",
+        MediaObjects {
+            progress: Some(progress),
+            ..Default::default()
+        },
+    )]);
     obs.instances = vec![inst("image", 1, InstanceState::Running)];
     let p = plan(&d, &obs, &ctx(), at(60));
     let m = media(&p, "image");
@@ -390,4 +508,55 @@ fn observed_generation_follows_the_object() {
     let s = p.status.unwrap();
     assert_eq!(s.observed_generation, Some(7));
     assert!(s.conditions.iter().all(|c| c.observed_generation == Some(7)));
+}
+
+/// A one-media dump whose persisted status is Succeeded, with a Slack webhook configured.
+fn finished_with_slack() -> DataDump {
+    let mut d = running("  notification: {slack: {webhookSecretRef: {name: slack, key: url}}}\n");
+    let mut obs = objects(&[("image", success(1))]);
+    obs.instances = vec![inst("image", 1, InstanceState::Terminated)];
+    let p = plan(&d, &obs, &ctx(), at(60));
+    assert_eq!(p.status.as_ref().unwrap().phase, DumpPhase::Succeeded);
+    assert!(
+        !p.actions.contains(&Action::Notify),
+        "side effects wait for the terminal status to be persisted"
+    );
+    assert!(!p.actions.contains(&Action::WriteDatasetCard));
+    d = persist(d, &p);
+    d
+}
+
+#[test]
+fn a_finished_dump_writes_its_card_and_notifies_once() {
+    let d = finished_with_slack();
+    let p = plan(&d, &Observed::default(), &ctx(), at(62));
+    assert!(p.actions.contains(&Action::WriteDatasetCard));
+    assert!(p.actions.contains(&Action::Notify));
+    let s = p.status.as_ref().unwrap();
+    assert_eq!(s.dataset_card.as_deref(), Some("s3://my-datasets/data-dump/2026-11-23/README.md"));
+    assert!(s.notification.as_ref().unwrap().sent);
+    let d = persist(d, &p);
+    let p = plan(&d, &Observed::default(), &ctx(), at(63));
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+}
+
+#[test]
+fn failed_notifications_back_off_and_give_up() {
+    let mut d = finished_with_slack();
+    let s = d.status.as_mut().unwrap();
+    s.dataset_card = Some("s3://x/README.md".into());
+    s.notification = Some(crate::api::NotificationStatus {
+        sent: false,
+        attempts: 2,
+        last_attempt_time: Some(at(100)),
+        last_error: Some("HTTP 500".into()),
+    });
+    let p = plan(&d, &Observed::default(), &ctx(), at(101));
+    assert!(!p.actions.contains(&Action::Notify), "2^2 s have not passed");
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(3)));
+    let p = plan(&d, &Observed::default(), &ctx(), at(104));
+    assert!(p.actions.contains(&Action::Notify));
+    d.status.as_mut().unwrap().notification.as_mut().unwrap().attempts = MAX_NOTIFY_ATTEMPTS;
+    let p = plan(&d, &Observed::default(), &ctx(), at(10_000));
+    assert!(p.actions.is_empty());
 }

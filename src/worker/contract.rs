@@ -33,7 +33,11 @@ pub const MANIFEST_VERSION: u32 = 1;
 /// ignored).
 pub fn media_prefix(prefix: &str, date: &str, media_type: &str) -> String {
     let prefix = prefix.trim_matches('/');
-    if prefix.is_empty() { format!("{date}/{media_type}/") } else { format!("{prefix}/{date}/{media_type}/") }
+    if prefix.is_empty() {
+        format!("{date}/{media_type}/")
+    } else {
+        format!("{prefix}/{date}/{media_type}/")
+    }
 }
 
 /// The key of one object of the contract, e.g. `key("data-dump", "2026-11-01", "image", SUCCESS)`.
@@ -190,7 +194,10 @@ mod tests {
     fn keys_follow_the_layout() {
         assert_eq!(media_prefix("data-dump", "2026-11-01", "image"), "data-dump/2026-11-01/image/");
         assert_eq!(media_prefix("/a/b/", "2026-11-01", "audio"), "a/b/2026-11-01/audio/");
-        assert_eq!(key("data-dump", "2026-11-01", "image", SUCCESS), "data-dump/2026-11-01/image/_success");
+        assert_eq!(
+            key("data-dump", "2026-11-01", "image", SUCCESS),
+            "data-dump/2026-11-01/image/_success"
+        );
         assert!(is_part("p/2026-11-01/image/image_01.parquet"));
         assert!(!is_part("p/2026-11-01/image/_manifest.json"));
         assert!(!is_part("p/2026-11-01/image/_success"));
@@ -200,7 +207,10 @@ mod tests {
     fn the_script_writes_progress_the_controller_reads() {
         let script = sample_script();
         let p: ProgressReport = lib_json(&script, "STAGE=dumping FILES=3 BYTES=1234 ROWS=99; progress_json");
-        assert_eq!((p.stage, p.files, p.bytes, p.rows, p.attempt), (Stage::Dumping, 3, 1234, Some(99), 2));
+        assert_eq!(
+            (p.stage, p.files, p.bytes, p.rows, p.attempt),
+            (Stage::Dumping, 3, 1234, Some(99), 2)
+        );
         assert_eq!(p.token, "tok-\"1\"");
         assert!((Timestamp::now().as_second() - p.time.as_second()).abs() < 60);
         let p: ProgressReport = lib_json(&script, "ROWS_KNOWN=0; progress_json");
@@ -214,8 +224,19 @@ mod tests {
             ENTRIES=('{"key":"k/image_01.parquet","size":10,"sha256":"ab","rows":3}' '{"key":"k/image_02.parquet","size":20,"sha256":"cd","rows":4}')"#;
         let m: Manifest = lib_json(&script, &format!("{setup}; manifest_json"));
         assert_eq!(m.version, MANIFEST_VERSION);
-        assert_eq!((m.media_type.as_str(), m.dump_date.as_str(), m.rows, m.bytes()), ("image", "2026-11-01", Some(7), 30));
-        assert_eq!(m.files[1], ManifestFile { key: "k/image_02.parquet".into(), size: 20, sha256: "cd".into(), rows: Some(4) });
+        assert_eq!(
+            (m.media_type.as_str(), m.dump_date.as_str(), m.rows, m.bytes()),
+            ("image", "2026-11-01", Some(7), 30)
+        );
+        assert_eq!(
+            m.files[1],
+            ManifestFile {
+                key: "k/image_02.parquet".into(),
+                size: 20,
+                sha256: "cd".into(),
+                rows: Some(4)
+            }
+        );
         assert_eq!(m.odbc2parquet_version, "11.0.1");
         assert_eq!(m.started_at.to_string(), "2026-11-01T00:00:00Z");
         let m: Manifest = lib_json(&script, "STARTED=2026-11-01T00:00:00Z; manifest_json");

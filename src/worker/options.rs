@@ -6,6 +6,12 @@
 //!   (`MaxVarcharSize`), and odbc2parquet sizes its buffers from that and *fails* on longer
 //!   values. `UnknownsAsLongVarchar=1;MaxLongVarcharSize=L` makes every unbounded column use
 //!   the column length limit L instead, so `--column-length-limit` is the one real bound.
+//! - timestamptz arrives as a zoneless timestamp in the session's time zone; the worker runs
+//!   odbc2parquet with `PGTZ=UTC`, so the Parquet timestamps are UTC whatever the database's
+//!   default zone;
+//! - KNOWN LIMITATION: `double precision` arrives as a 32-bit FLOAT (psqlODBC reports
+//!   SQL_DESC_PRECISION 0 for float8, odbc2parquet 11 maps precision <= 24 to FLOAT); no driver
+//!   option changes that, and `uuid` arrives as upper-case GUID text.
 
 use crate::api::Odbc2ParquetSpec;
 
@@ -63,7 +69,10 @@ pub fn odbc2parquet_args(o: &Odbc2ParquetSpec) -> Vec<String> {
     push("--batch-size-memory", DEFAULT_BATCH_SIZE_MEMORY.into());
     push("--file-size-threshold", o.file_size_threshold.clone());
     push("--column-compression-default", o.compression.as_str().into());
-    push("--column-length-limit", o.column_length_limit.unwrap_or(DEFAULT_COLUMN_LENGTH_LIMIT).to_string());
+    push(
+        "--column-length-limit",
+        o.column_length_limit.unwrap_or(DEFAULT_COLUMN_LENGTH_LIMIT).to_string(),
+    );
     if let Some(rows) = o.batch_size_rows {
         push("--batch-size-row", rows.to_string());
     }
@@ -94,10 +103,27 @@ mod tests {
         let args = odbc2parquet_args(&Odbc2ParquetSpec::default());
         assert_eq!(
             args,
-            ["--batch-size-memory=64MiB", "--file-size-threshold=2GiB", "--column-compression-default=zstd", "--column-length-limit=65536"]
+            [
+                "--batch-size-memory=64MiB",
+                "--file-size-threshold=2GiB",
+                "--column-compression-default=zstd",
+                "--column-length-limit=65536"
+            ]
         );
-        let names: Vec<_> = driver_options(&Odbc2ParquetSpec::default()).iter().map(|o| format!("{}={}", o.name, o.value)).collect();
-        assert_eq!(names, ["UseDeclareFetch=1", "Fetch=20000", "BoolsAsChar=0", "UnknownsAsLongVarchar=1", "MaxLongVarcharSize=65536"]);
+        let names: Vec<_> = driver_options(&Odbc2ParquetSpec::default())
+            .iter()
+            .map(|o| format!("{}={}", o.name, o.value))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "UseDeclareFetch=1",
+                "Fetch=20000",
+                "BoolsAsChar=0",
+                "UnknownsAsLongVarchar=1",
+                "MaxLongVarcharSize=65536"
+            ]
+        );
     }
 
     #[test]
@@ -123,9 +149,18 @@ mod tests {
             ]
         );
         assert_eq!(column_length_limit(&o), 1000);
-        let o = Odbc2ParquetSpec { extra_args: vec![ExtraArg("--column-length-limit=200000".into())], ..o };
+        let o = Odbc2ParquetSpec {
+            extra_args: vec![ExtraArg("--column-length-limit=200000".into())],
+            ..o
+        };
         assert_eq!(column_length_limit(&o), 200_000);
-        assert_eq!(odbc2parquet_args(&o).iter().filter(|a| a.starts_with("--column-length-limit")).count(), 1);
+        assert_eq!(
+            odbc2parquet_args(&o)
+                .iter()
+                .filter(|a| a.starts_with("--column-length-limit"))
+                .count(),
+            1
+        );
         assert_eq!(driver_options(&o)[4].value, "200000");
     }
 }

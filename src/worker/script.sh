@@ -10,8 +10,9 @@ job() {
   if [[ $1 == arg ]]; then ARGS+=("$v"); else JOB[$1]=$v; fi
 }
 #@JOB@
-# ---- Everything below is the fixed program, shipped gzip+base64 after the job values. Comment lines and indentation are stripped when
-# rendering (EC2 user data is limited to 16 KiB), so keep every string on one line.
+# ---- Everything below is the fixed program, shipped gzip+base64 after the job values. Comment
+# lines and indentation are stripped when rendering (EC2 user data is limited to 16 KiB), so
+# keep every string on one line and use no here-documents.
 #
 # Local runs only (unset on EC2): DATADUMP_SHUTDOWN_CMD (default `shutdown -h`, called with
 # `+MINUTES` first and `now` last), DATADUMP_WORKDIR (use this directory, no disk setup),
@@ -99,15 +100,16 @@ manifest_json() {
 
 # put NAME BODY [TIMEOUT]: writes one JSON object under the media prefix.
 put() {
-  local key=${JOB[key_prefix]}$1
-  printf '%s' "$2" | timeout --kill-after=10 "${3:-$(remaining)}" aws s3 cp - "s3://${JOB[bucket]}/$key" --region "${JOB[s3_region]}" --content-type application/json --only-show-errors
+  local key=${JOB[key_prefix]}$1 rc=0
+  printf '%s' "$2" | timeout --kill-after=10 "${3:-$(remaining)}" aws s3 cp - "s3://${JOB[bucket]}/$key" --region "${JOB[s3_region]}" --content-type application/json --only-show-errors || rc=$?
+  if ((rc)); then log "could not write $key"; return "$rc"; fi
   log "wrote $key"
 }
 
 # Progress is best effort: a missed heartbeat must not fail a long dump.
 progress() {
   if [[ -n ${1:-} ]]; then STAGE=$1; log "stage $1"; fi
-  if command -v aws >/dev/null; then put _progress.json "$(progress_json)" 120 || log "warning: could not write _progress.json"; fi
+  if command -v aws >/dev/null; then put _progress.json "$(progress_json)" 120 || true; fi
 }
 
 # ---- installation (Amazon Linux 2023 on x86_64 or arm64): skips what is already there ----
@@ -293,7 +295,8 @@ dump() {
   local rc=0 last
   progress dumping
   rm -rf "${OUT:?}"/*
-  ODBC_CONNECTION_STRING=$CONN RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0 NO_COLOR=1 odbc2parquet -v --no-color query "${ARGS[@]}" "$OUT/${JOB[media_type]}.parquet" - <<<"${JOB[query]}" &
+  # PGTZ: timestamptz values are written in the session's zone; make that UTC.
+  ODBC_CONNECTION_STRING=$CONN PGTZ=UTC RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0 odbc2parquet -v --no-color query "${ARGS[@]}" "$OUT/${JOB[media_type]}.parquet" - <<<"${JOB[query]}" &
   O2P_PID=$!
   last=$(now)
   while kill -0 "$O2P_PID" 2>/dev/null; do
@@ -335,7 +338,7 @@ on_exit() {
   if ((!DONE)); then
     if ((DEADLINE_HIT || $(remaining) == 0)); then step=deadline; fi
     log "failed in step $step with exit code $rc"
-    put _failure "$(failure_json "$((rc ? rc : 1))" "$step" "$(tail -c 4096 "$LOG" | utf8_clean)")" 120 || log "could not write _failure"
+    put _failure "$(failure_json "$((rc ? rc : 1))" "$step" "$(tail -c 4096 "$LOG" | utf8_clean)")" 120
     redact "$(tail -c 4096 "$LOG")" >&3
   fi
   log "shutting down"

@@ -10,7 +10,12 @@ use super::testkit::{lib_out, sample_script};
 use super::{DEFAULT_COLUMN_LENGTH_LIMIT, program};
 
 fn pipe(cmd: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(cmd).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{cmd} failed");
@@ -63,12 +68,18 @@ fn missing_driver_options_are_appended() {
 #[test]
 fn options_the_string_sets_are_kept_under_any_spelling() {
     let out = conn(" driver=x; usedeclarefetch = 0;B9=1;FETCH=5;b8=0;maxlongvarcharsize=10;PASSWORD=hunter2");
-    assert_eq!(out[0], " driver=x; usedeclarefetch = 0;B9=1;FETCH=5;b8=0;maxlongvarcharsize=10;PASSWORD=hunter2");
+    assert_eq!(
+        out[0],
+        " driver=x; usedeclarefetch = 0;B9=1;FETCH=5;b8=0;maxlongvarcharsize=10;PASSWORD=hunter2"
+    );
     assert_eq!(out[1], "driver usedeclarefetch b9 fetch b8 maxlongvarcharsize password");
     assert_eq!(out.last().unwrap(), "hunter2");
     // Short passwords are not redacted: every "x" of the log would go.
     let out = conn("Driver=x;Pwd=ab");
-    assert_eq!(out[0], "Driver=x;Pwd=ab;UseDeclareFetch=1;Fetch=20000;BoolsAsChar=0;UnknownsAsLongVarchar=1;MaxLongVarcharSize=65536");
+    assert_eq!(
+        out[0],
+        "Driver=x;Pwd=ab;UseDeclareFetch=1;Fetch=20000;BoolsAsChar=0;UnknownsAsLongVarchar=1;MaxLongVarcharSize=65536"
+    );
     assert_eq!(out.last().unwrap(), "--");
 }
 
@@ -92,7 +103,14 @@ fn an_ebs_volume_wins_over_instance_store_and_root() {
 #[test]
 fn parts_are_listed_in_file_order_and_their_rows_read_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["image_02.parquet", "image_100.parquet", "image_01.parquet", "image_10.parquet", "image_99.parquet", "other_01.parquet"] {
+    for name in [
+        "image_02.parquet",
+        "image_100.parquet",
+        "image_01.parquet",
+        "image_10.parquet",
+        "image_99.parquet",
+        "other_01.parquet",
+    ] {
         std::fs::write(dir.path().join(name), "x").unwrap();
     }
     let d = dir.path().display();
@@ -108,8 +126,24 @@ fn parts_are_listed_in_file_order_and_their_rows_read_from_the_log() {
         &sample_script(),
         &format!("OUT={d} LOG={d}/log; list_parts; echo \"rows=$(part_rows {d}/image_01.parquet),$(part_rows {d}/image_10.parquet)\""),
     );
-    let expected: Vec<String> = ["01", "02", "10", "99", "100"].iter().map(|n| format!("{d}/image_{n}.parquet")).collect();
+    let expected: Vec<String> = ["01", "02", "10", "99", "100"]
+        .iter()
+        .map(|n| format!("{d}/image_{n}.parquet"))
+        .collect();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[..5], expected.iter().map(String::as_str).collect::<Vec<_>>()[..]);
     assert_eq!(lines[5], "rows=48210,");
+}
+
+#[test]
+fn a_failed_write_is_reported_as_failed_even_where_errors_are_tolerated() {
+    let snippet = r#"d=$(mktemp -d); printf '#!/bin/sh\necho "S3 says no" >&2; exit 3\n' > "$d/aws"; chmod +x "$d/aws"; PATH="$d:$PATH"
+        put _progress.json '{}' 5 || echo "rc=$?"; progress dumping; echo "still running"; rm -r "$d""#;
+    let out = lib_out(&sample_script(), snippet);
+    assert!(
+        out.contains("could not write data-dump/2026-11-01/image/_progress.json\nrc=3\n"),
+        "{out}"
+    );
+    assert!(!out.contains(" wrote "), "{out}");
+    assert!(out.ends_with("still running\n"), "progress is best effort: {out}");
 }

@@ -9,8 +9,10 @@ use crate::api::{DataDumpSpec, MediaType};
 
 /// A valid spec reading its credentials from `/datadump/catalog`.
 pub(crate) fn sample_spec() -> DataDumpSpec {
-    serde_yaml::from_str("mediaTypes: [image, audio]\ndestination: {bucket: my-datasets}\ndatabase: {ssmParameterName: /datadump/catalog}\n")
-        .unwrap()
+    serde_yaml::from_str(
+        "mediaTypes: [image, audio]\ndestination: {bucket: my-datasets}\ndatabase: {ssmParameterName: /datadump/catalog}\n",
+    )
+    .unwrap()
 }
 
 /// A job at attempt 2 in eu-west-1.
@@ -22,14 +24,31 @@ pub(crate) fn job<'a>(
     parameter: &'a str,
     deadline: jiff::Timestamp,
 ) -> WorkerJob<'a> {
-    WorkerJob { spec, media_type, dump_date: date, attempt: 2, token, deadline, ssm_parameter: parameter, region: "eu-west-1" }
+    WorkerJob {
+        spec,
+        media_type,
+        dump_date: date,
+        attempt: 2,
+        token,
+        deadline,
+        ssm_parameter: parameter,
+        region: "eu-west-1",
+    }
 }
 
 /// The user data of `image` on 2026-11-01, token `tok-"1"`, deadline in an hour.
 pub(crate) fn sample_script() -> String {
     let spec = sample_spec();
     let media = MediaType("image".into());
-    render(&job(&spec, &media, "2026-11-01", "tok-\"1\"", "/datadump/catalog", jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1))).unwrap()
+    render(&job(
+        &spec,
+        &media,
+        "2026-11-01",
+        "tok-\"1\"",
+        "/datadump/catalog",
+        jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
+    ))
+    .unwrap()
 }
 
 fn script_file(script: &str) -> tempfile::NamedTempFile {

@@ -13,11 +13,7 @@ fn datadump(args: &[&str]) -> (i32, String) {
         .args(args)
         .output()
         .expect("run datadump");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -25,8 +21,7 @@ fn datadump(args: &[&str]) -> (i32, String) {
 fn committed_crd_matches_the_rust_types() {
     let (code, generated) = datadump(&["crd"]);
     assert_eq!(code, 0, "{generated}");
-    let committed =
-        std::fs::read_to_string(repo().join("crds/datadump.dev_datadumps.yaml")).unwrap();
+    let committed = std::fs::read_to_string(repo().join("crds/datadump.dev_datadumps.yaml")).unwrap();
     assert!(
         generated == committed,
         "crds/datadump.dev_datadumps.yaml drifted from src/api: run `cargo run -- crd > crds/datadump.dev_datadumps.yaml`"
@@ -35,10 +30,8 @@ fn committed_crd_matches_the_rust_types() {
 
 #[test]
 fn crd_has_what_kubectl_users_rely_on() {
-    let crd: serde_json::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(repo().join("crds/datadump.dev_datadumps.yaml")).unwrap(),
-    )
-    .unwrap();
+    let crd: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo().join("crds/datadump.dev_datadumps.yaml")).unwrap()).unwrap();
     let names = &crd["spec"]["names"];
     assert_eq!(names["shortNames"][0], "dd");
     assert_eq!(crd["spec"]["scope"], "Namespaced");
@@ -51,19 +44,13 @@ fn crd_has_what_kubectl_users_rely_on() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        columns,
-        ["Phase", "Done", "Bucket", "Age", "Date", "Message"]
-    );
+    assert_eq!(columns, ["Phase", "Done", "Bucket", "Age", "Date", "Message"]);
     // every spec field is documented, so `kubectl explain datadump.spec` reads like a manual
     fn undocumented(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
         if let Some(props) = schema["properties"].as_object() {
             for (k, v) in props {
                 let p = format!("{path}.{k}");
-                if v["description"]
-                    .as_str()
-                    .is_none_or(|d| d.trim().is_empty())
-                {
+                if v["description"].as_str().is_none_or(|d| d.trim().is_empty()) {
                     out.push(p.clone());
                 }
                 undocumented(v, &p, out);
@@ -72,30 +59,26 @@ fn crd_has_what_kubectl_users_rely_on() {
         }
     }
     let mut missing = Vec::new();
-    undocumented(
-        &version["schema"]["openAPIV3Schema"]["properties"]["spec"],
-        "spec",
-        &mut missing,
-    );
+    undocumented(&version["schema"]["openAPIV3Schema"]["properties"]["spec"], "spec", &mut missing);
     assert!(missing.is_empty(), "fields without docs: {missing:?}");
 }
 
 #[test]
 fn committed_crd_passes_kubernetes_validate() {
     let venv = repo().join(".venv/bin/kubernetes-validate");
-    assert!(
-        venv.exists(),
-        "kubernetes-validate missing: run scripts/setup.sh"
-    );
+    assert!(venv.exists(), "kubernetes-validate missing: run scripts/setup.sh");
     let out = Command::new(venv)
         .args(["--strict", "-k", "1.32.0"])
         .arg(repo().join("crds/datadump.dev_datadumps.yaml"))
         .output()
         .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    assert!(text.to_lowercase().contains("passed for resource customresourcedefinition/datadumps.datadump.dev"), "{text}");
+    assert!(
+        text.to_lowercase()
+            .contains("passed for resource customresourcedefinition/datadumps.datadump.dev"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -120,31 +103,11 @@ spec:
 /// Each case: what it is, the spec fields it overrides (YAML), and the field path the error
 /// must name.
 const BAD: &[(&str, &str, &str)] = &[
-    (
-        "upper-case media type",
-        "mediaTypes: [Image]",
-        "spec.mediaTypes[0]",
-    ),
-    (
-        "shell metacharacter in media type",
-        "mediaTypes: ['a;b']",
-        "spec.mediaTypes[0]",
-    ),
-    (
-        "media type with a space",
-        "mediaTypes: [image, 'au dio']",
-        "spec.mediaTypes[1]",
-    ),
-    (
-        "media type starting with a digit",
-        "mediaTypes: [1image]",
-        "spec.mediaTypes[0]",
-    ),
-    (
-        "duplicate media types",
-        "mediaTypes: [image, audio, image]",
-        "spec.mediaTypes[2]",
-    ),
+    ("upper-case media type", "mediaTypes: [Image]", "spec.mediaTypes[0]"),
+    ("shell metacharacter in media type", "mediaTypes: ['a;b']", "spec.mediaTypes[0]"),
+    ("media type with a space", "mediaTypes: [image, 'au dio']", "spec.mediaTypes[1]"),
+    ("media type starting with a digit", "mediaTypes: [1image]", "spec.mediaTypes[0]"),
+    ("duplicate media types", "mediaTypes: [image, audio, image]", "spec.mediaTypes[2]"),
     ("empty media list", "mediaTypes: []", "spec.mediaTypes"),
     (
         "17 media types",
@@ -156,16 +119,8 @@ const BAD: &[(&str, &str, &str)] = &[
         "mediaTypes: [aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]",
         "spec.mediaTypes[0]",
     ),
-    (
-        "upper-case bucket",
-        "destination: {bucket: My-Datasets}",
-        "spec.destination.bucket",
-    ),
-    (
-        "bucket too short",
-        "destination: {bucket: ab}",
-        "spec.destination.bucket",
-    ),
+    ("upper-case bucket", "destination: {bucket: My-Datasets}", "spec.destination.bucket"),
+    ("bucket too short", "destination: {bucket: ab}", "spec.destination.bucket"),
     (
         "bucket with underscore",
         "destination: {bucket: my_datasets}",
@@ -212,21 +167,13 @@ const BAD: &[(&str, &str, &str)] = &[
         "query: 'SELECT * FROM {media_type} WHERE d > {date}'",
         "spec.query",
     ),
-    (
-        "query that writes",
-        "query: 'DELETE FROM {media_type}'",
-        "spec.query",
-    ),
+    ("query that writes", "query: 'DELETE FROM {media_type}'", "spec.query"),
     (
         "query with two statements",
         "query: 'SELECT * FROM {media_type}; DROP TABLE x'",
         "spec.query",
     ),
-    (
-        "query with NUL",
-        "query: \"SELECT * FROM {media_type}\\0\"",
-        "spec.query",
-    ),
+    ("query with NUL", "query: \"SELECT * FROM {media_type}\\0\"", "spec.query"),
     (
         "both credential sources",
         "database: {ssmParameterName: /a, connectionSecretRef: {name: db, key: k}}",
@@ -366,9 +313,7 @@ fn validate_refuses_every_bad_spec_naming_the_field() {
         let f = dir.path().join(format!("bad{i}.yaml"));
         std::fs::write(&f, bad_doc(overrides)).unwrap();
         let (code, out) = datadump(&["validate", "-f", f.to_str().unwrap()]);
-        let named = out
-            .lines()
-            .any(|l| l.contains(&format!(": {field}: ")) && l.contains("fix: "));
+        let named = out.lines().any(|l| l.contains(&format!(": {field}: ")) && l.contains("fix: "));
         if code != 1 || !named || out.contains(": valid") {
             failures.push(format!("{what}: exit {code}, expected {field}:\n{out}"));
         }
@@ -381,11 +326,7 @@ fn multi_document_files_report_each_document() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("multi.yaml");
     let good = BASE.replace("name: bad", "name: good");
-    std::fs::write(
-        &f,
-        format!("{good}\n---\n{}", bad_doc("mediaTypes: [Image]")),
-    )
-    .unwrap();
+    std::fs::write(&f, format!("{good}\n---\n{}", bad_doc("mediaTypes: [Image]"))).unwrap();
     let (code, out) = datadump(&["validate", "-f", f.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("DataDump good: valid"), "{out}");
@@ -399,23 +340,14 @@ fn site_default_profile_is_honoured_by_validate() {
     std::fs::write(&f, bad_doc("instance: {}")).unwrap();
     let path = f.to_str().unwrap();
     assert_eq!(datadump(&["validate", "-f", path]).0, 1);
-    let (code, out) = datadump(&[
-        "validate",
-        "-f",
-        path,
-        "--default-iam-instance-profile",
-        "site-worker",
-    ]);
+    let (code, out) = datadump(&["validate", "-f", path, "--default-iam-instance-profile", "site-worker"]);
     assert_eq!(code, 0, "{out}");
 }
 
 #[test]
 fn malformed_yaml_is_refused_not_panicked_on() {
     let dir = tempfile::tempdir().unwrap();
-    for (i, text) in ["spec: [unclosed", "kind: DataDump\nspec: 42\n", "\t- : :"]
-        .iter()
-        .enumerate()
-    {
+    for (i, text) in ["spec: [unclosed", "kind: DataDump\nspec: 42\n", "\t- : :"].iter().enumerate() {
         let f = dir.path().join(format!("m{i}.yaml"));
         std::fs::write(&f, text).unwrap();
         let (code, out) = datadump(&["validate", "-f", f.to_str().unwrap()]);

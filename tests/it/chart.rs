@@ -64,7 +64,7 @@ fn helper(args: &[&str], stdin: Option<&str>) -> Value {
 }
 
 /// A rendered chart: its objects (CRDs first), the file each came from, and NOTES.txt.
-struct Rendered {
+pub(crate) struct Rendered {
     objects: Vec<Value>,
     sources: Vec<String>,
     notes: String,
@@ -101,7 +101,7 @@ impl Rendered {
             .collect()
     }
 
-    fn all(&self, kind: &str) -> Vec<&Value> {
+    pub(crate) fn all(&self, kind: &str) -> Vec<&Value> {
         self.objects.iter().filter(|o| o["kind"] == kind).collect()
     }
 
@@ -149,7 +149,7 @@ fn full_render() -> &'static Rendered {
 }
 
 /// Renders with values given inline (written to a temp file).
-fn render_with(values: &str) -> Rendered {
+pub(crate) fn render_with(values: &str) -> Rendered {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("values.yaml");
     std::fs::write(&path, values).expect("write values");
@@ -611,7 +611,7 @@ fn values_reach_the_controller_as_env() {
 /// The expected rules: the API calls the controller makes, nothing more.
 fn controller_rules() -> Value {
     json!([
-        {"apiGroups": ["datadump.dev"], "resources": ["datadumps"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["datadump.dev"], "resources": ["datadumps"], "verbs": ["list", "watch", "patch"]},
         {"apiGroups": ["datadump.dev"], "resources": ["datadumps/status"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},

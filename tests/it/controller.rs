@@ -29,38 +29,26 @@ fn condition(d: &DataDump, t: &str) -> Option<(String, String, String)> {
 fn per_token(instances: &[Ec2Instance]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for i in instances {
-        *m.entry(
-            i.tags
-                .get("datadump.dev/token")
-                .cloned()
-                .unwrap_or_default(),
-        )
-        .or_insert(0) += 1;
+        *m.entry(i.tags.get("datadump.dev/token").cloned().unwrap_or_default()).or_insert(0) += 1;
     }
     m
 }
 
 fn assert_no_duplicates(instances: &[Ec2Instance]) {
     let counts = per_token(instances);
-    assert!(
-        counts.values().all(|&n| n == 1),
-        "duplicate instances for a token: {counts:?}"
-    );
+    assert!(counts.values().all(|&n| n == 1), "duplicate instances for a token: {counts:?}");
 }
 
 async fn running(w: &World, name: &str, media: &[&str]) -> DataDump {
     let media: Vec<String> = media.iter().map(|s| s.to_string()).collect();
     w.wait_dump(name, "media types running", move |d| {
-        media
-            .iter()
-            .all(|m| media_phase(d, m) == Some(MediaPhase::Running))
+        media.iter().all(|m| media_phase(d, m) == Some(MediaPhase::Running))
     })
     .await
 }
 
 async fn events(w: &World) -> Vec<(String, String)> {
-    let api: kube::Api<k8s_openapi::api::events::v1::Event> =
-        kube::Api::namespaced(w.client.clone(), crate::support::cluster::NS);
+    let api: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(w.client.clone(), crate::support::cluster::NS);
     api.list(&Default::default())
         .await
         .unwrap()
@@ -88,14 +76,7 @@ async fn happy_path_two_media_types() {
         assert_eq!(i.tags["datadump.dev/managed-by"], "datadump-operator");
         assert_eq!(
             &i.tags["datadump.dev/token"],
-            dd.status
-                .as_ref()
-                .unwrap()
-                .media(media)
-                .unwrap()
-                .token
-                .as_ref()
-                .unwrap()
+            dd.status.as_ref().unwrap().media(media).unwrap().token.as_ref().unwrap()
         );
         assert_eq!(i.shutdown_behavior.as_deref(), Some("terminate"));
         assert_eq!(i.instance_type, "t4g.nano");
@@ -113,18 +94,12 @@ async fn happy_path_two_media_types() {
     }
     // credentials are staged for the worker, not handed to it
     let params = w.parameters().await;
-    assert_eq!(
-        params.iter().filter(|p| p.contains(&uid)).count(),
-        2,
-        "{params:?}"
-    );
+    assert_eq!(params.iter().filter(|p| p.contains(&uid)).count(), 2, "{params:?}");
 
     w.write_success(&dd, "image", &[100, 50]).await;
     w.write_success(&dd, "audio", &[7]).await;
     let done = w
-        .wait_dump("catalog", "Succeeded", |d| {
-            phase(d) == Some(DumpPhase::Succeeded)
-        })
+        .wait_dump("catalog", "Succeeded", |d| phase(d) == Some(DumpPhase::Succeeded))
         .await;
     let status = done.status.as_ref().unwrap();
     assert_eq!(condition(&done, "Complete").unwrap().0, "True");
@@ -133,83 +108,43 @@ async fn happy_path_two_media_types() {
     let image = status.media("image").unwrap();
     assert_eq!((image.files, image.rows), (Some(2), Some(150)));
     assert_eq!(image.instance_state.as_deref(), Some("terminated"));
-    assert!(
-        image
-            .s3_uri
-            .as_ref()
-            .unwrap()
-            .starts_with("s3://datasets/data-dump/")
-    );
+    assert!(image.s3_uri.as_ref().unwrap().starts_with("s3://datasets/data-dump/"));
     assert!(status.completion_time.is_some());
     assert_eq!(status.observed_generation, done.metadata.generation);
     w.assert_nothing_left_running(&uid).await;
     assert_no_duplicates(&w.instances(&uid).await);
     // staged credentials are gone, the data is not
-    let params = w
-        .wait_for_parameters(|p| !p.iter().any(|n| n.contains(&uid)))
-        .await;
+    let params = w.wait_for_parameters(|p| !p.iter().any(|n| n.contains(&uid))).await;
     assert!(params.iter().all(|p| !p.contains(&uid)));
-    assert!(
-        w.keys()
-            .await
-            .iter()
-            .any(|k| k.ends_with("image/image_02.parquet"))
-    );
+    assert!(w.keys().await.iter().any(|k| k.ends_with("image/image_02.parquet")));
 
     let reasons: Vec<String> = events(&w).await.into_iter().map(|e| e.0).collect();
     for r in ["Launched", "WorkerSucceeded", "Succeeded", "Complete"] {
-        assert!(
-            reasons.iter().any(|x| x == r),
-            "event {r} missing from {reasons:?}"
-        );
+        assert!(reasons.iter().any(|x| x == r), "event {r} missing from {reasons:?}");
     }
     // what `kubectl get datadumps` shows
     let out = std::process::Command::new("kubectl")
-        .args([
-            "--kubeconfig",
-            w.kubeconfig.to_str().unwrap(),
-            "get",
-            "datadumps",
-            "-n",
-            "data",
-        ])
+        .args(["--kubeconfig", w.kubeconfig.to_str().unwrap(), "get", "datadumps", "-n", "data"])
         .output()
         .expect("kubectl");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("catalog")
-            && text.contains("Succeeded")
-            && text.contains("2/2")
-            && text.contains("datasets"),
+        text.contains("catalog") && text.contains("Succeeded") && text.contains("2/2") && text.contains("datasets"),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        !w.logs().contains(PASSWORD),
-        "the password reached the logs"
-    );
+    assert!(!w.logs().contains(PASSWORD), "the password reached the logs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_is_retried_with_a_new_token_then_fails_with_the_workers_message() {
     let mut w = World::start().await;
     w.start_controller(&[]);
-    let dd = w
-        .create("flaky", "mediaTypes: [image]\nbackoffLimit: 1")
-        .await;
+    let dd = w.create("flaky", "mediaTypes: [image]\nbackoffLimit: 1").await;
     let uid = dd.uid().unwrap();
     let dd = running(&w, "flaky", &["image"]).await;
-    let first = dd
-        .status
-        .as_ref()
-        .unwrap()
-        .media("image")
-        .unwrap()
-        .token
-        .clone()
-        .unwrap();
-    w.write_failure(&dd, "image", "ERROR: relation \"image\" does not exist")
-        .await;
+    let first = dd.status.as_ref().unwrap().media("image").unwrap().token.clone().unwrap();
+    w.write_failure(&dd, "image", "ERROR: relation \"image\" does not exist").await;
     let dd = w
         .wait_dump("flaky", "second attempt running", |d| {
             d.status
@@ -218,21 +153,10 @@ async fn failure_is_retried_with_a_new_token_then_fails_with_the_workers_message
                 .is_some_and(|m| m.attempt == 2 && m.phase == MediaPhase::Running)
         })
         .await;
-    let second = dd
-        .status
-        .as_ref()
-        .unwrap()
-        .media("image")
-        .unwrap()
-        .token
-        .clone()
-        .unwrap();
+    let second = dd.status.as_ref().unwrap().media("image").unwrap().token.clone().unwrap();
     assert_ne!(first, second);
-    w.write_failure(&dd, "image", "ERROR: connection refused")
-        .await;
-    let done = w
-        .wait_dump("flaky", "Failed", |d| phase(d) == Some(DumpPhase::Failed))
-        .await;
+    w.write_failure(&dd, "image", "ERROR: connection refused").await;
+    let done = w.wait_dump("flaky", "Failed", |d| phase(d) == Some(DumpPhase::Failed)).await;
     let (status, reason, message) = condition(&done, "Failed").unwrap();
     assert_eq!((status.as_str(), reason.as_str()), ("True", "WorkerFailed"));
     assert!(message.contains("connection refused"), "{message}");
@@ -248,29 +172,12 @@ async fn failure_is_retried_with_a_new_token_then_fails_with_the_workers_message
 async fn an_instance_terminated_behind_our_back_is_a_failed_attempt() {
     let mut w = World::start().await;
     w.start_controller(&[]);
-    let dd = w
-        .create("lost", "mediaTypes: [audio]\nbackoffLimit: 0")
-        .await;
+    let dd = w.create("lost", "mediaTypes: [audio]\nbackoffLimit: 0").await;
     let uid = dd.uid().unwrap();
     let dd = running(&w, "lost", &["audio"]).await;
-    let id = dd
-        .status
-        .as_ref()
-        .unwrap()
-        .media("audio")
-        .unwrap()
-        .instance_id
-        .clone()
-        .unwrap();
-    w.ec2
-        .terminate_instances()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap();
-    let done = w
-        .wait_dump("lost", "Failed", |d| phase(d) == Some(DumpPhase::Failed))
-        .await;
+    let id = dd.status.as_ref().unwrap().media("audio").unwrap().instance_id.clone().unwrap();
+    w.ec2.terminate_instances().instance_ids(&id).send().await.unwrap();
+    let done = w.wait_dump("lost", "Failed", |d| phase(d) == Some(DumpPhase::Failed)).await;
     let (_, reason, message) = condition(&done, "Failed").unwrap();
     assert_eq!(reason, "InstanceLost");
     assert!(message.contains(&id), "{message}");
@@ -295,16 +202,10 @@ async fn a_passed_deadline_terminates_and_fails_with_deadline_exceeded() {
         )
         .await
         .unwrap();
-    let done = w
-        .wait_dump("slow", "Failed", |d| phase(d) == Some(DumpPhase::Failed))
-        .await;
+    let done = w.wait_dump("slow", "Failed", |d| phase(d) == Some(DumpPhase::Failed)).await;
     assert_eq!(condition(&done, "Failed").unwrap().1, "DeadlineExceeded");
     w.assert_nothing_left_running(&uid).await;
-    assert_eq!(
-        w.instances(&uid).await.len(),
-        1,
-        "no retry after the deadline"
-    );
+    assert_eq!(w.instances(&uid).await.len(), 1, "no retry after the deadline");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,10 +216,8 @@ async fn deleting_a_running_dump_terminates_its_instances_and_keeps_the_data() {
     let uid = dd.uid().unwrap();
     let dd = running(&w, "gone", &["image", "audio"]).await;
     w.write_success(&dd, "image", &[3]).await;
-    w.wait_dump("gone", "image done", |d| {
-        media_phase(d, "image") == Some(MediaPhase::Succeeded)
-    })
-    .await;
+    w.wait_dump("gone", "image done", |d| media_phase(d, "image") == Some(MediaPhase::Succeeded))
+        .await;
     w.delete("gone").await;
     let api = w.dumps();
     crate::support::net::wait_for("object gone", std::time::Duration::from_secs(90), || {
@@ -327,15 +226,9 @@ async fn deleting_a_running_dump_terminates_its_instances_and_keeps_the_data() {
     })
     .await;
     w.assert_nothing_left_running(&uid).await;
+    assert!(w.parameters().await.iter().all(|p| !p.contains(&uid)), "staged credentials deleted");
     assert!(
-        w.parameters().await.iter().all(|p| !p.contains(&uid)),
-        "staged credentials deleted"
-    );
-    assert!(
-        w.keys()
-            .await
-            .iter()
-            .any(|k| k.ends_with("image/image_01.parquet")),
+        w.keys().await.iter().any(|k| k.ends_with("image/image_01.parquet")),
         "exported data is never deleted"
     );
 }
@@ -351,27 +244,16 @@ async fn crash_at(point: &str) {
         running(&w, &name, &["image"]).await;
         w.kill_controller(first);
     } else {
-        assert_eq!(
-            w.wait_controller_exit(first).await,
-            Some(86),
-            "the controller reached {point}"
-        );
+        assert_eq!(w.wait_controller_exit(first).await, Some(86), "the controller reached {point}");
     }
     w.start_controller(&[]);
     let dd = running(&w, &name, &["image"]).await;
     assert_no_duplicates(&w.instances(&uid).await);
     w.write_success(&dd, "image", &[1]).await;
-    w.wait_dump(&name, "Succeeded", |d| {
-        phase(d) == Some(DumpPhase::Succeeded)
-    })
-    .await;
+    w.wait_dump(&name, "Succeeded", |d| phase(d) == Some(DumpPhase::Succeeded)).await;
     w.assert_nothing_left_running(&uid).await;
     let instances = w.instances(&uid).await;
-    assert_eq!(
-        instances.len(),
-        1,
-        "exactly one instance for the one attempt: {instances:?}"
-    );
+    assert_eq!(instances.len(), 1, "exactly one instance for the one attempt: {instances:?}");
     assert_no_duplicates(&instances);
 }
 
@@ -402,10 +284,7 @@ async fn restart_while_terminating() {
     w.write_success(&dd, "image", &[2]).await;
     assert_eq!(w.wait_controller_exit(second).await, Some(86));
     w.start_controller(&[]);
-    w.wait_dump("term", "Succeeded", |d| {
-        phase(d) == Some(DumpPhase::Succeeded)
-    })
-    .await;
+    w.wait_dump("term", "Succeeded", |d| phase(d) == Some(DumpPhase::Succeeded)).await;
     w.assert_nothing_left_running(&uid).await;
     assert_eq!(w.instances(&uid).await.len(), 1);
 }
@@ -414,27 +293,16 @@ async fn restart_while_terminating() {
 async fn suspend_terminates_and_resume_relaunches() {
     let mut w = World::start().await;
     w.start_controller(&[]);
-    let dd = w
-        .create("pause", "mediaTypes: [image]\nbackoffLimit: 0")
-        .await;
+    let dd = w.create("pause", "mediaTypes: [image]\nbackoffLimit: 0").await;
     let uid = dd.uid().unwrap();
     running(&w, "pause", &["image"]).await;
     w.patch_spec("pause", json!({"suspend": true})).await;
     let d = w
         .wait_dump("pause", "Suspended with nothing running", |d| {
-            phase(d) == Some(DumpPhase::Suspended)
-                && media_phase(d, "image") == Some(MediaPhase::Pending)
+            phase(d) == Some(DumpPhase::Suspended) && media_phase(d, "image") == Some(MediaPhase::Pending)
         })
         .await;
-    assert_eq!(
-        d.status
-            .as_ref()
-            .unwrap()
-            .media("image")
-            .unwrap()
-            .failed_attempts,
-        0
-    );
+    assert_eq!(d.status.as_ref().unwrap().media("image").unwrap().failed_attempts, 0);
     w.assert_nothing_left_running(&uid).await;
     w.patch_spec("pause", json!({"suspend": false})).await;
     let dd = w
@@ -446,10 +314,7 @@ async fn suspend_terminates_and_resume_relaunches() {
         })
         .await;
     w.write_success(&dd, "image", &[4]).await;
-    w.wait_dump("pause", "Succeeded", |d| {
-        phase(d) == Some(DumpPhase::Succeeded)
-    })
-    .await;
+    w.wait_dump("pause", "Succeeded", |d| phase(d) == Some(DumpPhase::Succeeded)).await;
     w.assert_nothing_left_running(&uid).await;
     let instances = w.instances(&uid).await;
     assert_eq!(instances.len(), 2);
@@ -470,17 +335,13 @@ async fn a_refused_spec_says_why_and_launches_nothing() {
         .await;
     let (_, reason, message) = condition(&d, "SpecValid").unwrap();
     assert_eq!(reason, "InvalidSpec");
-    assert!(
-        message.contains("spec.query") && message.contains("fix:"),
-        "{message}"
-    );
+    assert!(message.contains("spec.query") && message.contains("fix:"), "{message}");
     assert_eq!(phase(&d), Some(DumpPhase::Pending));
     assert!(w.instances(&uid).await.is_empty(), "nothing launched");
     assert!(w.parameters().await.is_empty(), "nothing staged");
     assert!(events(&w).await.iter().any(|(r, _)| r == "InvalidSpec"));
     // fixing the spec starts the dump
-    w.patch_spec("wrong", json!({"query": "SELECT * FROM {media_type}"}))
-        .await;
+    w.patch_spec("wrong", json!({"query": "SELECT * FROM {media_type}"})).await;
     running(&w, "wrong", &["image", "audio"]).await;
     w.delete("wrong").await;
     w.assert_nothing_left_running(&uid).await;

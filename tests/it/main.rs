@@ -6,5 +6,6 @@ mod support;
 mod api;
 mod chart;
 mod controller;
+mod ship;
 mod standin;
 mod worker;

@@ -85,7 +85,12 @@ impl World {
         }
         let moto = Moto::start().await;
         moto.create_bucket(BUCKET).await;
-        let world = World { s3: moto.s3().await, pg, moto, dir: tempfile::tempdir().unwrap() };
+        let world = World {
+            s3: moto.s3().await,
+            pg,
+            moto,
+            dir: tempfile::tempdir().unwrap(),
+        };
         world.put_connection_string(&world.pg.odbc_connection_string(DB)).await;
         world
     }
@@ -107,7 +112,14 @@ impl World {
     }
 
     async fn list(&self, media: &str) -> Vec<aws_sdk_s3::types::Object> {
-        let out = self.s3.list_objects_v2().bucket(BUCKET).prefix(self.prefix(media)).send().await.unwrap();
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(self.prefix(media))
+            .send()
+            .await
+            .unwrap();
         out.contents().to_vec()
     }
 
@@ -161,6 +173,7 @@ impl World {
             .env("DATADUMP_PROGRESS_INTERVAL", "1")
             .env("DATADUMP_POLL_INTERVAL", "0.1")
             .env_remove("DATADUMP_LIB")
+            .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("bash");
@@ -173,10 +186,25 @@ impl World {
         })
         .await;
         std::fs::write(dir.join("release"), "").unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("the worker exits").unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("the worker exits")
+            .unwrap();
         let log = std::fs::read_to_string(workdir.join("worker.log")).unwrap_or_default();
-        let shutdown = std::fs::read_to_string(dir.join("shutdown.log")).unwrap_or_default().lines().map(String::from).collect();
-        Run { status, log, shutdown, script, seen, elapsed: started.elapsed(), workdir }
+        let shutdown = std::fs::read_to_string(dir.join("shutdown.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect();
+        Run {
+            status,
+            log,
+            shutdown,
+            script,
+            seen,
+            elapsed: started.elapsed(),
+            workdir,
+        }
     }
 }
 
@@ -193,7 +221,12 @@ struct Run {
 
 /// The moto environment's PATH plus wherever odbc2parquet is.
 fn child_path(moto: &Moto) -> String {
-    let path = moto.child_env().into_iter().find(|(k, _)| k == "PATH").map(|(_, v)| v).unwrap_or_default();
+    let path = moto
+        .child_env()
+        .into_iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
     let mut dirs = vec![path];
     if let Ok(p) = std::env::var("ODBC2PARQUET") {
         dirs.push(Path::new(&p).parent().unwrap().display().to_string());
@@ -281,14 +314,23 @@ fn table_rows(pg: &Postgres, sql_select: &str) -> BTreeMap<i64, Value> {
 }
 
 fn part_keys(listed: &[aws_sdk_s3::types::Object]) -> Vec<String> {
-    listed.iter().filter_map(|o| o.key()).filter(|k| contract::is_part(k)).map(String::from).collect()
+    listed
+        .iter()
+        .filter_map(|o| o.key())
+        .filter(|k| contract::is_part(k))
+        .map(String::from)
+        .collect()
 }
 
 /// Checks the manifest against S3 (keys, sizes, SHA-256 of the bytes and the metadata) and
 /// returns the parts' bytes in manifest order.
 async fn check_manifest(w: &World, media: &str, manifest: &Manifest) -> Vec<Vec<u8>> {
     let listed = w.list(media).await;
-    assert_eq!(manifest.files.iter().map(|f| f.key.clone()).collect::<Vec<_>>(), part_keys(&listed), "manifest lists exactly the parts");
+    assert_eq!(
+        manifest.files.iter().map(|f| f.key.clone()).collect::<Vec<_>>(),
+        part_keys(&listed),
+        "manifest lists exactly the parts"
+    );
     let mut parts = Vec::new();
     for f in &manifest.files {
         let (body, meta_sha) = w.get(&f.key).await.unwrap();
@@ -305,14 +347,20 @@ async fn check_manifest(w: &World, media: &str, manifest: &Manifest) -> Vec<Vec<
 
 /// No secret anywhere: the rendered user data, the log, and every object the worker wrote.
 async fn assert_no_secrets(w: &World, media: &str, run: &Run, secrets: &[&str]) {
-    let mut texts = vec![("user data".to_string(), run.script.clone().into_bytes()), ("log".into(), run.log.clone().into_bytes())];
+    let mut texts = vec![
+        ("user data".to_string(), run.script.clone().into_bytes()),
+        ("log".into(), run.log.clone().into_bytes()),
+    ];
     for o in w.list(media).await {
         let key = o.key().unwrap().to_string();
         texts.push((key.clone(), w.get(&key).await.unwrap().0));
     }
     for (what, bytes) in texts {
         for secret in secrets {
-            assert!(!bytes.windows(secret.len()).any(|win| win == secret.as_bytes()), "{secret:?} found in {what}");
+            assert!(
+                !bytes.windows(secret.len()).any(|win| win == secret.as_bytes()),
+                "{secret:?} found in {what}"
+            );
         }
     }
 }
@@ -320,13 +368,20 @@ async fn assert_no_secrets(w: &World, media: &str, run: &Run, secrets: &[&str]) 
 /// The order in which the worker wrote objects, from its own log.
 fn write_order(log: &str) -> Vec<String> {
     log.lines()
-        .filter_map(|l| l.split_once(" wrote ").map(|(_, k)| k.to_string()).or_else(|| l.split_once(" uploaded ").map(|(_, r)| r.split(' ').next().unwrap().to_string())))
+        .filter_map(|l| {
+            l.split_once(" wrote ")
+                .map(|(_, k)| k.to_string())
+                .or_else(|| l.split_once(" uploaded ").map(|(_, r)| r.split(' ').next().unwrap().to_string()))
+        })
         .collect()
 }
 
 fn assert_shut_down(run: &Run, deadline_minutes: std::ops::RangeInclusive<i64>) {
     assert_eq!(run.shutdown.len(), 2, "schedule, then shutdown: {:?}\n{}", run.shutdown, run.log);
-    let minutes: i64 = run.shutdown[0].strip_prefix('+').and_then(|m| m.parse().ok()).expect("+MINUTES first");
+    let minutes: i64 = run.shutdown[0]
+        .strip_prefix('+')
+        .and_then(|m| m.parse().ok())
+        .expect("+MINUTES first");
     assert!(deadline_minutes.contains(&minutes), "scheduled in {minutes} minutes");
     assert_eq!(run.shutdown[1], "now");
 }
@@ -334,6 +389,8 @@ fn assert_shut_down(run: &Run, deadline_minutes: std::ops::RangeInclusive<i64>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dumps_a_table_to_parquet_on_s3_and_writes_success_last() {
     let w = World::new(&[IMAGE_SQL]).await;
+    // A database whose sessions default to another zone: timestamptz must still come out UTC.
+    w.pg.psql(DB, &format!("ALTER DATABASE {DB} SET timezone TO 'America/New_York'"));
     let run = w.run(&spec(""), "image", in_an_hour()).await;
     assert!(run.status.success(), "{}", run.log);
     eprintln!("image: 100k rows dumped and verified by the worker in {:?}", run.elapsed);
@@ -351,7 +408,13 @@ async fn dumps_a_table_to_parquet_on_s3_and_writes_success_last() {
     assert_eq!(order.last(), Some(&format!("{prefix}{}", contract::SUCCESS)), "{order:?}");
     assert_eq!(order[order.len() - 2], format!("{prefix}{}", contract::MANIFEST));
     let listed = w.list("image").await;
-    let modified = |name: &str| listed.iter().find(|o| o.key() == Some(&format!("{prefix}{name}")[..])).and_then(|o| o.last_modified().cloned()).unwrap();
+    let modified = |name: &str| {
+        listed
+            .iter()
+            .find(|o| o.key() == Some(&format!("{prefix}{name}")[..]))
+            .and_then(|o| o.last_modified().cloned())
+            .unwrap()
+    };
     assert!(listed.iter().all(|o| o.last_modified().unwrap() <= &modified(contract::SUCCESS)));
     assert!(!listed.iter().any(|o| o.key().unwrap().ends_with(contract::FAILURE)));
 
@@ -359,8 +422,18 @@ async fn dumps_a_table_to_parquet_on_s3_and_writes_success_last() {
     let parts = check_manifest(&w, "image", &manifest).await;
     assert_eq!(manifest.files.len(), 1);
     assert_eq!(manifest.files[0].key, format!("{prefix}image_01.parquet"));
-    assert_eq!((manifest.rows, manifest.attempt, manifest.token.as_str()), (Some(100_002), 3, TOKEN));
-    assert_eq!((manifest.media_type.as_str(), manifest.dump_date.as_str(), manifest.odbc2parquet_version.as_str()), ("image", DATE, "11.0.1"));
+    assert_eq!(
+        (manifest.rows, manifest.attempt, manifest.token.as_str()),
+        (Some(100_002), 3, TOKEN)
+    );
+    assert_eq!(
+        (
+            manifest.media_type.as_str(),
+            manifest.dump_date.as_str(),
+            manifest.odbc2parquet_version.as_str()
+        ),
+        ("image", DATE, "11.0.1")
+    );
     // uuid arrives as the driver's upper-case GUID text. KNOWN LIMITATION (odbc2parquet 11 with
     // psqlODBC): `double precision` arrives as a 32-bit FLOAT, because the driver reports
     // SQL_DESC_PRECISION 0 for float8 and odbc2parquet maps precision <= 24 to FLOAT. Pinned
@@ -373,7 +446,11 @@ async fn dumps_a_table_to_parquet_on_s3_and_writes_success_last() {
     );
     let schema = parquet(&parts[0]).metadata().file_metadata().schema_descr_ptr();
     let popularity = schema.columns().iter().find(|c| c.name() == "standardized_popularity").unwrap();
-    assert_eq!(popularity.physical_type(), parquet::basic::Type::FLOAT, "float8 is still narrowed to FLOAT: update the note above");
+    assert_eq!(
+        popularity.physical_type(),
+        parquet::basic::Type::FLOAT,
+        "float8 is still narrowed to FLOAT: update the note above"
+    );
     let got = parquet_rows(&parts);
     assert_eq!(got.len(), expected.len());
     for (id, row) in &expected {
@@ -381,10 +458,21 @@ async fn dumps_a_table_to_parquet_on_s3_and_writes_success_last() {
     }
 
     let success: SuccessReport = w.json("image", contract::SUCCESS).await.unwrap();
-    assert_eq!((success.files, success.bytes, success.rows, success.token.as_str()), (1, manifest.bytes(), Some(100_002), TOKEN));
+    assert_eq!(
+        (success.files, success.bytes, success.rows, success.token.as_str()),
+        (1, manifest.bytes(), Some(100_002), TOKEN)
+    );
     let progress: ProgressReport = w.json("image", contract::PROGRESS).await.unwrap();
-    assert_eq!((progress.stage, progress.files, progress.bytes, progress.rows, progress.attempt), (Stage::Finishing, 1, manifest.bytes(), Some(100_002), 3));
-    assert!(run.log.contains("added UseDeclareFetch=1 Fetch=20000 BoolsAsChar=0 UnknownsAsLongVarchar=1 MaxLongVarcharSize=65536"), "{}", run.log);
+    assert_eq!(
+        (progress.stage, progress.files, progress.bytes, progress.rows, progress.attempt),
+        (Stage::Finishing, 1, manifest.bytes(), Some(100_002), 3)
+    );
+    assert!(
+        run.log
+            .contains("added UseDeclareFetch=1 Fetch=20000 BoolsAsChar=0 UnknownsAsLongVarchar=1 MaxLongVarcharSize=65536"),
+        "{}",
+        run.log
+    );
     assert_shut_down(&run, 60..=62);
     let conn = w.pg.odbc_connection_string(DB);
     assert_no_secrets(&w, "image", &run, &[w.pg.password(), &conn]).await;
@@ -394,19 +482,38 @@ async fn dumps_a_table_to_parquet_on_s3_and_writes_success_last() {
 async fn a_small_file_size_threshold_splits_the_table_into_parts() {
     let w = World::new(&[AUDIO_SQL, "CREATE TABLE video (id integer, title text, tags text[])"]).await;
     // An extra flag that overrides a default must not be passed twice (odbc2parquet refuses).
-    let s = spec("odbc2parquet: {fileSizeThreshold: 1MiB, extraArgs: ['--batch-size-memory=16MiB']}");
+    // The query pauses every 10k rows, so parts complete while odbc2parquet is still running.
+    let s = spec(
+        "query: 'SELECT a.* FROM {media_type} a WHERE a.id % 10000 <> 0 OR pg_sleep(1) IS NOT NULL'\n\
+         odbc2parquet: {fileSizeThreshold: 1MiB, extraArgs: ['--batch-size-memory=16MiB']}",
+    );
     let run = w.run(&s, "audio", in_an_hour()).await;
     assert!(run.status.success(), "{}", run.log);
+    let first_upload = run.log.find(" uploaded ").expect("an upload");
+    let done = run.log.find("Done total_rows_fetched=").expect("odbc2parquet's final line");
+    assert!(
+        first_upload < done,
+        "parts are uploaded while odbc2parquet still runs:\n{}",
+        run.log
+    );
     let manifest: Manifest = w.json("audio", contract::MANIFEST).await.unwrap();
     let parts = check_manifest(&w, "audio", &manifest).await;
     assert!(parts.len() >= 3, "{} parts", parts.len());
-    let names: Vec<String> = (1..=parts.len()).map(|n| format!("{}audio_{n:02}.parquet", w.prefix("audio"))).collect();
+    let names: Vec<String> = (1..=parts.len())
+        .map(|n| format!("{}audio_{n:02}.parquet", w.prefix("audio")))
+        .collect();
     assert_eq!(manifest.files.iter().map(|f| f.key.clone()).collect::<Vec<_>>(), names);
     assert_eq!(manifest.rows, Some(40_000));
     let rows = parquet_rows(&parts);
     assert_eq!(rows.keys().copied().collect::<Vec<_>>(), (1..=40_000).collect::<Vec<i64>>());
-    assert!(manifest.files[..parts.len() - 1].iter().all(|f| f.size >= 1 << 20), "every part but the last reaches the threshold");
-    assert!(!std::fs::read_dir(run.workdir.join("data")).unwrap().any(|_| true), "uploaded parts are deleted locally");
+    assert!(
+        manifest.files[..parts.len() - 1].iter().all(|f| f.size >= 1 << 20),
+        "every part but the last reaches the threshold"
+    );
+    assert!(
+        !std::fs::read_dir(run.workdir.join("data")).unwrap().any(|_| true),
+        "uploaded parts are deleted locally"
+    );
 
     // An empty table still gives one part: the schema, no rows.
     let run = w.run(&spec(""), "video", in_an_hour()).await;
@@ -423,7 +530,10 @@ async fn failing_run(w: &World, spec: &DataDumpSpec, media: &str, deadline: Time
     let failure: FailureReport = w.json(media, contract::FAILURE).await.expect("_failure");
     assert_eq!((failure.attempt, failure.token.as_str()), (3, TOKEN));
     let listed = w.list(media).await;
-    assert!(!listed.iter().any(|o| o.key().unwrap().ends_with(contract::SUCCESS)), "no _success after a failure");
+    assert!(
+        !listed.iter().any(|o| o.key().unwrap().ends_with(contract::SUCCESS)),
+        "no _success after a failure"
+    );
     assert!(failure.log_tail.len() <= 4096);
     (run, failure)
 }
@@ -433,7 +543,11 @@ async fn a_missing_table_fails_with_the_postgres_error() {
     let w = World::new(&[]).await;
     let (run, failure) = failing_run(&w, &spec(""), "model_3d", in_an_hour()).await;
     assert_eq!((failure.step, failure.exit_code), (Stage::Dumping, 1));
-    assert!(failure.log_tail.contains(r#"relation "model_3d" does not exist"#), "{}", failure.log_tail);
+    assert!(
+        failure.log_tail.contains(r#"relation "model_3d" does not exist"#),
+        "{}",
+        failure.log_tail
+    );
     assert_shut_down(&run, 60..=62);
     let conn = w.pg.odbc_connection_string(DB);
     assert_no_secrets(&w, "model_3d", &run, &[w.pg.password(), &conn]).await;
@@ -442,7 +556,10 @@ async fn a_missing_table_fails_with_the_postgres_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_fails_with_the_connection_error() {
     let w = World::new(&[]).await;
-    let conn = format!("Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={};Database={DB};Uid=reader;Pwd=Unreachable-Secret-42;", free_port());
+    let conn = format!(
+        "Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={};Database={DB};Uid=reader;Pwd=Unreachable-Secret-42;",
+        free_port()
+    );
     w.put_connection_string(&conn).await;
     let (run, failure) = failing_run(&w, &spec(""), "image", in_an_hour()).await;
     assert_eq!((failure.step, failure.exit_code), (Stage::Dumping, 1));
@@ -459,12 +576,17 @@ async fn the_deadline_stops_a_running_dump_and_shuts_down() {
     let (run, failure) = failing_run(&w, &s, "audio", deadline).await;
     assert_eq!((failure.step, failure.exit_code), (Stage::Deadline, 124), "{}", failure.log_tail);
     assert!(run.log.contains("stage dumping"), "the dump had started: {}", run.log);
-    assert!(run.elapsed < Duration::from_secs(60), "stopped at the deadline, not when the query ended: {:?}", run.elapsed);
+    assert!(
+        run.elapsed < Duration::from_secs(60),
+        "stopped at the deadline, not when the query ended: {:?}",
+        run.elapsed
+    );
     assert_shut_down(&run, 1..=2);
     // odbc2parquet was stopped with the script, not left running.
     let workdir = run.workdir.display().to_string();
-    let leaked = std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
-        std::fs::read(p.path().join("cmdline")).is_ok_and(|c| c.windows(workdir.len()).any(|w| w == workdir.as_bytes()))
-    });
+    let leaked = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| c.windows(workdir.len()).any(|w| w == workdir.as_bytes())));
     assert!(!leaked, "a process still runs in {workdir}");
 }

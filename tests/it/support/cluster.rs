@@ -27,9 +27,7 @@ pub const PROFILE: &str = "datadump-worker";
 pub const PASSWORD: &str = "s3cr3t-Pa55word-never-shown";
 /// The connection string in the Secret.
 pub fn connection_string() -> String {
-    format!(
-        "Driver={{PostgreSQL Unicode}};Server=db.internal;Port=5432;Database=openledger;Uid=exporter;Pwd={PASSWORD};"
-    )
+    format!("Driver={{PostgreSQL Unicode}};Server=db.internal;Port=5432;Database=openledger;Uid=exporter;Pwd={PASSWORD};")
 }
 
 /// One instance as EC2 reports it.
@@ -64,13 +62,7 @@ impl World {
     /// Starts everything but the controller.
     pub async fn start() -> World {
         let api = ApiServer::start().await;
-        api.register_crd_yaml(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/crds/datadump.dev_datadumps.yaml"
-            ))
-            .unwrap(),
-        );
+        api.register_crd_yaml(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/datadump.dev_datadumps.yaml")).unwrap());
         let moto = Moto::start().await;
         moto.create_bucket(BUCKET).await;
         moto.create_instance_profile(PROFILE).await;
@@ -84,10 +76,7 @@ impl World {
             "data": {"connectionString": base64_encode(&connection_string())}
         }))
         .unwrap();
-        secrets
-            .create(&PostParams::default(), &secret)
-            .await
-            .unwrap();
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
         World {
             ec2: moto.ec2().await,
             s3: moto.s3().await,
@@ -103,25 +92,36 @@ impl World {
         }
     }
 
+    /// Creates a Secret with one key in the test namespace.
+    pub async fn create_secret(&self, name: &str, key: &str, value: &str) {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(self.client.clone(), NS);
+        let secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
+            "data": {key: base64_encode(value)}
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+    }
+
     /// Starts `datadump controller` as a child process; `env` adds or overrides variables
     /// (e.g. `DATADUMP_FAIL_AT`). Its log goes to `controller-N.log` in the world's dir.
     pub fn start_controller(&mut self, env: &[(&str, &str)]) -> usize {
         self.log_count += 1;
-        let log = self
-            .dir
-            .path()
-            .join(format!("controller-{}.log", self.log_count));
+        let log = self.dir.path().join(format!("controller-{}.log", self.log_count));
         self.http_port = super::net::free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_datadump"));
         cmd.arg("controller")
-            .env("DATADUMP_HTTP_ADDR", format!("127.0.0.1:{}", self.http_port))
             .env_clear()
+            .env("DATADUMP_HTTP_ADDR", format!("127.0.0.1:{}", self.http_port))
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", &self.kubeconfig)
             .env("DATADUMP_POLL_INTERVAL", "1s")
             .env("DATADUMP_SWEEP_INTERVAL", "2s")
             .env("DATADUMP_LAUNCH_GRACE", "20s")
-            .env("DATADUMP_LOG", "debug,hyper=info,aws_smithy_runtime=info,aws_smithy_runtime_api=info,h2=info,tower=info,rustls=info")
+            .env(
+                "DATADUMP_LOG",
+                "debug,hyper=info,aws_smithy_runtime=info,aws_smithy_runtime_api=info,h2=info,tower=info,rustls=info",
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in self.moto.child_env() {
@@ -130,8 +130,7 @@ impl World {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        self.controllers
-            .push(cmd.spawn().expect("start datadump controller"));
+        self.controllers.push(cmd.spawn().expect("start datadump controller"));
         self.controllers.len() - 1
     }
 
@@ -159,10 +158,7 @@ impl World {
     /// Everything every controller logged so far.
     pub fn logs(&self) -> String {
         (1..=self.log_count)
-            .map(|i| {
-                std::fs::read_to_string(self.dir.path().join(format!("controller-{i}.log")))
-                    .unwrap_or_default()
-            })
+            .map(|i| std::fs::read_to_string(self.dir.path().join(format!("controller-{i}.log"))).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -184,49 +180,46 @@ impl World {
                 spec[k] = v.clone();
             }
         }
-        let obj = json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDump", "metadata": {"name": name, "namespace": NS}, "spec": spec});
+        let obj =
+            json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDump", "metadata": {"name": name, "namespace": NS}, "spec": spec});
         let dd: DataDump = serde_json::from_value(obj).unwrap();
-        self.dumps()
-            .create(&PostParams::default(), &dd)
-            .await
-            .unwrap()
+        self.dumps().create(&PostParams::default(), &dd).await.unwrap()
     }
 
     /// Merge-patches a DataDump's spec.
     pub async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
         self.dumps()
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": spec})),
-            )
+            .patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec})))
             .await
             .unwrap();
     }
 
     /// Deletes a DataDump.
     pub async fn delete(&self, name: &str) {
-        self.dumps()
-            .delete(name, &DeleteParams::default())
-            .await
-            .unwrap();
+        self.dumps().delete(name, &DeleteParams::default()).await.unwrap();
     }
 
-    /// Polls the DataDump until `pred` holds.
-    pub async fn wait_dump(
-        &self,
-        name: &str,
-        what: &str,
-        pred: impl Fn(&DataDump) -> bool,
-    ) -> DataDump {
+    /// Polls the DataDump until `pred` holds; on timeout the panic shows the object and the
+    /// end of the controller's log.
+    pub async fn wait_dump(&self, name: &str, what: &str, pred: impl Fn(&DataDump) -> bool) -> DataDump {
         let api = self.dumps();
-        let pred = Arc::new(pred);
-        wait_for(what, Duration::from_secs(90), || {
-            let api = api.clone();
-            let pred = pred.clone();
-            async move { api.get_opt(name).await.ok().flatten().filter(|d| pred(d)) }
-        })
-        .await
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let current = api.get_opt(name).await.ok().flatten();
+            if let Some(d) = current.as_ref().filter(|d| pred(d)) {
+                return d.clone();
+            }
+            if std::time::Instant::now() > deadline {
+                let logs = self.logs();
+                let tail: Vec<&str> = logs.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+                panic!(
+                    "timed out waiting for {what}; object: {}\n--- controller log tail ---\n{}",
+                    serde_json::to_string_pretty(&current.map(|d| d.status)).unwrap(),
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Every instance carrying the uid tag.
@@ -234,12 +227,7 @@ impl World {
         let out = self
             .ec2
             .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name("tag:datadump.dev/uid")
-                    .values(uid)
-                    .build(),
-            )
+            .filters(Filter::builder().name("tag:datadump.dev/uid").values(uid).build())
             .send()
             .await
             .unwrap();
@@ -264,20 +252,11 @@ impl World {
                 .unwrap();
             v.push(Ec2Instance {
                 id,
-                state: i
-                    .state()
-                    .and_then(|s| s.name())
-                    .map(|n| n.as_str().to_string())
-                    .unwrap_or_default(),
+                state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
                 tags: i
                     .tags()
                     .iter()
-                    .map(|t| {
-                        (
-                            t.key().unwrap_or_default().into(),
-                            t.value().unwrap_or_default().into(),
-                        )
-                    })
+                    .map(|t| (t.key().unwrap_or_default().into(), t.value().unwrap_or_default().into()))
                     .collect(),
                 user_data: attr
                     .user_data()
@@ -292,22 +271,14 @@ impl World {
                     .iter()
                     .filter_map(|d| d.device_name().map(str::to_string))
                     .collect(),
-                instance_type: i
-                    .instance_type()
-                    .map(|t| t.as_str().to_string())
-                    .unwrap_or_default(),
+                instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
             });
         }
         v
     }
 
     /// Waits until the object's instances for `media` number `n`.
-    pub async fn wait_instances(
-        &self,
-        uid: &str,
-        what: &str,
-        pred: impl Fn(&[Ec2Instance]) -> bool,
-    ) -> Vec<Ec2Instance> {
+    pub async fn wait_instances(&self, uid: &str, what: &str, pred: impl Fn(&[Ec2Instance]) -> bool) -> Vec<Ec2Instance> {
         let pred = Arc::new(pred);
         wait_for(what, Duration::from_secs(90), || {
             let pred = pred.clone();
@@ -322,9 +293,7 @@ impl World {
     /// The end of every scenario: nothing of this object is left pending, running or stopping.
     pub async fn assert_nothing_left_running(&self, uid: &str) {
         let live: Vec<_> = self
-            .wait_instances(uid, "every instance terminated", |v| {
-                v.iter().all(|i| i.state == "terminated")
-            })
+            .wait_instances(uid, "every instance terminated", |v| v.iter().all(|i| i.state == "terminated"))
             .await;
         assert!(live.iter().all(|i| i.state == "terminated"));
     }
@@ -332,14 +301,19 @@ impl World {
     /// Plays the worker: uploads small Parquet files (rows per file), the manifest, then
     /// `_success`, all in the worker's contract format.
     pub async fn write_success(&self, dd: &DataDump, media: &str, rows_per_file: &[usize]) {
-        use datadump::worker::contract::{Manifest, ManifestFile, MANIFEST_VERSION, SuccessReport};
+        use datadump::worker::contract::{MANIFEST_VERSION, Manifest, ManifestFile, SuccessReport};
         let prefix = media_prefix(dd, media);
         let (attempt, token) = attempt_of(dd, media);
         let mut files = Vec::new();
         for (n, rows) in rows_per_file.iter().enumerate() {
             let key = format!("{prefix}{media}_{:02}.parquet", n + 1);
             let body = parquet_file(*rows);
-            files.push(ManifestFile { key: key.clone(), size: body.len() as u64, sha256: sha256_hex(&body), rows: Some(*rows as u64) });
+            files.push(ManifestFile {
+                key: key.clone(),
+                size: body.len() as u64,
+                sha256: sha256_hex(&body),
+                rows: Some(*rows as u64),
+            });
             self.put(&key, body).await;
         }
         let now = jiff::Timestamp::now();
@@ -356,8 +330,16 @@ impl World {
             time: now,
             files,
         };
-        let success = SuccessReport { files: manifest.files.len() as u64, bytes: manifest.bytes(), rows: Some(total), attempt, token, time: now };
-        self.put(&format!("{prefix}_manifest.json"), serde_json::to_vec(&manifest).unwrap()).await;
+        let success = SuccessReport {
+            files: manifest.files.len() as u64,
+            bytes: manifest.bytes(),
+            rows: Some(total),
+            attempt,
+            token,
+            time: now,
+        };
+        self.put(&format!("{prefix}_manifest.json"), serde_json::to_vec(&manifest).unwrap())
+            .await;
         self.put(&format!("{prefix}_success"), serde_json::to_vec(&success).unwrap()).await;
     }
 
@@ -366,35 +348,26 @@ impl World {
         use datadump::worker::contract::{FailureReport, Stage};
         let prefix = media_prefix(dd, media);
         let (attempt, token) = attempt_of(dd, media);
-        let report = FailureReport { exit_code: 1, step: Stage::Dumping, log_tail: message.into(), attempt, token, time: jiff::Timestamp::now() };
+        let report = FailureReport {
+            exit_code: 1,
+            step: Stage::Dumping,
+            log_tail: message.into(),
+            attempt,
+            token,
+            time: jiff::Timestamp::now(),
+        };
         self.put(&format!("{prefix}_failure"), serde_json::to_vec(&report).unwrap()).await;
     }
 
     /// Writes one object to the bucket.
     pub async fn put(&self, key: &str, body: Vec<u8>) {
-        self.s3
-            .put_object()
-            .bucket(BUCKET)
-            .key(key)
-            .body(body.into())
-            .send()
-            .await
-            .unwrap();
+        self.s3.put_object().bucket(BUCKET).key(key).body(body.into()).send().await.unwrap();
     }
 
     /// Every key in the bucket.
     pub async fn keys(&self) -> Vec<String> {
-        let out = self
-            .s3
-            .list_objects_v2()
-            .bucket(BUCKET)
-            .send()
-            .await
-            .unwrap();
-        out.contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_string))
-            .collect()
+        let out = self.s3.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+        out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
     }
 
     /// Polls SSM until the parameter names satisfy `pred`.
@@ -413,10 +386,7 @@ impl World {
     /// SSM parameter names that exist.
     pub async fn parameters(&self) -> Vec<String> {
         let out = self.ssm.describe_parameters().send().await.unwrap();
-        out.parameters()
-            .iter()
-            .filter_map(|p| p.name().map(str::to_string))
-            .collect()
+        out.parameters().iter().filter_map(|p| p.name().map(str::to_string)).collect()
     }
 }
 
@@ -437,19 +407,21 @@ pub fn attempt_of(dd: &DataDump, media: &str) -> (u32, String) {
 
 /// `PREFIX/DATE/MEDIA/` of a dump that has started.
 pub fn media_prefix(dd: &DataDump, media: &str) -> String {
-    let date = dd
-        .status
-        .as_ref()
-        .and_then(|s| s.dump_date.clone())
-        .expect("dump started");
+    let date = dd.status.as_ref().and_then(|s| s.dump_date.clone()).expect("dump started");
     format!("{}/{date}/{media}/", dd.spec.destination.prefix)
 }
 
-/// A plain HTTP/1.1 GET on 127.0.0.1 (the controller's own endpoints).
+/// A plain HTTP/1.1 GET on 127.0.0.1 (the controller's own endpoints); empty when nothing
+/// listens yet.
 pub async fn http_get(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = String::new();
     stream.read_to_string(&mut out).await.unwrap();
     out
@@ -467,10 +439,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
 
 fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
+    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// A valid Parquet file with one INT64 column and `rows` rows.
@@ -478,22 +447,13 @@ pub fn parquet_file(rows: usize) -> Vec<u8> {
     use parquet::data_type::Int64Type;
     use parquet::file::properties::WriterProperties;
     use parquet::file::writer::SerializedFileWriter;
-    let schema = Arc::new(
-        parquet::schema::parser::parse_message_type("message m { REQUIRED INT64 id; }").unwrap(),
-    );
+    let schema = Arc::new(parquet::schema::parser::parse_message_type("message m { REQUIRED INT64 id; }").unwrap());
     let mut buf = Vec::new();
-    let mut w = SerializedFileWriter::new(
-        &mut buf,
-        schema,
-        Arc::new(WriterProperties::builder().build()),
-    )
-    .unwrap();
+    let mut w = SerializedFileWriter::new(&mut buf, schema, Arc::new(WriterProperties::builder().build())).unwrap();
     let mut rg = w.next_row_group().unwrap();
     let mut col = rg.next_column().unwrap().unwrap();
     let ids: Vec<i64> = (0..rows as i64).collect();
-    col.typed::<Int64Type>()
-        .write_batch(&ids, None, None)
-        .unwrap();
+    col.typed::<Int64Type>().write_batch(&ids, None, None).unwrap();
     col.close().unwrap();
     rg.close().unwrap();
     w.close().unwrap();

@@ -5,6 +5,8 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod faultproxy;
 pub mod moto;
 pub mod net;
 pub mod postgres;
+pub mod receiver;

@@ -22,11 +22,7 @@ pub fn venv_bin() -> PathBuf {
 
 /// `PATH` with the project's venv first, for child processes that need `aws`.
 pub fn path_with_venv() -> String {
-    format!(
-        "{}:{}",
-        venv_bin().display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
+    format!("{}:{}", venv_bin().display(), std::env::var("PATH").unwrap_or_default())
 }
 
 fn moto_binary() -> PathBuf {
@@ -34,11 +30,7 @@ fn moto_binary() -> PathBuf {
         return p.into();
     }
     let venv = venv_bin().join("moto_server");
-    if venv.exists() {
-        venv
-    } else {
-        "moto_server".into()
-    }
+    if venv.exists() { venv } else { "moto_server".into() }
 }
 
 impl Moto {
@@ -57,11 +49,9 @@ impl Moto {
         wait_for("moto_server to answer", Duration::from_secs(30), || {
             let url = url.clone();
             async move {
-                tokio::net::TcpStream::connect(
-                    url.trim_start_matches("http://").split('/').next().unwrap(),
-                )
-                .await
-                .ok()
+                tokio::net::TcpStream::connect(url.trim_start_matches("http://").split('/').next().unwrap())
+                    .await
+                    .ok()
             }
         })
         .await;
@@ -73,9 +63,7 @@ impl Moto {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "moto"))
             .load()
             .await
     }
@@ -116,13 +104,7 @@ impl Moto {
 
     /// Creates a bucket.
     pub async fn create_bucket(&self, bucket: &str) {
-        self.s3()
-            .await
-            .create_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-            .expect("create bucket");
+        self.s3().await.create_bucket().bucket(bucket).send().await.expect("create bucket");
     }
 
     /// Creates an IAM instance profile (RunInstances in moto requires it to exist).
@@ -132,16 +114,21 @@ impl Moto {
             self.endpoint
         );
         let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H",
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "-H",
                 "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=x",
-                &url])
+                &url,
+            ])
             .output()
             .expect("curl");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "200",
-            "create instance profile {name}"
-        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "create instance profile {name}");
     }
 }
 

@@ -48,18 +48,30 @@ fn pg_bin() -> PathBuf {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
 
 fn check(what: &str, out: std::io::Result<Output>) -> Output {
     let out = out.unwrap_or_else(|e| panic!("{what}: {e} (install PostgreSQL: apt-get install -y postgresql)"));
-    assert!(out.status.success(), "{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
 /// A password that needs braces in an ODBC connection string and quoting everywhere else.
 fn random_password() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("Pw;{{x}}-'\"$(id)-{}{nanos}", std::process::id())
 }
 
@@ -75,17 +87,51 @@ impl Postgres {
         if let Some(user) = run_as {
             check("chown", Command::new("chown").args(["-R", user]).arg(dir.path()).output());
         }
-        let pg = Postgres { dir, bin, run_as, port: free_port(), password };
+        let pg = Postgres {
+            dir,
+            bin,
+            run_as,
+            port: free_port(),
+            password,
+        };
         let data = pg.data_dir();
         pg.run(
             "initdb",
-            &["-D", data.to_str().unwrap(), "-U", USER, "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                USER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
             Some(&pwfile),
         );
         std::fs::remove_file(&pwfile).unwrap();
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c timezone=UTC -c fsync=off", pg.port, pg.dir.path().display());
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c timezone=UTC -c fsync=off",
+            pg.port,
+            pg.dir.path().display()
+        );
         let log = pg.dir.path().join("server.log");
-        pg.run("pg_ctl", &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &opts, "-w", "-t", "60", "start"], None);
+        pg.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            None,
+        );
         pg
     }
 
@@ -138,7 +184,11 @@ impl Postgres {
     /// Runs SQL in `db` through the socket; returns psql's unaligned, tuples-only output, or
     /// the error.
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let psql = if self.bin.join("psql").exists() { self.bin.join("psql") } else { "psql".into() };
+        let psql = if self.bin.join("psql").exists() {
+            self.bin.join("psql")
+        } else {
+            "psql".into()
+        };
         let out = Command::new(psql)
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.dir.path())

@@ -3,6 +3,7 @@
 //! records the request, applies injected faults, and dispatches to the store, the watch streams,
 //! the Table printer or the discovery documents. Every answer is `application/json`.
 
+use super::TEST_CLIENT_HEADER;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,19 +66,12 @@ fn route(registry: &Registry, server: &str, path: &str) -> Route {
 
 fn resource(registry: &Registry, group: &str, version: &str, rest: &[&str]) -> Route {
     let (namespace, rest) = match rest {
-        ["namespaces", ns, plural, ..]
-            if registry
-                .lookup(group, version, plural)
-                .is_some_and(|d| d.namespaced) =>
-        {
+        ["namespaces", ns, plural, ..] if registry.lookup(group, version, plural).is_some_and(|d| d.namespaced) => {
             (Some((*ns).to_owned()), &rest[2..])
         }
         _ => (None, rest),
     };
-    let Some(def) = rest
-        .first()
-        .and_then(|plural| registry.lookup(group, version, plural))
-    else {
+    let Some(def) = rest.first().and_then(|plural| registry.lookup(group, version, plural)) else {
         return Route::Missing;
     };
     let named = rest.len() > 1;
@@ -111,11 +105,7 @@ fn error_response(e: &ApiError) -> Response {
 }
 
 fn header_text(headers: &HeaderMap, name: header::HeaderName) -> String {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }
 
 /// The RBAC verb of a request on a resource.
@@ -137,9 +127,7 @@ fn verb(method: &Method, target: &Target, query: &HashMap<String, String>) -> &'
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
-    let query: HashMap<String, String> = Query::try_from_uri(&parts.uri)
-        .map(|q| q.0)
-        .unwrap_or_default();
+    let query: HashMap<String, String> = Query::try_from_uri(&parts.uri).map(|q| q.0).unwrap_or_default();
     let accept = header_text(&parts.headers, header::ACCEPT);
     let content_type = header_text(&parts.headers, header::CONTENT_TYPE);
     let route = {
@@ -159,6 +147,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         name: None,
         content_type: content_type.clone(),
         status: 0,
+        from_test: parts.headers.contains_key(TEST_CLIENT_HEADER),
     };
     let target = match route {
         Route::Doc(doc) => {
@@ -217,10 +206,7 @@ struct Req {
 
 impl Req {
     fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .get(name)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        self.query.get(name).map(String::as_str).filter(|s| !s.is_empty())
     }
 
     fn filter(&self) -> Result<Filter, ApiError> {
@@ -231,8 +217,7 @@ impl Req {
         }
         Ok(Filter {
             namespace: self.target.namespace.clone(),
-            labels: LabelSelector::parse(self.param("labelSelector").unwrap_or_default())
-                .map_err(ApiError::bad_request)?,
+            labels: LabelSelector::parse(self.param("labelSelector").unwrap_or_default()).map_err(ApiError::bad_request)?,
             fields: FieldSelector::parse(&fields).map_err(ApiError::bad_request)?,
         })
     }
@@ -261,10 +246,7 @@ impl Req {
                 "items": items,
             });
         }
-        let items: Vec<Value> = items
-            .iter()
-            .map(|o| present(o, def, &self.target.version))
-            .collect();
+        let items: Vec<Value> = items.iter().map(|o| present(o, def, &self.target.version)).collect();
         json!({
             "kind": def.list_kind,
             "apiVersion": def.api_version(&self.target.version),
@@ -276,12 +258,7 @@ impl Req {
     fn object_doc(&self, obj: &Value) -> Value {
         if table::wanted(&self.accept) {
             let meta = json!({ "resourceVersion": obj["metadata"]["resourceVersion"] });
-            return table::table(
-                &self.target.def,
-                std::slice::from_ref(obj),
-                meta,
-                self.param("includeObject"),
-            );
+            return table::table(&self.target.def, std::slice::from_ref(obj), meta, self.param("includeObject"));
         }
         if wants_metadata(&self.accept) {
             return partial(obj);
@@ -299,10 +276,7 @@ fn serve_resource(shared: &Shared, req: Req) -> Result<Response, ApiError> {
     let verb = verb(&req.method, &req.target, &req.query);
     let mut store = shared.store.lock().expect("store lock");
     match verb {
-        "get" => Ok(json_response(
-            200,
-            &req.object_doc(&store.get(&def, &ns, &name)?),
-        )),
+        "get" => Ok(json_response(200, &req.object_doc(&store.get(&def, &ns, &name)?))),
         "list" => {
             let limit = req.param("limit").and_then(|l| l.parse().ok());
             let page = store.list(&def, &req.filter()?, limit, req.param("continue"))?;
@@ -314,10 +288,7 @@ fn serve_resource(shared: &Shared, req: Req) -> Result<Response, ApiError> {
             Ok(json_response(200, &req.list_doc(page.items, meta)))
         }
         "watch" => {
-            let timeout = req
-                .param("timeoutSeconds")
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(1800);
+            let timeout = req.param("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(1800);
             let watch_req = watch::WatchRequest {
                 def,
                 version: req.target.version.clone(),
@@ -331,9 +302,7 @@ fn serve_resource(shared: &Shared, req: Req) -> Result<Response, ApiError> {
             };
             watch::start(&store, shared.stop.subscribe(), watch_req)
         }
-        "create"
-            if req.target.name.is_none() && !(def.namespaced && req.target.namespace.is_none()) =>
-        {
+        "create" if req.target.name.is_none() && !(def.namespaced && req.target.namespace.is_none()) => {
             let obj = store.create(&def, &ns, req.body_json()?, dry_run)?;
             Ok(json_response(201, &req.object_doc(&obj)))
         }
@@ -342,12 +311,8 @@ fn serve_resource(shared: &Shared, req: Req) -> Result<Response, ApiError> {
             Ok(json_response(200, &req.object_doc(&obj)))
         }
         "patch" => {
-            let kind = PatchType::from_content_type(&req.content_type).ok_or_else(|| {
-                ApiError::unsupported_media(format!(
-                    "unsupported patch content type {:?}",
-                    req.content_type
-                ))
-            })?;
+            let kind = PatchType::from_content_type(&req.content_type)
+                .ok_or_else(|| ApiError::unsupported_media(format!("unsupported patch content type {:?}", req.content_type)))?;
             if kind == PatchType::Apply && req.param("fieldManager").is_none() {
                 return Err(ApiError::new(
                     422,
@@ -357,10 +322,7 @@ fn serve_resource(shared: &Shared, req: Req) -> Result<Response, ApiError> {
             }
             let patch = parse_body(&req.content_type, &req.body).map_err(ApiError::bad_request)?;
             let (obj, created) = store.patch(&def, &ns, &name, kind, &patch, status, dry_run)?;
-            Ok(json_response(
-                if created { 201 } else { 200 },
-                &req.object_doc(&obj),
-            ))
+            Ok(json_response(if created { 201 } else { 200 }, &req.object_doc(&obj)))
         }
         "delete" => {
             let options = req.body_json()?;
@@ -368,23 +330,15 @@ fn serve_resource(shared: &Shared, req: Req) -> Result<Response, ApiError> {
             Ok(match (gone, def.custom) {
                 (false, _) => json_response(202, &req.object_doc(&obj)),
                 (true, true) => json_response(200, &req.object_doc(&obj)),
-                (true, false) => {
-                    json_response(200, &status::success(&def, &name, &obj["metadata"]["uid"]))
-                }
+                (true, false) => json_response(200, &status::success(&def, &name, &obj["metadata"]["uid"])),
             })
         }
         "deletecollection" => {
             let options = req.body_json()?;
             let mut deleted = Vec::new();
             for obj in store.select(&def, &req.filter()?) {
-                let obj_ns = obj["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let obj_name = obj["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
+                let obj_ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+                let obj_name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
                 deleted.push(store.delete(&def, &obj_ns, &obj_name, &options, dry_run)?.0);
             }
             let meta = json!({ "resourceVersion": store.rv().to_string() });

@@ -46,6 +46,10 @@ use tokio::sync::{broadcast, oneshot};
 use select::Filter;
 use store::Store;
 
+/// The header [`ApiServer::client`] sends, so that the test's own calls can be told apart from
+/// the controller's in [`ApiServer::requests`].
+pub const TEST_CLIENT_HEADER: &str = "x-datadump-test-client";
+
 /// One request the server received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
@@ -74,6 +78,8 @@ pub struct RequestRecord {
     pub content_type: String,
     /// HTTP status answered (`200` for a watch stream, whatever it then carried).
     pub status: u16,
+    /// Whether the request came from the test's own client ([`ApiServer::client`]).
+    pub from_test: bool,
 }
 
 /// Which requests a fault applies to: every field that is `Some` must equal the request's.
@@ -135,10 +141,7 @@ impl FaultMatch {
         eq(&self.verb, &r.verb)
             && eq(&self.api_group, &r.api_group)
             && eq(&self.resource, &r.resource)
-            && eq(
-                &self.subresource,
-                r.subresource.as_deref().unwrap_or_default(),
-            )
+            && eq(&self.subresource, r.subresource.as_deref().unwrap_or_default())
             && eq(&self.namespace, r.namespace.as_deref().unwrap_or_default())
             && eq(&self.name, r.name.as_deref().unwrap_or_default())
     }
@@ -214,9 +217,7 @@ impl ApiServer {
     /// Must be called inside a Tokio runtime, which then runs the server.
     pub async fn start() -> ApiServer {
         // binding port 0 here is race-free, unlike probing with `net::free_port()`
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
         let (tx, _) = broadcast::channel(16_384);
         let shared = Arc::new(Shared {
@@ -249,7 +250,11 @@ impl ApiServer {
 
     /// A `kube::Client` for this server (default namespace `default`).
     pub fn client(&self) -> kube::Client {
-        let config = kube::Config::new(self.url().parse().expect("server URL"));
+        let mut config = kube::Config::new(self.url().parse().expect("server URL"));
+        config.headers.push((
+            hyper::header::HeaderName::from_static(TEST_CLIENT_HEADER),
+            hyper::header::HeaderValue::from_static("1"),
+        ));
         kube::Client::try_from(config).expect("kube client")
     }
 
@@ -281,9 +286,7 @@ impl ApiServer {
         if let Ok(old) = store.get(&def, "", name) {
             let mut crd = crd.clone();
             crd["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-            store
-                .update(&def, "", name, crd, false, false)
-                .expect("replace CRD");
+            store.update(&def, "", name, crd, false, false).expect("replace CRD");
         } else {
             store
                 .create(&def, "", crd.clone(), false)
@@ -301,12 +304,7 @@ impl ApiServer {
     /// `status` and a `Status` body. Discovery requests are never failed. Calls queue up:
     /// a request takes the first pending fault that matches it.
     pub fn fail_next(&self, n: usize, status: u16, matcher: Option<FaultMatch>) {
-        self.shared
-            .faults
-            .lock()
-            .expect("faults lock")
-            .next
-            .push((n, status, matcher));
+        self.shared.faults.lock().expect("faults lock").next.push((n, status, matcher));
     }
 
     /// Fails a `ratio` share (0..=1) of resource requests with `status`, deterministically

@@ -48,11 +48,7 @@ pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|f| f.as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
 
@@ -70,13 +66,7 @@ pub(crate) fn normalize(obj: &mut Value) {
     }
     strip_nulls(obj);
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        for field in [
-            "finalizers",
-            "labels",
-            "annotations",
-            "ownerReferences",
-            "managedFields",
-        ] {
+        for field in ["finalizers", "labels", "annotations", "ownerReferences", "managedFields"] {
             let empty = match meta.get(field) {
                 Some(Value::Array(a)) => a.is_empty(),
                 Some(Value::Object(m)) => m.is_empty(),
@@ -104,19 +94,14 @@ pub(crate) fn generation_content(obj: &Value, def: &ResourceDef) -> Value {
 pub(crate) fn valid_name(name: &str) -> bool {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
     let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    name.len() <= 253
-        && name.chars().all(ok_char)
-        && alnum(name.chars().next())
-        && alnum(name.chars().last())
+    name.len() <= 253 && name.chars().all(ok_char) && alnum(name.chars().next()) && alnum(name.chars().last())
 }
 
 /// Kind-specific defaulting and validation, before a write is committed.
 pub(crate) fn prepare(def: &ResourceDef, obj: &mut Value, name: &str) -> Result<(), ApiError> {
     match def.key().as_str() {
         "/secrets" => {
-            if let Some(Value::Object(string_data)) =
-                obj.as_object_mut().and_then(|m| m.remove("stringData"))
-            {
+            if let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
                 let b64 = base64::engine::general_purpose::STANDARD;
                 for (k, v) in string_data {
                     obj["data"][k] = json!(b64.encode(v.as_str().unwrap_or_default()));
@@ -126,9 +111,7 @@ pub(crate) fn prepare(def: &ResourceDef, obj: &mut Value, name: &str) -> Result<
                 obj["type"] = json!("Opaque");
             }
         }
-        "/namespaces" if obj["status"]["phase"].is_null() => {
-            obj["status"]["phase"] = json!("Active")
-        }
+        "/namespaces" if obj["status"]["phase"].is_null() => obj["status"]["phase"] = json!("Active"),
         CRD_KEY => {
             resources::from_crd(obj).map_err(|e| ApiError::invalid(def, name, &e))?;
             let names = obj["spec"]["names"].clone();
@@ -160,9 +143,7 @@ impl Ids {
 
     fn random(&mut self) -> u64 {
         self.counter += 1;
-        let mut z = self
-            .seed
-            .wrapping_add(self.counter.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut z = self.seed.wrapping_add(self.counter.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)

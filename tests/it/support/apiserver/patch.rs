@@ -32,9 +32,7 @@ pub(crate) fn parse_body(content_type: &str, body: &[u8]) -> Result<Value, Strin
     }
     match serde_json::from_slice(body) {
         Ok(v) => Ok(v),
-        Err(e) if content_type.contains("yaml") => {
-            serde_yaml::from_slice(body).map_err(|y| format!("invalid YAML ({y}) and JSON ({e})"))
-        }
+        Err(e) if content_type.contains("yaml") => serde_yaml::from_slice(body).map_err(|y| format!("invalid YAML ({y}) and JSON ({e})")),
         Err(e) => Err(format!("invalid JSON: {e}")),
     }
 }
@@ -63,27 +61,16 @@ fn pointer(path: &str) -> Result<Vec<String>, String> {
     if path.is_empty() {
         return Ok(Vec::new());
     }
-    let rest = path
-        .strip_prefix('/')
-        .ok_or_else(|| format!("invalid JSON pointer {path:?}"))?;
-    Ok(rest
-        .split('/')
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect())
+    let rest = path.strip_prefix('/').ok_or_else(|| format!("invalid JSON pointer {path:?}"))?;
+    Ok(rest.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect())
 }
 
 fn index(token: &str, len: usize, allow_end: bool) -> Result<usize, String> {
     if allow_end && token == "-" {
         return Ok(len);
     }
-    let i: usize = token
-        .parse()
-        .map_err(|_| format!("invalid array index {token:?}"))?;
-    let max = if allow_end {
-        len
-    } else {
-        len.saturating_sub(1)
-    };
+    let i: usize = token.parse().map_err(|_| format!("invalid array index {token:?}"))?;
+    let max = if allow_end { len } else { len.saturating_sub(1) };
     if i > max || (!allow_end && len == 0) {
         return Err(format!("array index {i} out of bounds"));
     }
@@ -125,19 +112,14 @@ fn add(doc: &mut Value, path: &[String], value: Value) -> Result<(), String> {
             a.insert(i, value);
         }
         _ => {
-            return Err(format!(
-                "cannot add below a scalar at /{}",
-                parent.join("/")
-            ));
+            return Err(format!("cannot add below a scalar at /{}", parent.join("/")));
         }
     }
     Ok(())
 }
 
 fn remove(doc: &mut Value, path: &[String]) -> Result<Value, String> {
-    let (last, parent) = path
-        .split_last()
-        .ok_or("cannot remove the whole document")?;
+    let (last, parent) = path.split_last().ok_or("cannot remove the whole document")?;
     let missing = || format!("path /{} does not exist", path.join("/"));
     match parent_mut(doc, parent)? {
         Value::Object(m) => m.remove(last).ok_or_else(missing),
@@ -153,18 +135,12 @@ fn remove(doc: &mut Value, path: &[String]) -> Result<Value, String> {
 /// against `null` succeeds, as on the real API server (kube-runtime's finalizer helper relies on
 /// it).
 pub(crate) fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), String> {
-    let ops = ops
-        .as_array()
-        .ok_or("a JSON patch must be an array of operations")?;
+    let ops = ops.as_array().ok_or("a JSON patch must be an array of operations")?;
     let mut work = doc.clone();
     for op in ops {
         let name = op["op"].as_str().ok_or("operation without \"op\"")?;
         let path = pointer(op["path"].as_str().ok_or("operation without \"path\"")?)?;
-        let value = || {
-            op.get("value")
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
+        let value = || op.get("value").cloned().ok_or_else(|| format!("{name} needs a value"));
         let from = || pointer(op["from"].as_str().unwrap_or_default());
         match name {
             "add" => add(&mut work, &path, value()?)?,
@@ -184,9 +160,7 @@ pub(crate) fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), String> {
                 add(&mut work, &path, v)?;
             }
             "copy" => {
-                let v = get(&work, &from()?)
-                    .cloned()
-                    .ok_or("copy: from does not exist")?;
+                let v = get(&work, &from()?).cloned().ok_or("copy: from does not exist")?;
                 add(&mut work, &path, v)?;
             }
             "test" => {

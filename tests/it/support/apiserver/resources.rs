@@ -98,27 +98,17 @@ impl ResourceDef {
 pub(crate) fn from_crd(crd: &Value) -> Result<ResourceDef, String> {
     let spec = &crd["spec"];
     let text = |v: &Value, what: &str| -> Result<String, String> {
-        v.as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("spec.{what} is required"))
+        v.as_str().map(str::to_owned).ok_or_else(|| format!("spec.{what} is required"))
     };
     let group = text(&spec["group"], "group")?;
     let names = &spec["names"];
     let plural = text(&names["plural"], "names.plural")?;
     let kind = text(&names["kind"], "names.kind")?;
-    let singular = names["singular"]
-        .as_str()
-        .map_or_else(|| kind.to_lowercase(), str::to_owned);
-    let list_kind = names["listKind"]
-        .as_str()
-        .map_or_else(|| format!("{kind}List"), str::to_owned);
+    let singular = names["singular"].as_str().map_or_else(|| kind.to_lowercase(), str::to_owned);
+    let list_kind = names["listKind"].as_str().map_or_else(|| format!("{kind}List"), str::to_owned);
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
             .unwrap_or_default()
     };
     let short_names = strings(&names["shortNames"]);
@@ -128,9 +118,7 @@ pub(crate) fn from_crd(crd: &Value) -> Result<ResourceDef, String> {
         Some("Cluster") => false,
         _ => return Err("spec.scope must be Namespaced or Cluster".into()),
     };
-    let all = spec["versions"]
-        .as_array()
-        .ok_or("spec.versions is required")?;
+    let all = spec["versions"].as_array().ok_or("spec.versions is required")?;
     let mut served: Vec<&Value> = all.iter().filter(|v| v["served"] != json!(false)).collect();
     served.sort_by_key(|v| v["storage"] != json!(true));
     let storage = *served.first().ok_or("no served version")?;
@@ -219,9 +207,7 @@ impl Registry {
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
         self.defs
             .iter()
-            .find(|d| {
-                d.group == group && d.plural == plural && d.versions.iter().any(|v| v == version)
-            })
+            .find(|d| d.group == group && d.plural == plural && d.versions.iter().any(|v| v == version))
             .cloned()
     }
 
@@ -270,11 +256,7 @@ impl Registry {
 
     /// `/apis`: every named group.
     pub fn api_group_list(&self) -> Value {
-        let groups: Vec<Value> = self
-            .groups()
-            .iter()
-            .map(|(g, vs)| Self::group_json(g, vs))
-            .collect();
+        let groups: Vec<Value> = self.groups().iter().map(|(g, vs)| Self::group_json(g, vs)).collect();
         json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
     }
 
@@ -297,16 +279,7 @@ impl Registry {
         if defs.is_empty() && !(group.is_empty() && version == "v1") {
             return None;
         }
-        let verbs = [
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ];
+        let verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
         let mut resources = Vec::new();
         for d in defs {
             let mut entry = json!({

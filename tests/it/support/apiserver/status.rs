@@ -42,11 +42,7 @@ impl ApiError {
             504 => "Timeout",
             _ => "Unknown",
         };
-        Self::new(
-            code,
-            reason,
-            format!("injected fault: HTTP {code} ({reason})"),
-        )
+        Self::new(code, reason, format!("injected fault: HTTP {code} ({reason})"))
     }
 
     fn with_details(mut self, def: &ResourceDef, name: &str) -> Self {
@@ -56,31 +52,17 @@ impl ApiError {
 
     /// 404 for a named object that does not exist.
     pub fn not_found(def: &ResourceDef, name: &str) -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            format!("{} \"{name}\" not found", def.qualified()),
-        )
-        .with_details(def, name)
+        Self::new(404, "NotFound", format!("{} \"{name}\" not found", def.qualified())).with_details(def, name)
     }
 
     /// 404 for a path that names no known resource.
     pub fn no_such_resource() -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
+        Self::new(404, "NotFound", "the server could not find the requested resource")
     }
 
     /// 409 for a create whose name is taken.
     pub fn already_exists(def: &ResourceDef, name: &str) -> Self {
-        Self::new(
-            409,
-            "AlreadyExists",
-            format!("{} \"{name}\" already exists", def.qualified()),
-        )
-        .with_details(def, name)
+        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", def.qualified())).with_details(def, name)
     }
 
     /// 409 for a write based on a stale `resourceVersion`.
@@ -102,10 +84,7 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {} \"{name}\": {what}",
-                def.qualified()
-            ),
+            format!("Operation cannot be fulfilled on {} \"{name}\": {what}", def.qualified()),
         )
         .with_details(def, name)
     }
@@ -117,12 +96,7 @@ impl ApiError {
         } else {
             format!("{}.{}", def.kind, def.group)
         };
-        Self::new(
-            422,
-            "Invalid",
-            format!("{kind} \"{name}\" is invalid: {msg}"),
-        )
-        .with_details(def, name)
+        Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {msg}")).with_details(def, name)
     }
 
     pub fn bad_request(msg: impl Into<String>) -> Self {

@@ -9,10 +9,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::objects::{
-    CRD_KEY, Ids, finalizers, generation_content, meta_str, normalize, now, prepare, present,
-    valid_name,
-};
+use super::objects::{CRD_KEY, Ids, finalizers, generation_content, meta_str, normalize, now, prepare, present, valid_name};
 use super::patch::{self, PatchType};
 use super::resources::{self, Registry, ResourceDef};
 use super::select::Filter;
@@ -156,34 +153,19 @@ impl Store {
     pub fn select(&self, def: &ResourceDef, filter: &Filter) -> Vec<Value> {
         self.objects
             .get(&def.key())
-            .map(|objs| {
-                objs.values()
-                    .filter(|o| filter.matches(o))
-                    .cloned()
-                    .collect()
-            })
+            .map(|objs| objs.values().filter(|o| filter.matches(o)).cloned().collect())
             .unwrap_or_default()
     }
 
     /// A list page: at most `limit` objects after the `cont` token's position.
-    pub fn list(
-        &self,
-        def: &ResourceDef,
-        filter: &Filter,
-        limit: Option<usize>,
-        cont: Option<&str>,
-    ) -> Result<ListPage, ApiError> {
+    pub fn list(&self, def: &ResourceDef, filter: &Filter, limit: Option<usize>, cont: Option<&str>) -> Result<ListPage, ApiError> {
         let (rv, start) = match cont.filter(|c| !c.is_empty()) {
             None => (self.rv, None),
             Some(token) => {
                 let bad = || ApiError::bad_request("continue key is not valid");
-                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(token)
-                    .map_err(|_| bad())?;
+                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
                 let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-                let (Some(rv), Some(ns), Some(name)) =
-                    (v["rv"].as_u64(), v["ns"].as_str(), v["name"].as_str())
-                else {
+                let (Some(rv), Some(ns), Some(name)) = (v["rv"].as_u64(), v["ns"].as_str(), v["name"].as_str()) else {
                     return Err(bad());
                 };
                 if rv < self.oldest_valid {
@@ -220,17 +202,9 @@ impl Store {
     }
 
     /// POST: creates an object in namespace `ns` (`""` for cluster-scoped kinds).
-    pub fn create(
-        &mut self,
-        def: &ResourceDef,
-        ns: &str,
-        mut obj: Value,
-        dry_run: bool,
-    ) -> Result<Value, ApiError> {
+    pub fn create(&mut self, def: &ResourceDef, ns: &str, mut obj: Value, dry_run: bool) -> Result<Value, ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
         if let Some(kind) = obj["kind"].as_str().filter(|k| *k != def.kind) {
             return Err(ApiError::bad_request(format!(
@@ -264,9 +238,7 @@ impl Store {
             ));
         }
         if meta_str(&obj, "resourceVersion").is_some() {
-            return Err(ApiError::internal(
-                "resourceVersion should not be set on objects to be created",
-            ));
+            return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
         }
         match meta_str(&obj, "namespace") {
             Some(other) if def.namespaced && other != ns => {
@@ -284,20 +256,14 @@ impl Store {
             return Err(ApiError::already_exists(def, &name));
         }
         let uid = self.ids.uid();
-        let meta = obj["metadata"]
-            .as_object_mut()
-            .expect("made an object above");
+        let meta = obj["metadata"].as_object_mut().expect("made an object above");
         meta.insert("name".into(), json!(name));
         if def.namespaced {
             meta.insert("namespace".into(), json!(ns));
         } else {
             meta.remove("namespace");
         }
-        for field in [
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "resourceVersion",
-        ] {
+        for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"] {
             meta.remove(field);
         }
         meta.insert("uid".into(), json!(uid));
@@ -322,19 +288,9 @@ impl Store {
     }
 
     /// PUT: replaces an object (or, with `status`, only its status).
-    pub fn update(
-        &mut self,
-        def: &ResourceDef,
-        ns: &str,
-        name: &str,
-        body: Value,
-        status: bool,
-        dry_run: bool,
-    ) -> Result<Value, ApiError> {
+    pub fn update(&mut self, def: &ResourceDef, ns: &str, name: &str, body: Value, status: bool, dry_run: bool) -> Result<Value, ApiError> {
         if !body.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
         let old = self.get(def, ns, name)?;
         match meta_str(&body, "resourceVersion") {
@@ -372,12 +328,8 @@ impl Store {
                  application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
             ));
         }
-        if kind == PatchType::Apply
-            && (patch["apiVersion"].as_str().is_none() || patch["kind"].as_str().is_none())
-        {
-            return Err(ApiError::bad_request(
-                "apiVersion and kind must be set in an apply patch",
-            ));
+        if kind == PatchType::Apply && (patch["apiVersion"].as_str().is_none() || patch["kind"].as_str().is_none()) {
+            return Err(ApiError::bad_request("apiVersion and kind must be set in an apply patch"));
         }
         let old = match self.get(def, ns, name) {
             Ok(old) => old,
@@ -393,20 +345,13 @@ impl Store {
         };
         let mut doc = old.clone();
         match kind {
-            PatchType::Json => {
-                patch::json_patch(&mut doc, patch).map_err(|e| ApiError::new(422, "Invalid", e))?
-            }
-            PatchType::Merge | PatchType::Strategic | PatchType::Apply => {
-                patch::merge_patch(&mut doc, patch)
-            }
+            PatchType::Json => patch::json_patch(&mut doc, patch).map_err(|e| ApiError::new(422, "Invalid", e))?,
+            PatchType::Merge | PatchType::Strategic | PatchType::Apply => patch::merge_patch(&mut doc, patch),
         }
-        if meta_str(&doc, "resourceVersion")
-            .is_some_and(|rv| Some(rv) != meta_str(&old, "resourceVersion"))
-        {
+        if meta_str(&doc, "resourceVersion").is_some_and(|rv| Some(rv) != meta_str(&old, "resourceVersion")) {
             return Err(ApiError::conflict(def, name));
         }
-        self.commit(def, ns, name, old, doc, status, dry_run)
-            .map(|o| (o, false))
+        self.commit(def, ns, name, old, doc, status, dry_run).map(|o| (o, false))
     }
 
     /// The common end of update and patch: the server-owned fields, status subresource,
@@ -439,9 +384,7 @@ impl Store {
             return Err(ApiError::precondition(
                 def,
                 name,
-                &format!(
-                    "Precondition failed: UID in precondition: {want}, UID in object meta: {have}"
-                ),
+                &format!("Precondition failed: UID in precondition: {want}, UID in object meta: {have}"),
             ));
         }
         let next = if status {
@@ -491,10 +434,7 @@ impl Store {
         let deleting = meta_str(&old, "deletionTimestamp").is_some();
         if deleting {
             let before = finalizers(&old);
-            let added: Vec<String> = finalizers(&next)
-                .into_iter()
-                .filter(|f| !before.contains(f))
-                .collect();
+            let added: Vec<String> = finalizers(&next).into_iter().filter(|f| !before.contains(f)).collect();
             if !added.is_empty() {
                 return Err(ApiError::invalid(
                     def,
@@ -533,14 +473,7 @@ impl Store {
 
     /// DELETE: removes an object, or only marks it (`deletionTimestamp`) while finalizers remain.
     /// Returns the object and whether it is gone.
-    pub fn delete(
-        &mut self,
-        def: &ResourceDef,
-        ns: &str,
-        name: &str,
-        options: &Value,
-        dry_run: bool,
-    ) -> Result<(Value, bool), ApiError> {
+    pub fn delete(&mut self, def: &ResourceDef, ns: &str, name: &str, options: &Value, dry_run: bool) -> Result<(Value, bool), ApiError> {
         let old = self.get(def, ns, name)?;
         let pre = &options["preconditions"];
         for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
@@ -550,9 +483,7 @@ impl Store {
                     return Err(ApiError::precondition(
                         def,
                         name,
-                        &format!(
-                            "Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}"
-                        ),
+                        &format!("Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}"),
                     ));
                 }
             }
@@ -568,18 +499,14 @@ impl Store {
                 return Ok((next, false));
             }
             self.bump(&mut next);
-            self.slot(def)
-                .insert((ns.to_owned(), name.to_owned()), next.clone());
+            self.slot(def).insert((ns.to_owned(), name.to_owned()), next.clone());
             self.emit(&def.key(), ChangeType::Modified, next.clone(), Some(old));
             return Ok((next, false));
         }
         if dry_run {
             return Ok((old, true));
         }
-        let mut gone = self
-            .slot(def)
-            .remove(&(ns.to_owned(), name.to_owned()))
-            .expect("read above");
+        let mut gone = self.slot(def).remove(&(ns.to_owned(), name.to_owned())).expect("read above");
         self.bump(&mut gone);
         self.emit(&def.key(), ChangeType::Deleted, gone.clone(), None);
         self.after_write(def, &gone, true);

@@ -103,9 +103,7 @@ fn cell(column: &PrinterColumn, obj: &Value, now: chrono::DateTime<chrono::Utc>)
         "number" => value.as_f64().map_or(Value::Null, |f| json!(f)),
         "boolean" => value.as_bool().map_or(Value::Null, |b| json!(b)),
         "date" => match value.as_str().map(chrono::DateTime::parse_from_rfc3339) {
-            Some(Ok(t)) => json!(human_duration(
-                (now - t.with_timezone(&chrono::Utc)).num_seconds()
-            )),
+            Some(Ok(t)) => json!(human_duration((now - t.with_timezone(&chrono::Utc)).num_seconds())),
             _ => json!("<invalid>"),
         },
         _ => Value::Null,
@@ -120,8 +118,7 @@ fn columns(def: &ResourceDef) -> Vec<PrinterColumn> {
         name: "Age".into(),
         type_: "date".into(),
         format: String::new(),
-        description: "CreationTimestamp is a timestamp representing the server time when this object was created."
-            .into(),
+        description: "CreationTimestamp is a timestamp representing the server time when this object was created.".into(),
         priority: 0,
         json_path: ".metadata.creationTimestamp".into(),
     }]
@@ -129,12 +126,7 @@ fn columns(def: &ResourceDef) -> Vec<PrinterColumn> {
 
 /// The Table for `objects`; `include_object` is the request's `includeObject` (`None`,
 /// `Object`, or the default `Metadata`).
-pub(crate) fn table(
-    def: &ResourceDef,
-    objects: &[Value],
-    list_meta: Value,
-    include_object: Option<&str>,
-) -> Value {
+pub(crate) fn table(def: &ResourceDef, objects: &[Value], list_meta: Value, include_object: Option<&str>) -> Value {
     let columns = columns(def);
     let mut definitions = vec![json!({
         "name": "Name",

@@ -110,11 +110,7 @@ fn expired(rv: u64, oldest: u64) -> Bytes {
 
 /// Starts a watch: the initial events are computed under the store lock, together with the
 /// subscription, so no change is missed or sent twice.
-pub(crate) fn start(
-    store: &Store,
-    stop: watch::Receiver<u64>,
-    req: WatchRequest,
-) -> Result<Response, ApiError> {
+pub(crate) fn start(store: &Store, stop: watch::Receiver<u64>, req: WatchRequest) -> Result<Response, ApiError> {
     let rx = store.subscribe();
     let seen_rv = store.rv();
     let mut pending = VecDeque::new();
@@ -135,12 +131,7 @@ pub(crate) fn start(
             pending.push_back(expired(rv, store.oldest_valid()));
             return Ok(respond(Stream::ended(pending, rx, stop, req)));
         }
-        pending.extend(
-            store
-                .history_after(rv)
-                .iter()
-                .filter_map(|c| translate(&req, c)),
-        );
+        pending.extend(store.history_after(rv).iter().filter_map(|c| translate(&req, c)));
     }
     let now = Instant::now();
     Ok(respond(Stream {
@@ -168,12 +159,7 @@ fn respond(stream: Stream) -> Response {
 }
 
 impl Stream {
-    fn ended(
-        pending: VecDeque<Bytes>,
-        rx: broadcast::Receiver<Arc<Change>>,
-        stop: watch::Receiver<u64>,
-        req: WatchRequest,
-    ) -> Self {
+    fn ended(pending: VecDeque<Bytes>, rx: broadcast::Receiver<Arc<Change>>, stop: watch::Receiver<u64>, req: WatchRequest) -> Self {
         let now = Instant::now();
         Self {
             pending,

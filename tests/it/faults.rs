@@ -1,0 +1,502 @@
+//! Bad input and faults, one at a time: malformed objects next to valid ones, hostile strings in
+//! every field (through the validator, the CLI and the running controller), AWS throttling and
+//! lost answers on the launch path, and failing status writes. Each test ends with the
+//! controller alive (its `/healthz` answers), no panic in its log, nothing launched for what is
+//! refused, and exactly one instance per attempt token for what runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use datadump::api::{DataDump, DumpPhase, MediaPhase, SiteDefaults};
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::soak::{assert_healthy, per_token};
+use crate::support::apiserver::FaultMatch;
+use crate::support::cluster::{NS, World};
+use crate::support::faultproxy::{FaultKind, FaultMix, FaultProxy, Faults};
+use crate::support::net::wait_for;
+
+fn media_phase(d: &DataDump, m: &str) -> Option<MediaPhase> {
+    d.status.as_ref().and_then(|s| s.media(m)).map(|m| m.phase)
+}
+
+fn condition(d: &DataDump, t: &str) -> Option<(String, String, String)> {
+    d.status.as_ref()?.condition(t).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// DataDumps as untyped objects: the stand-in stores whatever JSON it is given (it does not
+/// evaluate the CRD schema), so this is how malformed objects get in.
+fn raw_dumps(w: &World) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("datadump.dev", "v1alpha1", "DataDump"), "datadumps");
+    Api::namespaced_with(w.client.clone(), NS, &ar)
+}
+
+fn valid_spec() -> Value {
+    json!({
+        "mediaTypes": ["image"],
+        "destination": {"bucket": "datasets"},
+        "database": {"connectionSecretRef": {"name": "catalog-db", "key": "connectionString"}},
+        "instance": {"iamInstanceProfile": "datadump-worker", "instanceType": "t4g.nano", "ebsVolumeSizeGb": 8},
+    })
+}
+
+/// Creates an object with exactly this body below `metadata` (no typed round trip); returns
+/// its uid.
+async fn create_raw(w: &World, name: &str, body: Value) -> String {
+    let mut obj = json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDump", "metadata": {"name": name, "namespace": NS}});
+    for (k, v) in body.as_object().expect("an object body") {
+        obj[k] = v.clone();
+    }
+    let obj: DynamicObject = serde_json::from_value(obj).unwrap();
+    raw_dumps(w).create(&PostParams::default(), &obj).await.unwrap().metadata.uid.unwrap()
+}
+
+/// Objects a real API server's schema would refuse, but which an older CRD, a missing schema or
+/// a hand-edited etcd could still hold.
+fn malformed() -> Vec<(&'static str, Value)> {
+    let with = |pointer: &str, v: Value| {
+        let mut spec = valid_spec();
+        *spec.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer}")) = v;
+        json!({ "spec": spec })
+    };
+    let without = |field: &str| {
+        let mut spec = valid_spec();
+        spec.as_object_mut().unwrap().remove(field);
+        json!({ "spec": spec })
+    };
+    let extra = |field: &str, v: Value| {
+        let mut spec = valid_spec();
+        spec[field] = v;
+        json!({ "spec": spec })
+    };
+    vec![
+        ("media-not-a-list", with("/mediaTypes", json!("image"))),
+        ("media-wrong-items", with("/mediaTypes", json!([1, null, {"a": 1}]))),
+        ("volume-lots", with("/instance/ebsVolumeSizeGb", json!("lots"))),
+        ("volume-float", with("/instance/ebsVolumeSizeGb", json!(1.5))),
+        ("no-destination", without("destination")),
+        ("no-database", without("database")),
+        ("timeout-forever", extra("timeout", json!("forever"))),
+        ("backoff-negative", extra("backoffLimit", json!(-1))),
+        ("suspend-yes", extra("suspend", json!("yes"))),
+        ("spec-a-string", json!({"spec": "hello"})),
+        ("spec-a-list", json!({"spec": [1, 2, 3]})),
+        ("no-spec", json!({})),
+    ]
+}
+
+/// Plays a successful worker for each media type once it runs, and waits for Succeeded.
+async fn complete(w: &World, name: &str, media: &[&str]) -> DataDump {
+    let wanted: Vec<String> = media.iter().map(|m| m.to_string()).collect();
+    let dd = w
+        .wait_dump(name, "media types running", move |d| wanted.iter().all(|m| media_phase(d, m) == Some(MediaPhase::Running)))
+        .await;
+    for m in media {
+        w.write_success(&dd, m, &[3]).await;
+    }
+    w.wait_dump(name, "Succeeded", |d| d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_objects_neither_crash_the_controller_nor_block_valid_ones() {
+    let mut w = World::start().await;
+    let first = w.start_controller(&[]);
+    crate::soak::wait_ready(&w).await;
+
+    // created while the controller watches: they arrive as watch events
+    let mut bad = BTreeMap::new();
+    for (name, body) in malformed() {
+        bad.insert(format!("watched-{name}"), create_raw(&w, &format!("watched-{name}"), body).await);
+    }
+    let good = w.create("good-1", "mediaTypes: [image]").await;
+    complete(&w, "good-1", &["image"]).await;
+    assert_healthy(&w, "after malformed objects arrived by watch").await;
+
+    // created while the controller is down: a restart lists every object at once
+    w.kill_controller(first);
+    for (name, body) in malformed() {
+        bad.insert(format!("listed-{name}"), create_raw(&w, &format!("listed-{name}"), body).await);
+    }
+    // and a valid object whose status someone overwrote with garbage
+    let garbled = w.create("garbled-status", "mediaTypes: [audio]").await;
+    raw_dumps(&w)
+        .patch_status("garbled-status", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Exploded", "media": "x", "startTime": 5}})))
+        .await
+        .unwrap();
+    bad.insert("garbled-status".into(), garbled.uid().unwrap());
+    w.start_controller(&[]);
+    let good2 = w.create("good-2", "mediaTypes: [audio]").await;
+    complete(&w, "good-2", &["audio"]).await;
+    assert_healthy(&w, "after a restart that lists malformed objects").await;
+
+    for (name, uid) in &bad {
+        assert!(w.instances(uid).await.is_empty(), "{name}: nothing launched for a malformed object");
+    }
+    for dd in [&good, &good2] {
+        let uid = dd.uid().unwrap();
+        w.assert_nothing_left_running(&uid).await;
+        assert_eq!(w.instances(&uid).await.len(), 1, "one instance for the valid object's one attempt");
+    }
+    assert!(!w.logs().contains("panicked"), "no panic in the controller log");
+}
+
+/// Values that have broken shells, SQL, YAML and terminals before.
+fn hostile() -> Vec<String> {
+    [
+        "$(touch CANARY)",
+        "`touch CANARY`",
+        "'; touch CANARY; echo '",
+        "\"; touch CANARY; echo \"",
+        "x && touch CANARY",
+        "$IFS${IFS}$((1+1))",
+        "a\nJ0\ntouch CANARY\nJ1",
+        "line1\r\nline2",
+        "\\'\\\"\\\\",
+        "ünïcødé 💥 \u{202e}dlrow",
+        "' OR '1'='1' --",
+        "%s%n%x",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Every spec field a user writes, with where a hostile value goes.
+const STRING_FIELDS: &[&str] = &[
+    "/mediaTypes/0",
+    "/destination/bucket",
+    "/destination/prefix",
+    "/destination/region",
+    "/query",
+    "/database/connectionSecretRef/name",
+    "/database/connectionSecretRef/key",
+    "/odbc2parquet/version",
+    "/odbc2parquet/fileSizeThreshold",
+    "/odbc2parquet/extraArgs/0",
+    "/instance/instanceType",
+    "/instance/imageId",
+    "/instance/subnetId",
+    "/instance/securityGroupIds/0",
+    "/instance/iamInstanceProfile",
+    "/instance/keyName",
+    "/instance/tags/team",
+    "/timeout",
+];
+
+fn full_spec() -> Value {
+    json!({
+        "mediaTypes": ["image"],
+        "destination": {"bucket": "datasets", "prefix": "data-dump", "region": "us-east-1"},
+        "query": "SELECT * FROM {media_type}",
+        "database": {"connectionSecretRef": {"name": "catalog-db", "key": "connectionString"}},
+        "odbc2parquet": {"version": "11.0.1", "fileSizeThreshold": "2GiB", "extraArgs": ["--batch-size-memory=64MiB"]},
+        "instance": {"instanceType": "t4g.nano", "imageId": "ami-0123456789abcdef0", "subnetId": "subnet-0123456789abcdef0",
+            "securityGroupIds": ["sg-0123456789abcdef0"], "iamInstanceProfile": "datadump-worker", "keyName": "ops", "tags": {"team": "data"}},
+        "timeout": "168h",
+    })
+}
+
+/// The value as a field takes it: queries must keep naming their table.
+fn place(field: &str, value: &str) -> String {
+    match field {
+        "/query" => format!("SELECT * FROM {{media_type}} WHERE note <> '{value}'"),
+        "/odbc2parquet/extraArgs/0" => format!("--batch-size-memory={value}"),
+        _ => value.to_string(),
+    }
+}
+
+/// Sources rendered user data with `DATADUMP_LIB=1` (job values and functions only, nothing
+/// runs) in an empty directory, and returns the job values and odbc2parquet arguments as bash
+/// holds them. Panics if any command substitution ran (a `CANARY` file appears).
+fn job_values(user_data: &str) -> (BTreeMap<String, String>, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("user-data.sh");
+    std::fs::write(&script, user_data).unwrap();
+    let out = std::process::Command::new("bash")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .args([
+            "-c",
+            "export DATADUMP_LIB=1; source \"$0\" >/dev/null 2>&1; for k in \"${!JOB[@]}\"; do printf 'J\\0%s\\0%s\\0' \"$k\" \"${JOB[$k]}\"; done; for a in \"${ARGS[@]}\"; do printf 'A\\0%s\\0' \"$a\"; done",
+        ])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sourcing the user data failed: {}", String::from_utf8_lossy(&out.stderr));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from("user-data.sh")], "a job value ran as shell code");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut parts = text.split('\0');
+    let (mut job, mut args) = (BTreeMap::new(), Vec::new());
+    while let Some(kind) = parts.next() {
+        match kind {
+            "J" => {
+                let k = parts.next().unwrap().to_string();
+                job.insert(k, parts.next().unwrap().to_string());
+            }
+            "A" => args.push(parts.next().unwrap().to_string()),
+            _ => break,
+        }
+    }
+    (job, args)
+}
+
+/// Hostile strings in every field, through the validator and the worker renderer (no cluster):
+/// each is refused with its field path and a short message, or accepted and then reaches the
+/// worker script as data, byte for byte.
+#[test]
+fn hostile_strings_are_refused_by_field_or_rendered_as_data() {
+    let mut accepted = 0;
+    let mut refused = 0;
+    for field in STRING_FIELDS {
+        for value in hostile().iter().chain([&"x".repeat(1 << 20)]) {
+            let mut spec = full_spec();
+            let placed = place(field, value);
+            *spec.pointer_mut(field).unwrap() = json!(placed);
+            let spec: datadump::api::DataDumpSpec = match serde_json::from_value(spec) {
+                Ok(s) => s,
+                Err(e) => {
+                    // only typed fields (the timeout) may fail here, and with a short message
+                    assert_eq!(*field, "/timeout", "{field}: {e}");
+                    assert!(e.to_string().len() < 300, "{field}: short message");
+                    refused += 1;
+                    continue;
+                }
+            };
+            let dotted = format!("spec{}", field.replace('/', ".").trim_end_matches(".0").trim_end_matches(".team"));
+            let dotted = dotted.trim_end_matches('.').to_string();
+            match datadump::api::validate(&spec, &SiteDefaults::default()) {
+                Err(errors) => {
+                    refused += 1;
+                    for e in &errors {
+                        let shown = e.to_string();
+                        assert!(shown.chars().count() <= 1024, "{field}: {} characters", shown.chars().count());
+                        assert!(e.field.starts_with(&dotted), "{field} = {value:.40?}: error names {} instead", e.field);
+                    }
+                }
+                Ok(()) => {
+                    accepted += 1;
+                    let media = spec.media_types[0].clone();
+                    let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+                    let job = datadump::worker::WorkerJob {
+                        spec: &spec,
+                        media_type: &media,
+                        dump_date: "2026-11-01",
+                        attempt: 1,
+                        token: "ddt-0123",
+                        deadline,
+                        ssm_parameter: "/datadump/uid/image",
+                        region: "us-east-1",
+                    };
+                    match datadump::worker::render(&job) {
+                        Err(e) => assert!(e.to_string().len() < 400, "a clear render error: {e}"),
+                        Ok(user_data) => {
+                            let (job, args) = job_values(&user_data);
+                            match *field {
+                                "/query" => assert_eq!(job["query"], placed.replace("{media_type}", "image"), "query round-trips"),
+                                "/odbc2parquet/extraArgs/0" => assert!(args.contains(&placed), "argument round-trips: {args:?}"),
+                                "/destination/region" => assert_eq!(job["s3_region"], placed),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("hostile values: {accepted} accepted and rendered as data, {refused} refused");
+    assert!(accepted > 0 && refused > 0);
+}
+
+/// `datadump validate -f` on a file of hostile documents: exit code 1 (invalid), not a panic,
+/// and every output line short.
+#[test]
+fn the_cli_refuses_hostile_documents_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    let huge = "y".repeat(1 << 20);
+    for (n, value) in hostile().iter().chain([&huge]).enumerate() {
+        let mut spec = full_spec();
+        for field in STRING_FIELDS {
+            // the 1 MiB value in three fields only, to keep the file small
+            if value.len() < 1000 || ["/query", "/mediaTypes/0", "/instance/tags/team"].contains(field) {
+                *spec.pointer_mut(field).unwrap() = json!(place(field, value));
+            }
+        }
+        let doc = json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDump", "metadata": {"name": format!("h{n}")}, "spec": spec});
+        text.push_str("---\n");
+        text.push_str(&serde_yaml::to_string(&doc).unwrap());
+    }
+    let file = dir.path().join("hostile.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_datadump")).args(["validate", "-f"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "invalid, not a crash: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().count() >= hostile().len());
+    for line in stdout.lines() {
+        assert!(line.chars().count() < 1200, "a short line: {:.200}…", line);
+    }
+}
+
+/// Hostile strings through the running controller: what the validator refuses gets
+/// SpecValid=False with short messages and no instance; what it accepts launches a worker whose
+/// user data holds the values as data and whose tags are exactly the user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_strings_through_the_controller() {
+    let mut w = World::start().await;
+    w.start_controller(&[]);
+    let values = hostile();
+    // accepted: a hostile query, odbc2parquet argument and tag values
+    let mut spec = full_spec();
+    spec["destination"]["region"] = json!(null);
+    spec["instance"] = json!({"iamInstanceProfile": "datadump-worker", "instanceType": "t4g.nano", "ebsVolumeSizeGb": 8});
+    let query = format!("SELECT * FROM {{media_type}} WHERE a <> '{}' AND b <> '{}'", values[0], values[6]);
+    spec["query"] = json!(query);
+    spec["odbc2parquet"]["extraArgs"] = json!([place("/odbc2parquet/extraArgs/0", &values[1])]);
+    let tags: BTreeMap<String, String> = values.iter().enumerate().filter(|(_, v)| !v.contains('\r')).map(|(i, v)| (format!("t{i}"), v.clone())).collect();
+    spec["instance"]["tags"] = json!(tags);
+    let ok_uid = create_raw(&w, "hostile-ok", json!({"spec": spec})).await;
+
+    // refused: hostile values in every checked field, and 1 MiB values
+    let mut bad = full_spec();
+    for (i, field) in STRING_FIELDS.iter().enumerate() {
+        if !matches!(*field, "/query" | "/odbc2parquet/extraArgs/0" | "/instance/tags/team" | "/timeout" | "/instance/keyName") {
+            *bad.pointer_mut(field).unwrap() = json!(place(field, &values[i % values.len()]));
+        }
+    }
+    let bad_uid = create_raw(&w, "hostile-refused", json!({"spec": bad})).await;
+    let huge = "z".repeat(1 << 20);
+    let mut big = full_spec();
+    big["query"] = json!(format!("SELECT '{huge}' FROM {{media_type}}"));
+    big["odbc2parquet"]["extraArgs"] = json!([format!("--x={huge}")]);
+    big["instance"]["tags"] = json!({ "k": huge.clone(), huge.clone(): "v" });
+    big["destination"]["prefix"] = json!(huge.clone());
+    let big_uid = create_raw(&w, "hostile-huge", json!({"spec": big})).await;
+
+    for name in ["hostile-refused", "hostile-huge"] {
+        let d = w.wait_dump(name, "SpecValid=False", |d| condition(d, "SpecValid").is_some_and(|c| c.0 == "False")).await;
+        let (_, reason, message) = condition(&d, "SpecValid").unwrap();
+        assert_eq!(reason, "InvalidSpec");
+        for line in message.lines() {
+            assert!(line.chars().count() <= 1024, "{name}: a condition line of {} characters", line.chars().count());
+        }
+        assert!(message.len() < 64 * 1024, "{name}: condition message of {} bytes", message.len());
+        assert!(d.status.as_ref().unwrap().message.as_ref().unwrap().len() < 4096);
+    }
+    let dd = w.wait_dump("hostile-ok", "running", |d| media_phase(d, "image") == Some(MediaPhase::Running)).await;
+    let instances = w.instances(&ok_uid).await;
+    assert_eq!(instances.len(), 1);
+    let (job, args) = job_values(instances[0].user_data.as_deref().unwrap());
+    assert_eq!(job["query"], query.replace("{media_type}", "image"));
+    assert!(args.contains(&place("/odbc2parquet/extraArgs/0", &values[1])), "{args:?}");
+    for (k, v) in &tags {
+        assert_eq!(instances[0].tags.get(k), Some(v), "tag {k} as the user wrote it");
+    }
+    w.write_success(&dd, "image", &[1]).await;
+    w.wait_dump("hostile-ok", "Succeeded", |d| d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)).await;
+    w.assert_nothing_left_running(&ok_uid).await;
+    assert!(w.instances(&bad_uid).await.is_empty() && w.instances(&big_uid).await.is_empty(), "nothing launched for refused specs");
+    let events = w.api.objects("events.events.k8s.io", Some(NS));
+    for e in &events {
+        let note = e["note"].as_str().unwrap_or_default();
+        assert!(note.chars().count() <= 1024, "an Event note of {} characters", note.chars().count());
+    }
+    assert_healthy(&w, "after hostile objects").await;
+    assert!(!w.logs().contains("panicked"));
+}
+
+/// Throttling and 500s on RunInstances and DescribeInstances for a while (every other call),
+/// then answers lost after RunInstances took effect: the dump still completes, with exactly
+/// one instance per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_and_lost_launch_calls_never_duplicate_an_instance() {
+    let mut w = World::start().await;
+    let proxy = FaultProxy::start(&w.moto.endpoint).await;
+    proxy.fail_next("RunInstances", 2, FaultKind::Throttle);
+    proxy.set_faults(Faults::every(2).mix(FaultMix::Alternate).only(&["DescribeInstances"]).latency(Duration::from_millis(5), Duration::from_millis(50)));
+    w.start_controller(&[("AWS_ENDPOINT_URL", &proxy.url())]);
+    let dd = w.create("throttled", "").await;
+    let uid = dd.uid().unwrap();
+    // a while: until both APIs have seen several faults
+    wait_for("faults on both APIs", Duration::from_secs(60), || {
+        let calls = proxy.calls();
+        let faulted = |api: &str| calls.iter().filter(|c| c.api == api && c.injected.is_some()).count();
+        async move { (faulted("RunInstances") >= 2 && faulted("DescribeInstances") >= 6).then_some(()) }
+    })
+    .await;
+    proxy.faults_off();
+    let dd_running = w
+        .wait_dump("throttled", "both running", |d| media_phase(d, "image") == Some(MediaPhase::Running) && media_phase(d, "audio") == Some(MediaPhase::Running))
+        .await;
+    let instances = w.instances(&uid).await;
+    assert_eq!(instances.len(), 2, "one instance per media type: {instances:?}");
+    assert!(per_token(&instances).values().all(|&n| n == 1));
+
+    // lost answers: RunInstances reaches moto, the controller sees a 500 for every SDK attempt
+    // (EC2's ClientToken idempotency emulated, since moto ignores it); the next reconcile must
+    // adopt the instance by its token tag instead of launching again
+    proxy.honour_client_token(true);
+    proxy.fail_next("RunInstances", 3, FaultKind::LostResponse);
+    w.write_failure(&dd_running, "image", "ERROR: out of memory").await;
+    let retried = w
+        .wait_dump("throttled", "image attempt 2 running", |d| {
+            d.status.as_ref().and_then(|s| s.media("image")).is_some_and(|m| m.attempt == 2 && m.phase == MediaPhase::Running)
+        })
+        .await;
+    let token2 = retried.status.as_ref().unwrap().media("image").unwrap().token.clone().unwrap();
+    let calls: Vec<_> = proxy.calls().into_iter().filter(|c| c.client_token.as_deref() == Some(token2.as_str())).collect();
+    assert_eq!(calls.len(), 3, "the SDK tried three times, then the controller adopted by tag: {calls:?}");
+    assert_eq!(calls.iter().filter(|c| !c.replayed && c.injected == Some(FaultKind::LostResponse)).count(), 1, "one call reached moto");
+    let instances = w.instances(&uid).await;
+    assert_eq!(instances.len(), 3, "attempt 2 of image has one instance: {instances:?}");
+    assert!(per_token(&instances).values().all(|&n| n == 1), "{:?}", per_token(&instances));
+
+    w.write_success(&retried, "image", &[2]).await;
+    w.write_success(&retried, "audio", &[2]).await;
+    w.wait_dump("throttled", "Succeeded", |d| d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)).await;
+    w.assert_nothing_left_running(&uid).await;
+    assert!(proxy.injected() >= 11, "faults were injected: {}", proxy.injected());
+    assert_healthy(&w, "after AWS faults").await;
+}
+
+/// The status write after RunInstances fails three times (500, 409, 500): the instance is
+/// adopted by its token on every retry, never launched again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_status_writes_after_a_launch_never_duplicate_it() {
+    let mut w = World::start().await;
+    let proxy = FaultProxy::start(&w.moto.endpoint).await;
+    w.start_controller(&[("AWS_ENDPOINT_URL", &proxy.url())]);
+    proxy.hold("RunInstances");
+    let dd = w.create("patchy", "mediaTypes: [image]").await;
+    let uid = dd.uid().unwrap();
+    // RunInstances has reached moto; its answer is held while the status writes are set to fail
+    wait_for("RunInstances held", Duration::from_secs(60), || {
+        let n = proxy.held();
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+    let status_patch = || Some(FaultMatch::any().resource("datadumps").subresource("status").verb("patch"));
+    w.api.fail_next(1, 500, status_patch());
+    w.api.fail_next(1, 409, status_patch());
+    w.api.fail_next(1, 500, status_patch());
+    let before = w.api.requests().len();
+    proxy.release();
+    let dd = w.wait_dump("patchy", "running", |d| media_phase(d, "image") == Some(MediaPhase::Running)).await;
+    let failed: Vec<u16> = w.api.requests()[before..]
+        .iter()
+        .filter(|r| r.resource == "datadumps" && r.subresource.as_deref() == Some("status") && r.verb == "patch" && r.status >= 400)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(failed, vec![500, 409, 500], "the three injected failures were hit");
+    assert_eq!(proxy.forwarded("RunInstances"), 1, "RunInstances reached moto once");
+    assert_eq!(w.instances(&uid).await.len(), 1);
+    w.write_success(&dd, "image", &[5]).await;
+    w.wait_dump("patchy", "Succeeded", |d| d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)).await;
+    w.assert_nothing_left_running(&uid).await;
+    assert_eq!(w.instances(&uid).await.len(), 1, "exactly one instance");
+    assert_eq!(proxy.forwarded("RunInstances"), 1);
+    assert_healthy(&w, "after failing status writes").await;
+}
