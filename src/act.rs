@@ -138,3 +138,31 @@ pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
     }
     Ok(done)
 }
+
+/// Folds what acting found into the planned status and the Events: a failed notification is
+/// recorded (not sent, one more attempt, the error, when) instead of the planned "sent".
+pub fn settle(status: &mut Option<crate::api::DataDumpStatus>, done: &Done, now: jiff::Timestamp) -> Vec<crate::plan::Note> {
+    use crate::plan::{MAX_NOTIFY_ATTEMPTS, Note, NoteKind};
+    let mut notes = Vec::new();
+    if let Some(card) = &done.card {
+        notes.push(Note { kind: NoteKind::Normal, reason: "DatasetCardWritten".into(), message: format!("dataset card written to {card}") });
+    }
+    match (&done.notify, status.as_mut()) {
+        (Some(Ok(())), _) => notes.push(Note { kind: NoteKind::Normal, reason: "Notified".into(), message: "Slack message sent".into() }),
+        (Some(Err(e)), Some(s)) => {
+            let n = s.notification.get_or_insert_with(Default::default);
+            n.sent = false;
+            n.attempts += 1;
+            n.last_error = Some(e.clone());
+            n.last_attempt_time = Some(now);
+            let message = if n.attempts >= MAX_NOTIFY_ATTEMPTS {
+                format!("Slack message not sent: {e}; giving up after {} attempts", n.attempts)
+            } else {
+                format!("Slack message not sent: {e}; will retry")
+            };
+            notes.push(Note { kind: NoteKind::Warning, reason: "NotifyFailed".into(), message });
+        }
+        _ => {}
+    }
+    notes
+}

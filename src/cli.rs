@@ -23,6 +23,9 @@ pub enum Command {
     Controller(Box<ControllerCmd>),
     /// Print the DataDump CustomResourceDefinition as YAML.
     Crd,
+    /// Run one DataDump to completion without a cluster (exit 0 on Succeeded, 1 on Failed,
+    /// 130 when interrupted).
+    Run(Box<RunCmd>),
     /// Check DataDump documents without a cluster: prints every problem with its field path
     /// and exits non-zero when any document is invalid.
     Validate(ValidateArgs),
@@ -34,6 +37,17 @@ pub struct ControllerCmd {
     /// Controller settings.
     #[command(flatten)]
     pub controller: crate::controller::ControllerArgs,
+    /// Logging.
+    #[command(flatten)]
+    pub log: crate::telemetry::LogArgs,
+}
+
+/// `datadump run`.
+#[derive(Debug, clap::Args)]
+pub struct RunCmd {
+    /// Runner settings.
+    #[command(flatten)]
+    pub run: crate::run::RunArgs,
     /// Logging.
     #[command(flatten)]
     pub log: crate::telemetry::LogArgs,
@@ -97,6 +111,12 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(crate::controller::run(cmd.controller))?;
             Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Run(cmd) => {
+            crate::telemetry::init(&cmd.log);
+            let runtime = tokio::runtime::Runtime::new()?;
+            let outcome = runtime.block_on(crate::run::run(cmd.run))?;
+            Ok(std::process::ExitCode::from(outcome.exit_code()))
         }
         Command::Crd => {
             print!("{}", api::crd_yaml());

@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod notify;
 pub mod observe;
 pub mod plan;
+pub mod run;
 pub mod telemetry;
 pub mod worker;

@@ -280,38 +280,7 @@ where
     }
     let mut notes = plan.notes.clone();
     let mut status = plan.status.clone();
-    if let Some(card) = &done.card {
-        notes.push(plan::Note {
-            kind: NoteKind::Normal,
-            reason: "DatasetCardWritten".into(),
-            message: format!("dataset card written to {card}"),
-        });
-    }
-    match (&done.notify, status.as_mut()) {
-        (Some(Ok(())), _) => notes.push(plan::Note {
-            kind: NoteKind::Normal,
-            reason: "Notified".into(),
-            message: "Slack message sent".into(),
-        }),
-        (Some(Err(e)), Some(s)) => {
-            let n = s.notification.get_or_insert_with(Default::default);
-            n.sent = false;
-            n.attempts += 1;
-            n.last_error = Some(e.clone());
-            n.last_attempt_time = Some(now);
-            let message = if n.attempts >= plan::MAX_NOTIFY_ATTEMPTS {
-                format!("Slack message not sent: {e}; giving up after {} attempts", n.attempts)
-            } else {
-                format!("Slack message not sent: {e}; will retry")
-            };
-            notes.push(plan::Note {
-                kind: NoteKind::Warning,
-                reason: "NotifyFailed".into(),
-                message,
-            });
-        }
-        _ => {}
-    }
+    notes.extend(act::settle(&mut status, &done, now));
     let reference = dd.object_ref(&());
     for note in &notes {
         let event = Event {

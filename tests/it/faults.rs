@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::soak::{assert_healthy, per_token};
+use crate::soak::{assert_healthy, per_token, start_controller};
 use crate::support::apiserver::FaultMatch;
 use crate::support::cluster::{NS, World};
 use crate::support::faultproxy::{FaultKind, FaultMix, FaultProxy, Faults};
@@ -102,7 +102,7 @@ async fn complete(w: &World, name: &str, media: &[&str]) -> DataDump {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_objects_neither_crash_the_controller_nor_block_valid_ones() {
     let mut w = World::start().await;
-    let first = w.start_controller(&[]);
+    let first = start_controller(&mut w, &[]);
     crate::soak::wait_ready(&w).await;
 
     // created while the controller watches: they arrive as watch events
@@ -126,7 +126,7 @@ async fn malformed_objects_neither_crash_the_controller_nor_block_valid_ones() {
         .await
         .unwrap();
     bad.insert("garbled-status".into(), garbled.uid().unwrap());
-    w.start_controller(&[]);
+    start_controller(&mut w, &[]);
     let good2 = w.create("good-2", "mediaTypes: [audio]").await;
     complete(&w, "good-2", &["audio"]).await;
     assert_healthy(&w, "after a restart that lists malformed objects").await;
@@ -347,7 +347,7 @@ fn the_cli_refuses_hostile_documents_without_panicking() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_strings_through_the_controller() {
     let mut w = World::start().await;
-    w.start_controller(&[]);
+    start_controller(&mut w, &[]);
     let values = hostile();
     // accepted: a hostile query, odbc2parquet argument and tag values
     let mut spec = full_spec();
@@ -417,14 +417,15 @@ async fn throttled_and_lost_launch_calls_never_duplicate_an_instance() {
     let proxy = FaultProxy::start(&w.moto.endpoint).await;
     proxy.fail_next("RunInstances", 2, FaultKind::Throttle);
     proxy.set_faults(Faults::every(2).mix(FaultMix::Alternate).only(&["DescribeInstances"]).latency(Duration::from_millis(5), Duration::from_millis(50)));
-    w.start_controller(&[("AWS_ENDPOINT_URL", &proxy.url())]);
+    start_controller(&mut w, &[("AWS_ENDPOINT_URL", &proxy.url())]);
     let dd = w.create("throttled", "").await;
     let uid = dd.uid().unwrap();
     // a while: until both APIs have seen several faults
     wait_for("faults on both APIs", Duration::from_secs(60), || {
         let calls = proxy.calls();
         let faulted = |api: &str| calls.iter().filter(|c| c.api == api && c.injected.is_some()).count();
-        async move { (faulted("RunInstances") >= 2 && faulted("DescribeInstances") >= 6).then_some(()) }
+        let done = faulted("RunInstances") >= 2 && faulted("DescribeInstances") >= 6;
+        async move { done.then_some(()) }
     })
     .await;
     proxy.faults_off();
@@ -468,7 +469,7 @@ async fn throttled_and_lost_launch_calls_never_duplicate_an_instance() {
 async fn failing_status_writes_after_a_launch_never_duplicate_it() {
     let mut w = World::start().await;
     let proxy = FaultProxy::start(&w.moto.endpoint).await;
-    w.start_controller(&[("AWS_ENDPOINT_URL", &proxy.url())]);
+    start_controller(&mut w, &[("AWS_ENDPOINT_URL", &proxy.url())]);
     proxy.hold("RunInstances");
     let dd = w.create("patchy", "mediaTypes: [image]").await;
     let uid = dd.uid().unwrap();
