@@ -26,6 +26,9 @@ pub enum Command {
     /// Run one DataDump to completion without a cluster (exit 0 on Succeeded, 1 on Failed,
     /// 130 when interrupted).
     Run(Box<RunCmd>),
+    /// Print the worker script (EC2 user data) for one media type, with placeholders for the
+    /// date, token, deadline and staged parameter, so you can read exactly what will run.
+    Render(RenderArgs),
     /// Check DataDump documents without a cluster: prints every problem with its field path
     /// and exits non-zero when any document is invalid.
     Validate(ValidateArgs),
@@ -51,6 +54,41 @@ pub struct RunCmd {
     /// Logging.
     #[command(flatten)]
     pub log: crate::telemetry::LogArgs,
+}
+
+/// `datadump render`.
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The DataDump (YAML; the first document).
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// The media type to render the worker for (default: the first one).
+    #[arg(long)]
+    pub media_type: Option<String>,
+    /// Print the whole program instead of the compressed user data.
+    #[arg(long)]
+    pub expand: bool,
+}
+
+/// Runs `datadump render`.
+pub fn render(args: &RenderArgs, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    let text = read_input(&args.file).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let dd = api::parse_documents(&text)
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{}: no DataDump document", args.file.display()))?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let media = match &args.media_type {
+        Some(m) => dd.spec.media_types.iter().find(|x| x.as_str() == m).ok_or_else(|| anyhow::anyhow!("{m} is not in spec.mediaTypes"))?,
+        None => dd.spec.media_types.first().ok_or_else(|| anyhow::anyhow!("spec.mediaTypes is empty"))?,
+    };
+    let script = crate::worker::render_preview(&dd.spec, media)?;
+    out.write_all(script.as_bytes())?;
+    if args.expand {
+        writeln!(out, "\n# ---- the program the user data above unpacks and runs:")?;
+        out.write_all(crate::worker::program().as_bytes())?;
+    }
+    Ok(())
 }
 
 /// `datadump validate`.
@@ -120,6 +158,10 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Crd => {
             print!("{}", api::crd_yaml());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Render(args) => {
+            render(&args, &mut std::io::stdout())?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Validate(args) => {

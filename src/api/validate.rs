@@ -214,7 +214,36 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
         check_secret_ref(&mut r, "spec.notification.slack.webhookSecretRef", &slack.webhook_secret_ref);
     }
 
+    if r.0.is_empty() {
+        check_user_data_size(&mut r, spec);
+    }
     if r.0.is_empty() { Ok(()) } else { Err(r.0) }
+}
+
+/// Room for the real values (staged parameter name, token, deadline) that the preview shows
+/// as placeholders.
+const USER_DATA_MARGIN: usize = 256;
+
+/// The worker script must fit EC2's 16 KiB user-data limit; only a valid spec is rendered.
+fn check_user_data_size(r: &mut Report, spec: &DataDumpSpec) {
+    let Some(longest) = spec.media_types.iter().max_by_key(|m| m.as_str().len()) else {
+        return;
+    };
+    let size = match crate::worker::render_preview(spec, longest) {
+        Ok(script) => script.len(),
+        Err(crate::worker::RenderError::TooLarge { size, .. }) => size,
+        Err(e) => {
+            r.add("spec", format!("the worker script cannot be rendered: {e}"), "fix the field it names");
+            return;
+        }
+    };
+    if size + USER_DATA_MARGIN > crate::worker::USER_DATA_LIMIT {
+        r.add(
+            "spec.query",
+            format!("makes the worker script about {size} bytes, over EC2's {} byte user-data limit", crate::worker::USER_DATA_LIMIT),
+            "shorten spec.query (e.g. select from a view), spec.odbc2parquet.extraArgs or spec.destination.prefix",
+        );
+    }
 }
 
 fn check_secret_ref(r: &mut Report, field: &str, s: &SecretKeyRef) {

@@ -284,8 +284,11 @@ const BAD: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Builds a document from BASE with `overrides` replacing top-level spec fields.
+/// Builds a document from BASE with `overrides` replacing top-level spec fields (`XXXX`
+/// stands for 8,000 characters of filler).
 fn bad_doc(overrides: &str) -> String {
+    let filler = (0..2000).map(|i| format!("{i:04}")).collect::<Vec<_>>().join(",");
+    let overrides = &overrides.replace("XXXX", &filler[..8000]);
     let mut doc: serde_yaml::Value = serde_yaml::from_str(BASE).unwrap();
     let over: serde_yaml::Mapping = serde_yaml::from_str(overrides).unwrap();
     let spec = doc.get_mut("spec").unwrap().as_mapping_mut().unwrap();
@@ -354,4 +357,23 @@ fn malformed_yaml_is_refused_not_panicked_on() {
         assert_eq!(code, 1, "{text:?}: {out}");
         assert!(!out.contains("panicked"), "{out}");
     }
+}
+
+#[test]
+fn render_prints_the_worker_script_users_can_read() {
+    let (code, script) = datadump(&["render", "-f", "manifests/examples/datadump.yaml", "--media-type", "audio"]);
+    assert_eq!(code, 0, "{script}");
+    assert!(script.starts_with("#!/bin/bash") && script.contains("job media_type <<'J0'\naudio\n"), "{script}");
+    assert!(script.len() < 16 * 1024, "fits EC2 user data");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("user-data.sh");
+    std::fs::write(&f, &script).unwrap();
+    let syntax = Command::new("bash").arg("-n").arg(&f).output().unwrap();
+    assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+    let (code, expanded) = datadump(&["render", "-f", "manifests/examples/datadump.yaml", "--expand"]);
+    assert_eq!(code, 0);
+    assert!(expanded.contains("odbc2parquet") && expanded.contains("_success"), "the program is shown in full");
+    let (code, out) = datadump(&["render", "-f", "manifests/examples/datadump.yaml", "--media-type", "video"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("video is not in spec.mediaTypes"), "{out}");
 }
