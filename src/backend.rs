@@ -99,6 +99,15 @@ pub trait Compute: Send + Sync {
     fn terminate(&self, instance_ids: &[String]) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 
+/// A bucket and, when it is not in the client's default region, its region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bucket<'a> {
+    /// The bucket name.
+    pub name: &'a str,
+    /// Its region (`None`: the default one).
+    pub region: Option<&'a str>,
+}
+
 /// One object's listing entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -113,13 +122,13 @@ pub struct ObjectMeta {
 /// S3, or anything S3-shaped.
 pub trait ObjectStore: Send + Sync {
     /// Every object under a prefix (paginated).
-    fn list(&self, bucket: &str, prefix: &str) -> impl Future<Output = Result<Vec<ObjectMeta>, BackendError>> + Send;
+    fn list(&self, bucket: Bucket<'_>, prefix: &str) -> impl Future<Output = Result<Vec<ObjectMeta>, BackendError>> + Send;
     /// An object's body, or `None` when it does not exist.
-    fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, BackendError>> + Send;
+    fn get(&self, bucket: Bucket<'_>, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, BackendError>> + Send;
     /// The last `len` bytes of an object.
-    fn get_tail(&self, bucket: &str, key: &str, len: u64) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send;
+    fn get_tail(&self, bucket: Bucket<'_>, key: &str, len: u64) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send;
     /// Writes an object.
-    fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn put(&self, bucket: Bucket<'_>, key: &str, body: Vec<u8>, content_type: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 
 /// Where credentials are staged for workers (SSM SecureString).

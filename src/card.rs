@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use crate::api::{DataDump, DataDumpStatus};
 use crate::backend::{BackendError, ObjectStore};
-use crate::observe::{bucket_ref, parquet_footer};
+use crate::observe::{bucket_of, parquet_footer};
 use crate::worker::contract::{self, Manifest};
 
 /// What the card says about one media type.
@@ -89,18 +89,18 @@ pub fn render(dd: &DataDump, status: &DataDumpStatus, media: &[MediaCard]) -> St
 
 /// Gathers what the card needs from S3 and writes it; returns the card's `s3://` URI.
 pub async fn write<S: ObjectStore>(store: &S, dd: &DataDump, status: &DataDumpStatus) -> Result<String, BackendError> {
-    let bucket = bucket_ref(dd);
+    let bucket = bucket_of(dd);
     let date = status.dump_date.clone().unwrap_or_default();
     let mut media = Vec::new();
     for m in &status.media {
         let prefix = contract::media_prefix(&dd.spec.destination.prefix, &date, m.media_type.as_str());
         let manifest: Option<Manifest> = store
-            .get(&bucket, &format!("{prefix}{}", contract::MANIFEST))
+            .get(bucket, &format!("{prefix}{}", contract::MANIFEST))
             .await?
             .and_then(|b| serde_json::from_slice(&b).ok());
         let mut columns = Vec::new();
         if let Some(first) = manifest.as_ref().and_then(|mf| mf.files.first())
-            && let Ok(meta) = parquet_footer(store, &bucket, &first.key, first.size).await?
+            && let Ok(meta) = parquet_footer(store, bucket, &first.key, first.size).await?
         {
             columns = meta
                 .file_metadata()
@@ -127,7 +127,7 @@ pub async fn write<S: ObjectStore>(store: &S, dd: &DataDump, status: &DataDumpSt
     let key = card_key(dd, status);
     store
         .put(
-            &bucket,
+            bucket,
             &key,
             render(dd, status, &media).into_bytes(),
             "text/markdown; charset=utf-8",

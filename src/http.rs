@@ -1,7 +1,6 @@
 //! The controller's HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the process
 //! runs) and `/readyz` (the watch cache is synced). I/O.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -55,9 +54,9 @@ pub fn router(ready: Readiness) -> Router {
         )
 }
 
-/// Serves the endpoints until the process ends.
-pub async fn serve(addr: SocketAddr, ready: Readiness) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+/// Serves the endpoints on a bound listener until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, ready: Readiness) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     axum::serve(listener, router(ready)).await
 }

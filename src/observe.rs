@@ -7,16 +7,13 @@
 use jiff::Timestamp;
 
 use crate::api::DataDump;
-use crate::backend::{BackendError, Compute, InstanceFilter, ObjectStore};
+use crate::backend::{BackendError, Bucket, Compute, InstanceFilter, ObjectStore};
 use crate::plan::{self, FailureSeen, MediaObjects, Observed, Output, ProgressSeen};
 use crate::worker::contract::{self, FailureReport, Manifest, ProgressReport};
 
-/// The bucket argument for the object store: `bucket` or `bucket@region`.
-pub fn bucket_ref(dd: &DataDump) -> String {
-    match &dd.spec.destination.region {
-        Some(r) => format!("{}@{r}", dd.spec.destination.bucket),
-        None => dd.spec.destination.bucket.clone(),
-    }
+/// The destination bucket (with its region when the spec names one).
+pub fn bucket_of(dd: &DataDump) -> Bucket<'_> {
+    Bucket { name: &dd.spec.destination.bucket, region: dd.spec.destination.region.as_deref() }
 }
 
 /// The DATE folder the planner will use at `now`.
@@ -38,16 +35,16 @@ pub async fn observe<C: Compute, S: ObjectStore>(dd: &DataDump, compute: &C, sto
         return Ok(observed);
     }
     let date = date_of(dd, now);
-    let bucket = bucket_ref(dd);
+    let bucket = bucket_of(dd);
     for media in plan::media_to_observe(dd) {
         let prefix = contract::media_prefix(&dd.spec.destination.prefix, &date, &media);
-        let objects = media_objects(store, &bucket, &prefix).await?;
+        let objects = media_objects(store, bucket, &prefix).await?;
         observed.objects.insert(media, objects);
     }
     Ok(observed)
 }
 
-async fn media_objects<S: ObjectStore>(store: &S, bucket: &str, prefix: &str) -> Result<MediaObjects, BackendError> {
+async fn media_objects<S: ObjectStore>(store: &S, bucket: Bucket<'_>, prefix: &str) -> Result<MediaObjects, BackendError> {
     let listed = store.list(bucket, &format!("{prefix}_")).await?;
     let find = |name: &str| listed.iter().find(|o| o.key == format!("{prefix}{name}"));
     let mut out = MediaObjects::default();
@@ -110,7 +107,7 @@ pub fn failure_summary(r: &FailureReport) -> String {
 
 /// Checks a finished media type: the manifest exists, every file in it exists in S3 with the
 /// size it names and a readable Parquet footer. Returns the totals, or why the output is bad.
-pub async fn verify<S: ObjectStore>(store: &S, bucket: &str, prefix: &str) -> Result<Result<Output, String>, BackendError> {
+pub async fn verify<S: ObjectStore>(store: &S, bucket: Bucket<'_>, prefix: &str) -> Result<Result<Output, String>, BackendError> {
     let Some(body) = store.get(bucket, &format!("{prefix}{}", contract::MANIFEST)).await? else {
         return Ok(Err(format!("_success found but {}{} is missing", prefix, contract::MANIFEST)));
     };
@@ -152,7 +149,7 @@ pub async fn verify<S: ObjectStore>(store: &S, bucket: &str, prefix: &str) -> Re
 /// Reads a Parquet file's footer with two ranged GETs: its metadata, or why it is unreadable.
 pub async fn parquet_footer<S: ObjectStore>(
     store: &S,
-    bucket: &str,
+    bucket: Bucket<'_>,
     key: &str,
     size: u64,
 ) -> Result<Result<parquet::file::metadata::ParquetMetaData, String>, BackendError> {

@@ -8,7 +8,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{call, classify};
-use crate::backend::{BackendError, ObjectMeta, ObjectStore};
+use crate::backend::{BackendError, Bucket, ObjectMeta, ObjectStore};
 use crate::metrics::METRICS;
 
 /// S3 through the AWS SDK.
@@ -53,18 +53,9 @@ fn timestamp(t: Option<&aws_sdk_s3::primitives::DateTime>) -> jiff::Timestamp {
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
-/// A bucket name may carry its region as `bucket@region` for the adapter; plain names use the
-/// default region.
-fn split(bucket: &str) -> (&str, Option<&str>) {
-    match bucket.split_once('@') {
-        Some((b, r)) => (b, Some(r)),
-        None => (bucket, None),
-    }
-}
-
 impl ObjectStore for S3Store {
-    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, BackendError> {
-        let (bucket, region) = split(bucket);
+    async fn list(&self, bucket: Bucket<'_>, prefix: &str) -> Result<Vec<ObjectMeta>, BackendError> {
+        let Bucket { name: bucket, region } = bucket;
         let client = self.client(region);
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -92,8 +83,8 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
-    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        let (bucket, region) = split(bucket);
+    async fn get(&self, bucket: Bucket<'_>, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let Bucket { name: bucket, region } = bucket;
         match self.client(region).get_object().bucket(bucket).key(key).send().await {
             Ok(o) => {
                 METRICS.aws_call("GetObject", "ok");
@@ -111,8 +102,8 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn get_tail(&self, bucket: &str, key: &str, len: u64) -> Result<Vec<u8>, BackendError> {
-        let (bucket, region) = split(bucket);
+    async fn get_tail(&self, bucket: Bucket<'_>, key: &str, len: u64) -> Result<Vec<u8>, BackendError> {
+        let Bucket { name: bucket, region } = bucket;
         let o = call(
             "GetObject",
             self.client(region)
@@ -130,8 +121,8 @@ impl ObjectStore for S3Store {
         Ok(bytes.into_bytes().to_vec())
     }
 
-    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), BackendError> {
-        let (bucket, region) = split(bucket);
+    async fn put(&self, bucket: Bucket<'_>, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), BackendError> {
+        let Bucket { name: bucket, region } = bucket;
         call(
             "PutObject",
             self.client(region)

@@ -3,6 +3,7 @@
 //! decision is `plan::plan`'s. `error_policy` alone decides backoff.
 
 mod home;
+mod lenient;
 mod status;
 pub mod sweeper;
 
@@ -168,7 +169,9 @@ impl ControllerArgs {
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let ready = crate::http::Readiness::default();
-    let http = tokio::spawn(crate::http::serve(args.http_addr, ready.clone()));
+    // Bind first: a controller that cannot serve its probes must not start.
+    let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
+    let http = tokio::spawn(crate::http::serve(listener, ready.clone()));
     if !args.leader_election {
         let result = run_controller(client, &args, ready).await;
         http.abort();
@@ -216,11 +219,14 @@ async fn run_controller(client: Client, args: &ControllerArgs, ready: crate::htt
         notifier: crate::notify::SlackNotifier::new()?,
     };
     let ctx = Arc::new(Context::new(client.clone(), backends, args.plan_context()));
-    let api: Api<DataDump> = match &args.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+    // untyped watch, typed per object: a malformed DataDump is skipped, not fatal (lenient.rs)
+    let resource = kube::api::ApiResource::erase::<DataDump>(&());
+    let api: Api<kube::api::DynamicObject> = match &args.namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
     };
-    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let (reader, writer) = kube::runtime::reflector::store();
+    let controller = Controller::for_stream(lenient::watch(api, watcher::Config::default().any_semantic(), writer), reader);
     let store = controller.store();
     tokio::spawn(async move {
         if store.wait_until_ready().await.is_ok() {

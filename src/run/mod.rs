@@ -1,58 +1,67 @@
 //! The one-shot runner, `datadump run -f dump.yaml`: one DataDump to completion without a
 //! Kubernetes cluster, through the same observe → plan → act core as the controller. Status
-//! lives in memory; credentials come from an environment variable or a file; Ctrl-C terminates
-//! what was launched before exiting. I/O.
+//! lives in memory; credentials come from an environment variable or a file; Ctrl-C (or
+//! SIGTERM) terminates what was launched and deletes staged credentials before exiting. I/O.
+//!
+//! - `mod.rs`: settings, loading the DataDump, checks before anything is launched;
+//! - `drive.rs`: the observe → plan → act loop and its signal handling;
+//! - `local.rs`: the `local` compute backend (worker scripts as child processes);
+//! - `view.rs`: the live view and the summary table.
 
+mod drive;
 pub mod local;
 mod view;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::act::{self, ActError, Backends, Home};
-use crate::api::{DataDump, DumpPhase, SecretKeyRef};
+use crate::act::{ActError, Backends, Home};
+use crate::api::{Credentials, DataDump, SecretKeyRef};
 use crate::aws::{AwsArgs, Ec2Compute, S3Store, SsmStage};
-use crate::backend::{Compute, SecretValue};
-use crate::plan::{self, Action, FINALIZER, PlanContext};
+use crate::backend::SecretValue;
+use crate::plan::{FINALIZER, PlanContext};
 
 /// Where workers run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ComputeKind {
     /// EC2 instances, as the controller launches them.
     Ec2,
-    /// The worker script as a local child process (shutdown stubbed).
+    /// The worker script as a local child process (shutdown stubbed), against whatever S3
+    /// and SSM endpoint the AWS settings name.
     Local,
 }
 
 /// `datadump run` settings.
 #[derive(Clone, Debug, clap::Args)]
 pub struct RunArgs {
-    /// The DataDump to run (YAML; the first document).
+    /// The DataDump to run (YAML, `-` for standard input; the first document).
     #[arg(short = 'f', long = "filename")]
     pub file: PathBuf,
     /// Where workers run.
     #[arg(long, value_enum, env = "DATADUMP_COMPUTE", default_value = "ec2")]
     pub compute: ComputeKind,
     /// Environment variable holding the ODBC connection string (instead of a Secret).
-    #[arg(long, default_value = "DATADUMP_CONNECTION_STRING")]
+    #[arg(long, env = "DATADUMP_CONNECTION_STRING_ENV", default_value = "DATADUMP_CONNECTION_STRING")]
     pub connection_string_env: String,
     /// File holding the ODBC connection string (instead of the environment variable).
-    #[arg(long)]
+    #[arg(long, env = "DATADUMP_CONNECTION_STRING_FILE")]
     pub connection_string_file: Option<PathBuf>,
     /// Environment variable holding the Slack webhook URL, when the DataDump asks for one.
-    #[arg(long, default_value = "DATADUMP_SLACK_WEBHOOK")]
+    #[arg(long, env = "DATADUMP_SLACK_WEBHOOK_ENV", default_value = "DATADUMP_SLACK_WEBHOOK")]
     pub slack_webhook_env: String,
-    /// How often to look at the workers.
-    #[arg(long, env = "DATADUMP_POLL_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    /// How often to look at the workers (S3 semaphores, instance states).
+    #[arg(long, env = "DATADUMP_RUN_POLL_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
-    /// Folder for local workers (their scripts, scratch space and logs).
-    #[arg(long, default_value = "target/datadump-local")]
-    pub workdir: PathBuf,
-    /// Seconds between a local worker's progress reports.
-    #[arg(long, default_value_t = 5)]
+    /// Folder for local workers: one subfolder per worker with its script (`user-data.sh`),
+    /// its console output (`console.log`), scratch space and log (`work/worker.log`).
+    /// Default: `datadump-run` in the system's temp dir.
+    #[arg(long, env = "DATADUMP_RUN_WORKDIR")]
+    pub workdir: Option<PathBuf>,
+    /// Seconds between a local worker's progress reports (`_progress.json`).
+    #[arg(long, env = "DATADUMP_PROGRESS_INTERVAL", default_value_t = 5)]
     pub progress_interval: u32,
     /// Value of the `datadump.dev/managed-by` tag.
     #[arg(long, env = "DATADUMP_MANAGED_BY", default_value = "datadump-run")]
@@ -98,6 +107,37 @@ impl Home for MemoryHome {
     }
 }
 
+/// A signal that stopped the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Ctrl-C.
+    Interrupt,
+    /// `kill`, or a supervisor stopping the runner.
+    Terminate,
+    /// The terminal went away.
+    Hangup,
+}
+
+impl Signal {
+    /// The signal's number.
+    pub fn number(self) -> u8 {
+        match self {
+            Signal::Hangup => 1,
+            Signal::Interrupt => 2,
+            Signal::Terminate => 15,
+        }
+    }
+
+    /// The signal's name, e.g. `SIGINT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Hangup => "SIGHUP",
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -105,30 +145,30 @@ pub enum Outcome {
     Succeeded,
     /// The dump failed.
     Failed,
-    /// Ctrl-C: everything launched was terminated.
-    Interrupted,
+    /// A signal: everything launched was terminated and staged credentials deleted.
+    Interrupted(Signal),
 }
 
 impl Outcome {
-    /// The process exit code: 0, 1, or 130 (interrupted, as shells report SIGINT).
+    /// The process exit code: 0, 1, or 128 + the signal (130 for Ctrl-C, as shells report it).
     pub fn exit_code(self) -> u8 {
         match self {
             Outcome::Succeeded => 0,
             Outcome::Failed => 1,
-            Outcome::Interrupted => 130,
+            Outcome::Interrupted(s) => 128 + s.number(),
         }
     }
 }
 
-fn load(args: &RunArgs) -> anyhow::Result<DataDump> {
-    let text = crate::cli::read_input(&args.file).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+fn load(file: &Path, site: &crate::api::SiteDefaults) -> anyhow::Result<DataDump> {
+    let text = crate::cli::read_input(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let mut dd = crate::api::parse_documents(&text)
         .into_iter()
         .next()
-        .ok_or_else(|| anyhow::anyhow!("{}: no DataDump document", args.file.display()))?
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
-    if let Err(errors) = crate::api::validate(&dd.spec, &args.site) {
-        anyhow::bail!("{}: invalid DataDump:\n{}", args.file.display(), crate::api::validate::summarize(&errors));
+        .ok_or_else(|| anyhow::anyhow!("{}: no DataDump document", file.display()))?
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if let Err(errors) = crate::api::validate(&dd.spec, site) {
+        anyhow::bail!("{}: invalid DataDump:\n{}", file.display(), crate::api::validate::summarize(&errors));
     }
     let meta = &mut dd.metadata;
     meta.namespace.get_or_insert_with(|| "default".into());
@@ -150,14 +190,30 @@ fn read_secret_input(env: &str, file: Option<&PathBuf>) -> anyhow::Result<Option
 
 /// Runs one DataDump to its end.
 pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
-    let dd = load(&args)?;
+    let mut site = args.site.clone();
+    if args.compute == ComputeKind::Local {
+        // a local worker runs with the runner's own AWS credentials: no instance profile
+        site.iam_instance_profile.get_or_insert_with(|| "local".into());
+    }
+    let dd = load(&args.file, &site)?;
     let home = MemoryHome {
         connection: read_secret_input(&args.connection_string_env, args.connection_string_file.as_ref())?,
         webhook: read_secret_input(&args.slack_webhook_env, None)?,
     };
+    // Refuse before anything is staged or launched, rather than fail in the middle.
+    if let Some(Credentials::Secret(secret)) = dd.spec.database.credentials()
+        && home.connection.is_none()
+    {
+        anyhow::bail!(
+            "the DataDump reads its connection string from Secret {}/{}; datadump run takes it from ${} or --connection-string-file, and neither is set",
+            secret.name,
+            secret.key,
+            args.connection_string_env
+        );
+    }
     let sdk = args.aws.sdk_config().await;
     let ctx = PlanContext {
-        site: args.site.clone(),
+        site,
         managed_by: args.managed_by.clone(),
         region: args.aws.region.clone(),
         poll_interval: args.poll_interval,
@@ -171,75 +227,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     match args.compute {
         ComputeKind::Ec2 => {
             let compute = Ec2Compute::new(&sdk, &args.managed_by);
-            drive(dd, Backends { compute, store, stage, notifier }, &home, &ctx, args.poll_interval).await
+            let backends = Backends { compute, store, stage, notifier };
+            drive::drive(dd, backends, &home, &ctx, None).await
         }
         ComputeKind::Local => {
-            let compute = local::LocalCompute::new(std::path::absolute(&args.workdir)?, args.progress_interval);
-            drive(dd, Backends { compute, store, stage, notifier }, &home, &ctx, args.poll_interval).await
+            let workdir = match &args.workdir {
+                Some(w) => std::path::absolute(w)?,
+                None => std::env::temp_dir().join("datadump-run"),
+            };
+            let compute = local::LocalCompute::new(local::LocalSettings {
+                workdir: workdir.clone(),
+                progress_interval: args.progress_interval,
+                env: local_env(&args),
+                env_remove: vec![args.connection_string_env.clone(), args.slack_webhook_env.clone()],
+            });
+            compute.preflight()?;
+            let backends = Backends { compute, store, stage, notifier };
+            drive::drive(dd, backends, &home, &ctx, Some(&workdir)).await
         }
     }
 }
 
-async fn drive<C: Compute>(
-    mut dd: DataDump,
-    backends: Backends<C, S3Store, SsmStage>,
-    home: &MemoryHome,
-    ctx: &PlanContext,
-    poll: Duration,
-) -> anyhow::Result<Outcome> {
-    let mut view = view::View::new(&dd);
-    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
-    let mut interrupted = false;
-    let mut failures = 0u32;
-    loop {
-        let now = Timestamp::now();
-        let step = async {
-            let observed = crate::observe::observe(&dd, &backends.compute, &backends.store, now).await?;
-            let plan = plan::plan(&dd, &observed, ctx, now);
-            let done = act::perform(&plan.actions, &dd, &backends, home).await?;
-            Ok::<_, ActError>((plan, done))
-        };
-        let wait = match step.await {
-            Ok((plan, done)) => {
-                failures = 0;
-                let mut status = plan.status.clone();
-                let mut notes = plan.notes.clone();
-                notes.extend(act::settle(&mut status, &done, now));
-                if let Some(s) = status {
-                    dd.status = Some(s);
-                }
-                view.update(&dd, &notes, &done);
-                if interrupted && plan.actions.contains(&Action::RemoveFinalizer) {
-                    view.finish(&dd, Some(&done));
-                    return Ok(Outcome::Interrupted);
-                }
-                let phase = dd.status.as_ref().map(|s| s.phase).unwrap_or_default();
-                if !interrupted && phase.is_terminal() && plan.actions.is_empty() {
-                    view.finish(&dd, None);
-                    return Ok(if phase == DumpPhase::Succeeded { Outcome::Succeeded } else { Outcome::Failed });
-                }
-                plan.requeue_after.unwrap_or(poll).min(poll)
-            }
-            Err(e) => {
-                failures += 1;
-                view.error(&e.to_string());
-                if matches!(&e, ActError::Backend(b) if !b.is_transient()) && failures > 5 && !interrupted {
-                    return Err(e.into());
-                }
-                Duration::from_secs(1u64 << failures.min(5))
-            }
-        };
-        if interrupted {
-            tokio::time::sleep(wait.min(Duration::from_millis(500))).await;
-            continue;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = &mut interrupt => {
-                interrupted = true;
-                view.interrupted();
-                dd.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
-            }
-        }
+/// What a local worker needs besides the runner's environment: the AWS endpoint and region the
+/// runner itself uses (they may come from flags rather than the environment).
+fn local_env(args: &RunArgs) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("AWS_REGION".to_string(), args.aws.region.clone()),
+        ("AWS_DEFAULT_REGION".to_string(), args.aws.region.clone()),
+    ];
+    if let Some(url) = &args.aws.endpoint_url {
+        env.push(("AWS_ENDPOINT_URL".into(), url.clone()));
     }
+    env
 }

@@ -170,7 +170,7 @@ fn metric(text: &str, name: &str, label: &str) -> f64 {
 async fn metrics_and_probes_after_a_dump() {
     let mut w = World::start().await;
     w.start_controller(&[]);
-    let port = w.http_port;
+    let port = w.http_port().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !crate::support::cluster::http_get(port, "/readyz").await.contains(" 200 ") {
         assert!(

@@ -23,18 +23,10 @@ use crate::support::cluster::{Ec2Instance, World};
 use crate::support::faultproxy::{FaultMix, FaultProxy, Faults};
 use crate::support::net::{free_port, wait_for};
 
-/// Starts the controller with its HTTP endpoints on a port of our choosing (and records it as
-/// `w.http_port`, so `w.metrics()` works). `World::start_controller` sets
-/// `DATADUMP_HTTP_ADDR` before clearing the environment, so without this the child listens
-/// on the default `0.0.0.0:8080`.
+/// Starts the controller (its HTTP endpoints bind a free port; `World::http_port` reads it from
+/// the log).
 pub(crate) fn start_controller(w: &mut World, env: &[(&str, &str)]) -> usize {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut all: Vec<(&str, &str)> = vec![("DATADUMP_HTTP_ADDR", addr.as_str())];
-    all.extend_from_slice(env);
-    let n = w.start_controller(&all);
-    w.http_port = port;
-    n
+    w.start_controller(env)
 }
 
 /// The HTTP status of `GET path` on the controller's port, or `None` when nothing answers.
@@ -52,14 +44,18 @@ pub(crate) async fn probe(port: u16, path: &str) -> Option<u16> {
 
 /// Waits until the controller's watch cache is synced (`/readyz` answers 200).
 pub(crate) async fn wait_ready(w: &World) {
-    let port = w.http_port;
-    wait_for("the controller to be ready", Duration::from_secs(60), || async move { (probe(port, "/readyz").await == Some(200)).then_some(()) }).await;
+    let port = w.http_port().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while probe(port, "/readyz").await != Some(200) {
+        assert!(Instant::now() < deadline, "the controller never became ready; log tail:\n{}", tail(&w.logs(), 30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Asserts that the controller process is alive: `/healthz` answers 200 (within 10 s, so a
 /// busy process gets its chance).
 pub(crate) async fn assert_healthy(w: &World, when: &str) {
-    let port = w.http_port;
+    let port = w.http_port().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while probe(port, "/healthz").await != Some(200) {
         assert!(Instant::now() < deadline, "the controller is not alive {when}; log tail:\n{}", tail(&w.logs(), 30));
@@ -257,7 +253,7 @@ async fn soak_many_dumps_through_faults_and_restarts() {
         }
         if t >= next_probe && last_start.elapsed() > Duration::from_secs(5) {
             next_probe = t + Duration::from_secs(2);
-            if probe(w.http_port, "/healthz").await.is_none() {
+            if probe(w.http_port().await, "/healthz").await.is_none() {
                 // a crash we did not cause: restart it, as the kubelet would, and count it
                 self_exits += 1;
                 w.kill_controller(current);

@@ -54,8 +54,6 @@ pub struct World {
     pub ssm: aws_sdk_ssm::Client,
     controllers: Vec<Child>,
     log_count: usize,
-    /// The HTTP port (metrics, health) of the most recently started controller.
-    pub http_port: u16,
 }
 
 impl World {
@@ -88,7 +86,6 @@ impl World {
             client,
             controllers: Vec::new(),
             log_count: 0,
-            http_port: 0,
         }
     }
 
@@ -108,11 +105,10 @@ impl World {
     pub fn start_controller(&mut self, env: &[(&str, &str)]) -> usize {
         self.log_count += 1;
         let log = self.dir.path().join(format!("controller-{}.log", self.log_count));
-        self.http_port = super::net::free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_datadump"));
         cmd.arg("controller")
             .env_clear()
-            .env("DATADUMP_HTTP_ADDR", format!("127.0.0.1:{}", self.http_port))
+            .env("DATADUMP_HTTP_ADDR", "127.0.0.1:0")
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", &self.kubeconfig)
             .env("DATADUMP_POLL_INTERVAL", "1s")
@@ -134,9 +130,25 @@ impl World {
         self.controllers.len() - 1
     }
 
+    /// The HTTP port (metrics, probes) of the most recently started controller, read from its
+    /// log (it binds port 0, so parallel tests never collide).
+    pub async fn http_port(&self) -> u16 {
+        let log = self.dir.path().join(format!("controller-{}.log", self.log_count));
+        wait_for("the controller's HTTP address in its log", Duration::from_secs(30), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            async move {
+                text.lines()
+                    .find(|l| l.contains("serving /metrics"))
+                    .and_then(|l| l.rsplit("addr=127.0.0.1:").next())
+                    .and_then(|p| p.trim().parse().ok())
+            }
+        })
+        .await
+    }
+
     /// The controller's `/metrics` text.
     pub async fn metrics(&self) -> String {
-        http_get(self.http_port, "/metrics").await
+        http_get(self.http_port().await, "/metrics").await
     }
 
     /// Kills a controller (SIGKILL) and reaps it.
