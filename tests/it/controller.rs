@@ -47,16 +47,6 @@ async fn running(w: &World, name: &str, media: &[&str]) -> DataDump {
     .await
 }
 
-async fn events(w: &World) -> Vec<(String, String)> {
-    let api: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(w.client.clone(), crate::support::cluster::NS);
-    api.list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_two_media_types() {
@@ -118,7 +108,7 @@ async fn happy_path_two_media_types() {
     assert!(params.iter().all(|p| !p.contains(&uid)));
     assert!(w.keys().await.iter().any(|k| k.ends_with("image/image_02.parquet")));
 
-    let reasons: Vec<String> = events(&w).await.into_iter().map(|e| e.0).collect();
+    let reasons: Vec<String> = w.events().await.into_iter().map(|e| e.0).collect();
     for r in ["Launched", "WorkerSucceeded", "Succeeded", "Complete"] {
         assert!(reasons.iter().any(|x| x == r), "event {r} missing from {reasons:?}");
     }
@@ -165,7 +155,7 @@ async fn failure_is_retried_with_a_new_token_then_fails_with_the_workers_message
     let instances = w.instances(&uid).await;
     assert_eq!(instances.len(), 2, "one instance per attempt");
     assert_no_duplicates(&instances);
-    assert!(events(&w).await.iter().any(|(r, _)| r == "Retrying"));
+    assert!(w.events().await.iter().any(|(r, _)| r == "Retrying"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,7 +329,7 @@ async fn a_refused_spec_says_why_and_launches_nothing() {
     assert_eq!(phase(&d), Some(DumpPhase::Pending));
     assert!(w.instances(&uid).await.is_empty(), "nothing launched");
     assert!(w.parameters().await.is_empty(), "nothing staged");
-    assert!(events(&w).await.iter().any(|(r, _)| r == "InvalidSpec"));
+    assert!(w.events().await.iter().any(|(r, _)| r == "InvalidSpec"));
     // fixing the spec starts the dump
     w.patch_spec("wrong", json!({"query": "SELECT * FROM {media_type}"})).await;
     running(&w, "wrong", &["image", "audio"]).await;

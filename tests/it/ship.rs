@@ -34,16 +34,6 @@ async fn run_to_success(w: &World, name: &str, spec: &str) -> DataDump {
     w.wait_dump(name, "Succeeded", |d| phase(d) == Some(DumpPhase::Succeeded)).await
 }
 
-async fn event_reasons(w: &World) -> Vec<(String, String)> {
-    let api: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(w.client.clone(), crate::support::cluster::NS);
-    api.list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_slack_message_with_the_s3_prefixes_and_a_dataset_card() {
@@ -115,7 +105,7 @@ async fn one_slack_message_with_the_s3_prefixes_and_a_dataset_card() {
 
     // the webhook URL is a credential
     assert!(!w.logs().contains(&receiver.url) && !w.logs().contains("xoxb-webhook-secret-token"));
-    let all = serde_json::to_string(&w.api.objects("datadumps", None)).unwrap() + &format!("{:?}", event_reasons(&w).await);
+    let all = serde_json::to_string(&w.api.objects("datadumps", None)).unwrap() + &format!("{:?}", w.events().await);
     assert!(!all.contains("xoxb-webhook-secret-token") && !all.contains(PASSWORD));
     assert!(!text.contains(PASSWORD));
 }
@@ -151,7 +141,7 @@ async fn a_failing_webhook_is_retried_and_shown_but_never_blocks_the_dump() {
     assert_eq!(receiver.attempts(), 3);
     assert_eq!(receiver.messages().len(), 1);
     assert!(
-        event_reasons(&w)
+        w.events()
             .await
             .iter()
             .any(|(r, m)| r == "NotifyFailed" && m.contains("HTTP 500"))

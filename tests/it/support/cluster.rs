@@ -234,6 +234,12 @@ impl World {
         }
     }
 
+    /// Every Event in the test namespace as (reason, note).
+    pub async fn events(&self) -> Vec<(String, String)> {
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), NS);
+        api.list(&Default::default()).await.unwrap().items.into_iter().map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default())).collect()
+    }
+
     /// Every instance carrying the uid tag.
     pub async fn instances(&self, uid: &str) -> Vec<Ec2Instance> {
         let out = self

@@ -1,0 +1,318 @@
+//! `datadump run --compute local`, end to end: the runner binary as a child process, its local
+//! workers running the real worker script against a real PostgreSQL, the real odbc2parquet
+//! and AWS CLI, and moto's S3 and SSM. The tests check what a user would: the exit code, the
+//! output, the objects in S3, the staged credentials, and the processes left on the machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use crate::support::moto::Moto;
+use crate::support::net::wait_for;
+use crate::support::postgres::Postgres;
+
+const BUCKET: &str = "run-datasets";
+const DB: &str = "catalog";
+
+/// Small Openverse-shaped tables: text, text[], jsonb, timestamptz, boolean, integer, float,
+/// NULLs and non-ASCII text.
+const TABLES_SQL: &str = r#"
+CREATE TABLE image (id integer PRIMARY KEY, identifier uuid NOT NULL, created_on timestamptz NOT NULL,
+  provider varchar(80), title text, tags jsonb, keywords text[], watermarked boolean, width integer,
+  standardized_popularity double precision);
+INSERT INTO image SELECT g, md5(g::text)::uuid, timestamptz '2020-01-01 00:00:00+00' + g * interval '1 hour',
+  (ARRAY['flickr', 'wikimedia', NULL])[1 + g % 3], 'Titre ' || g || ' – 東京 🎨',
+  CASE WHEN g % 5 = 0 THEN NULL ELSE jsonb_build_array(jsonb_build_object('name', 'tag' || g % 7)) END,
+  CASE WHEN g % 4 = 0 THEN NULL ELSE ARRAY['été', 'sky ' || g % 3, NULL] END,
+  CASE WHEN g % 3 = 0 THEN NULL ELSE g % 2 = 0 END, CASE WHEN g % 10 = 0 THEN NULL ELSE 100 + g END,
+  CASE WHEN g % 11 = 0 THEN NULL ELSE g / 3000.0 END
+FROM generate_series(1, 3000) AS g;
+CREATE TABLE audio (id integer PRIMARY KEY, title text, genres text[], duration integer, meta_data jsonb);
+INSERT INTO audio SELECT g, 'Track ' || md5(g::text), ARRAY['genre ' || g % 5], 1000 + g, jsonb_build_object('plays', g)
+FROM generate_series(1, 1200) AS g;
+"#;
+
+/// PostgreSQL with the tables, moto with the bucket, a temp dir for the DataDump file, the
+/// runner's output and the local workers.
+struct World {
+    pg: Postgres,
+    moto: Moto,
+    dir: tempfile::TempDir,
+}
+
+/// One finished `datadump run`.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn output(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl World {
+    async fn new() -> World {
+        let pg = Postgres::start();
+        pg.create_database(DB);
+        pg.psql(DB, TABLES_SQL);
+        let moto = Moto::start().await;
+        moto.create_bucket(BUCKET).await;
+        World { pg, moto, dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn workdir(&self) -> PathBuf {
+        self.dir.path().join("workers")
+    }
+
+    /// Writes a DataDump with `spec_extra` (YAML lines of `spec`) and starts `datadump run` on
+    /// it; stdout and stderr go to files.
+    fn start(&self, media: &str, spec_extra: &str) -> tokio::process::Child {
+        let file = self.dir.path().join("dump.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata: {{name: it, namespace: test}}\nspec:\n  \
+                 mediaTypes: [{media}]\n  destination: {{bucket: {BUCKET}, prefix: data-dump}}\n  \
+                 database: {{connectionSecretRef: {{name: db, key: connectionString}}}}\n  \
+                 instance: {{iamInstanceProfile: worker}}\n{spec_extra}"
+            ),
+        )
+        .unwrap();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_datadump"));
+        cmd.args(["run", "--compute", "local", "-f"])
+            .arg(&file)
+            .arg("--workdir")
+            .arg(self.workdir())
+            .args(["--poll-interval", "300ms", "--progress-interval", "1"])
+            .env_clear()
+            .envs(self.moto.child_env())
+            .env("PATH", child_path(&self.moto))
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("DATADUMP_CONNECTION_STRING", self.pg.odbc_connection_string(DB))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.dir.path().join("stdout")).unwrap())
+            .stderr(std::fs::File::create(self.dir.path().join("stderr")).unwrap())
+            .kill_on_drop(true);
+        cmd.spawn().expect("start datadump run")
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    async fn finish(&self, mut child: tokio::process::Child) -> Run {
+        let status = tokio::time::timeout(Duration::from_secs(180), child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("datadump run did not finish in 180 s:\n{}", self.read("stderr")))
+            .unwrap();
+        let run = Run { status, stdout: self.read("stdout"), stderr: self.read("stderr") };
+        eprintln!("TMPDEBUG {}", run.output());
+        run
+    }
+
+    async fn run(&self, media: &str, spec_extra: &str) -> Run {
+        let child = self.start(media, spec_extra);
+        self.finish(child).await
+    }
+
+    /// Every key in the bucket.
+    async fn keys(&self) -> Vec<String> {
+        let out = self.moto.s3().await.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+        out.contents().iter().filter_map(|o| o.key().map(String::from)).collect()
+    }
+
+    async fn get(&self, key: &str) -> Vec<u8> {
+        let out = self.moto.s3().await.get_object().bucket(BUCKET).key(key).send().await.unwrap();
+        out.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
+    /// SSM parameters left under the runner's staging path.
+    async fn staged_parameters(&self) -> Vec<String> {
+        let out = self.moto.ssm().await.get_parameters_by_path().path("/datadump").recursive(true).send().await.unwrap();
+        out.parameters().iter().filter_map(|p| p.name().map(String::from)).collect()
+    }
+
+    fn count(&self, sql: &str) -> u64 {
+        self.pg.psql(DB, sql).trim().parse().unwrap()
+    }
+}
+
+/// The moto environment's PATH plus wherever odbc2parquet is.
+fn child_path(moto: &Moto) -> String {
+    let path = moto.child_env().into_iter().find(|(k, _)| k == "PATH").map(|(_, v)| v).unwrap_or_default();
+    let mut dirs = vec![path];
+    if let Ok(p) = std::env::var("ODBC2PARQUET") {
+        dirs.push(Path::new(&p).parent().unwrap().display().to_string());
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    dirs.push(format!("{}/bin", std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo"))));
+    dirs.join(":")
+}
+
+/// Processes whose command line mentions `needle`, as (pid, process group, command line).
+fn processes_mentioning(needle: &str) -> Vec<(u32, u32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if !cmdline.contains(needle) {
+                return None;
+            }
+            Some((pid, process_group(pid)?, cmdline))
+        })
+        .collect()
+}
+
+/// A process's group id, from `/proc/PID/stat` (field 5; the command may hold spaces).
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Live (not zombie) processes in a process group.
+fn group_members(pgid: u32) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            (fields.get(2)?.parse::<u32>().ok()? == pgid && fields[0] != "Z").then(|| format!("{pid}: {stat}"))
+        })
+        .collect()
+}
+
+/// Rows of a Parquet file, by decoding every row.
+fn parquet_rows(bytes: Vec<u8>) -> u64 {
+    use std::io::{Seek, Write};
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&bytes).unwrap();
+    file.rewind().unwrap();
+    let reader = SerializedFileReader::new(file).expect("a readable Parquet file");
+    let decoded = reader.get_row_iter(None).unwrap().map(|r| r.unwrap()).count() as u64;
+    assert_eq!(decoded as i64, reader.metadata().file_metadata().num_rows());
+    decoded
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dump_runs_to_success_without_a_cluster() {
+    let w = World::new().await;
+    let run = w.run("image, audio", "  odbc2parquet: {fileSizeThreshold: 1MiB}\n").await;
+    assert_eq!(run.status.code(), Some(0), "{}", run.output());
+
+    // the summary: a table with each media type's rows, and the dump's result
+    let image_rows = w.count("SELECT count(*) FROM image");
+    let audio_rows = w.count("SELECT count(*) FROM audio");
+    assert!(run.stdout.contains("MEDIA") && run.stdout.contains("ROWS"), "{}", run.output());
+    for (media, rows) in [("image", image_rows), ("audio", audio_rows)] {
+        let line = run.stdout.lines().find(|l| l.starts_with(media)).unwrap_or_else(|| panic!("no {media} line: {}", run.output()));
+        assert!(line.contains("Succeeded") && line.contains(&format!(" {rows} ")), "{line}");
+    }
+    assert!(run.stdout.contains("Succeeded after"), "{}", run.output());
+
+    // S3: the parts, the manifest and the semaphore of each media type, rows as in PostgreSQL
+    let keys = w.keys().await;
+    for (media, rows) in [("image", image_rows), ("audio", audio_rows)] {
+        let mine: Vec<&String> = keys.iter().filter(|k| k.contains(&format!("/{media}/"))).collect();
+        let with = |suffix: &str| mine.iter().any(|k| k.ends_with(suffix));
+        assert!(with("/_manifest.json") && with("/_success") && !with("/_failure"), "{keys:?}");
+        let parts: Vec<&&String> = mine.iter().filter(|k| k.ends_with(".parquet")).collect();
+        assert!(!parts.is_empty(), "{keys:?}");
+        let mut decoded = 0;
+        for key in parts {
+            decoded += parquet_rows(w.get(key).await);
+        }
+        assert_eq!(decoded, rows, "{media}: rows in the Parquet files");
+        let manifest_key = mine.iter().find(|k| k.ends_with("/_manifest.json")).unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&w.get(manifest_key).await).unwrap();
+        assert_eq!(manifest["rows"], rows, "{manifest}");
+    }
+
+    // the credentials were staged for the workers, and deleted when they ended
+    let logs: String = ["image", "audio"]
+        .iter()
+        .flat_map(|m| std::fs::read_dir(w.workdir()).unwrap().flatten().filter(move |e| e.file_name().to_string_lossy().contains(m)))
+        .map(|e| std::fs::read_to_string(e.path().join("work/worker.log")).unwrap())
+        .collect();
+    assert_eq!(logs.matches("read the connection string from SSM parameter /datadump/run-").count(), 2, "{logs}");
+    assert_eq!(w.staged_parameters().await, Vec::<String>::new());
+
+    // the password is nowhere in the output, nor in the workers' files
+    let password = w.pg.password();
+    assert!(!run.output().contains(password), "{}", run.output());
+    assert!(!run.output().contains("Pwd="), "{}", run.output());
+    for entry in std::fs::read_dir(w.workdir()).unwrap().flatten() {
+        for name in ["user-data.sh", "console.log", "work/worker.log"] {
+            let text = std::fs::read_to_string(entry.path().join(name)).unwrap_or_default();
+            assert!(!text.contains(password), "{name} holds the password");
+        }
+    }
+    // nothing of the workers is left running
+    assert_eq!(processes_mentioning(&w.workdir().display().to_string()), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_query_exits_1_with_the_postgres_error() {
+    let w = World::new().await;
+    let run = w.run("image", "  query: \"SELECT * FROM {media_type}_missing\"\n  backoffLimit: 0\n").await;
+    assert_eq!(run.status.code(), Some(1), "{}", run.output());
+    let out = run.output();
+    assert!(out.contains(r#"relation "image_missing" does not exist"#), "{out}");
+    assert!(out.contains("Failed") && out.contains("WorkerFailed"), "{out}");
+    let keys = w.keys().await;
+    assert!(keys.iter().any(|k| k.ends_with("/image/_failure")), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.ends_with("/_success")), "{keys:?}");
+    assert_eq!(w.staged_parameters().await, Vec::<String>::new());
+    assert!(!out.contains(w.pg.password()), "{out}");
+    assert_eq!(processes_mentioning(&w.workdir().display().to_string()), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_terminates_the_workers_and_exits_130() {
+    let w = World::new().await;
+    // the cursor's first fetch waits for pg_sleep: odbc2parquet is busy until it is killed
+    let child = w.start(
+        "image",
+        "  query: \"WITH slow AS (SELECT pg_sleep(600)) SELECT {media_type}.* FROM {media_type}, slow\"\n",
+    );
+    let workdir = w.workdir().display().to_string();
+    let (script_pid, pgid) = wait_for("the worker's odbc2parquet to run", Duration::from_secs(60), || {
+        let found = processes_mentioning(&workdir);
+        let script = found.iter().find(|(_, _, c)| c.starts_with("bash ") && c.contains("user-data.sh")).map(|(p, g, _)| (*p, *g));
+        let dumping = found.iter().any(|(_, _, c)| c.contains("odbc2parquet"));
+        async move { script.filter(|_| dumping) }
+    })
+    .await;
+    assert_eq!(script_pid, pgid, "the worker leads its own process group");
+    assert!(w.staged_parameters().await.len() == 1, "credentials are staged while the worker runs");
+
+    let runner = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill").args(["-INT", &runner]).status().unwrap();
+    assert!(kill.success());
+    let run = w.finish(child).await;
+    assert_eq!(run.status.code(), Some(130), "{}", run.output());
+    let out = run.output();
+    assert!(out.contains("interrupted by SIGINT"), "{out}");
+    assert!(out.contains("terminated 1 worker(s): local-image-1-"), "{out}");
+
+    // nothing of the worker is left: not the script, not odbc2parquet, nothing in its group
+    assert_eq!(processes_mentioning(&workdir), vec![]);
+    assert_eq!(group_members(pgid), Vec::<String>::new());
+    assert_eq!(w.staged_parameters().await, Vec::<String>::new());
+    // the worker was stopped gracefully (SIGTERM), so it said why in `_failure`
+    let keys = w.keys().await;
+    let failure = keys.iter().find(|k| k.ends_with("/image/_failure")).unwrap_or_else(|| panic!("{keys:?}"));
+    let report: serde_json::Value = serde_json::from_slice(&w.get(failure).await).unwrap();
+    assert!(report["logTail"].as_str().unwrap().contains("received SIGTERM"), "{report}");
+}
