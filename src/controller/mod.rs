@@ -227,13 +227,20 @@ async fn run_controller(client: Client, args: &ControllerArgs, ready: crate::htt
     };
     let (reader, writer) = kube::runtime::reflector::store();
     let controller = Controller::for_stream(lenient::watch(api, watcher::Config::default().any_semantic(), writer), reader);
-    let store = controller.store();
-    tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            ready.set_ready();
+    let (store, compute, interval) = (controller.store(), ctx.backends.compute.clone(), args.sweep_interval);
+    let sweep = tokio::spawn(async move {
+        // kube-runtime's Store::wait_until_ready wakes only the last of several concurrent
+        // waiters (one oneshot receiver, one waker), and the controller's runner waits too: poll
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
         }
+        ready.set_ready();
+        sweeper::run(store, compute, interval).await;
     });
-    let sweep = tokio::spawn(sweeper::run(controller.store(), ctx.backends.compute.clone(), args.sweep_interval));
     info!(namespace = args.namespace.as_deref().unwrap_or("*"), "datadump controller started");
     controller
         .shutdown_on_signal()

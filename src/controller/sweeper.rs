@@ -10,7 +10,8 @@ use tracing::{info, warn};
 
 use crate::api::DataDump;
 use crate::backend::{Compute, InstanceFilter};
-use crate::plan::Instance;
+use crate::metrics::{METRICS, StateLabels};
+use crate::plan::{Instance, InstanceState};
 
 /// Which of `instances` no DataDump in `owners` accounts for.
 pub fn orphans(instances: &[Instance], owners: &[std::sync::Arc<DataDump>]) -> Vec<String> {
@@ -31,6 +32,14 @@ pub fn orphans(instances: &[Instance], owners: &[std::sync::Arc<DataDump>]) -> V
         .collect()
 }
 
+/// Sets the `instances{state}` gauge from one listing of the live managed instances.
+fn record_states(instances: &[Instance]) {
+    for state in [InstanceState::Pending, InstanceState::Running, InstanceState::Stopping, InstanceState::Stopped, InstanceState::ShuttingDown] {
+        let n = instances.iter().filter(|i| i.state == state).count();
+        METRICS.instances.get_or_create(&StateLabels { state: state.as_str().into() }).set(n as i64);
+    }
+}
+
 /// Runs forever (the caller aborts it on shutdown).
 pub async fn run<C: Compute>(store: Store<DataDump>, compute: C, interval: Duration) {
     // An unsynced cache would make every instance look orphaned.
@@ -42,11 +51,15 @@ pub async fn run<C: Compute>(store: Store<DataDump>, compute: C, interval: Durat
         tick.tick().await;
         match compute.instances(InstanceFilter::AllManaged).await {
             Ok(instances) => {
+                record_states(&instances);
                 let ids = orphans(&instances, &store.state());
                 if !ids.is_empty() {
                     info!(instances = ?ids, "sweeper: terminating orphaned instances");
-                    if let Err(e) = compute.terminate(&ids).await {
-                        warn!(error = %e, "sweeper: terminate failed");
+                    match compute.terminate(&ids).await {
+                        Ok(()) => {
+                            METRICS.orphans_terminated.inc_by(ids.len() as u64);
+                        }
+                        Err(e) => warn!(error = %e, "sweeper: terminate failed"),
                     }
                 }
             }

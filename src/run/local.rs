@@ -6,8 +6,10 @@
 //!
 //! Like EC2 with `InstanceInitiatedShutdownBehavior=terminate`, a worker whose script has
 //! exited is `terminated`, and whatever it left running in its process group is killed then.
-//! Terminating sends SIGTERM to the whole group (the script writes `_failure` and exits), then
-//! SIGKILL to whatever is left after a grace period. Dropping the last handle kills every group
+//! Terminating sends SIGTERM to the script alone, whose trap stops odbc2parquet, writes
+//! `_failure` and exits (bash runs the trap once the command in the foreground has finished, so
+//! a worker that is just writing `_success` completes it instead of also writing `_failure`);
+//! then SIGKILL goes to whatever is left of its group, at once or after a grace period. Dropping the last handle kills every group
 //! still running, so even a panicking runner leaves no worker behind.
 
 use std::path::{Path, PathBuf};
@@ -69,11 +71,11 @@ fn unavailable(message: String) -> BackendError {
     BackendError::Unavailable { api: "LocalCompute", message }
 }
 
-/// `kill -SIGNAL -- -PGID` through bash's builtin (no procps needed); whether any process of
-/// the group received it.
-fn group_command(pgid: u32, signal: &str) -> std::process::Command {
+/// `kill -s SIGNAL -- TARGET` through bash's builtin (no procps needed); a target `-N` is a
+/// process group.
+fn kill_command(target: &str, signal: &str) -> std::process::Command {
     let mut c = std::process::Command::new("bash");
-    c.args(["-c", "kill -s \"$0\" -- \"-$1\" 2>/dev/null", signal, &pgid.to_string()])
+    c.args(["-c", "kill -s \"$0\" -- \"$1\" 2>/dev/null", signal, target])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -81,11 +83,15 @@ fn group_command(pgid: u32, signal: &str) -> std::process::Command {
 }
 
 fn signal_group_now(pgid: u32, signal: &str) -> bool {
-    group_command(pgid, signal).status().is_ok_and(|s| s.success())
+    kill_command(&format!("-{pgid}"), signal).status().is_ok_and(|s| s.success())
 }
 
 async fn signal_group(pgid: u32, signal: &str) -> bool {
-    Command::from(group_command(pgid, signal)).status().await.is_ok_and(|s| s.success())
+    Command::from(kill_command(&format!("-{pgid}"), signal)).status().await.is_ok_and(|s| s.success())
+}
+
+async fn signal_process(pid: u32, signal: &str) -> bool {
+    Command::from(kill_command(&pid.to_string(), signal)).status().await.is_ok_and(|s| s.success())
 }
 
 /// Whether `name` is an executable file in a `PATH` folder.
@@ -224,8 +230,10 @@ impl Compute for LocalCompute {
                 .map(|(n, w)| (n, w.pgid, w.child.take()))
                 .collect()
         };
-        for (_, pgid, _) in &ending {
-            signal_group(*pgid, "TERM").await;
+        for (_, pid, child) in &ending {
+            if child.is_some() {
+                signal_process(*pid, "TERM").await;
+            }
         }
         let deadline = Instant::now() + TERM_GRACE;
         for (_, pgid, child) in &mut ending {

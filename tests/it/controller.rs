@@ -336,3 +336,42 @@ async fn a_refused_spec_says_why_and_launches_nothing() {
     w.delete("wrong").await;
     w.assert_nothing_left_running(&uid).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_terminates_instances_whose_owner_is_gone() {
+    let mut w = World::start().await;
+    // An instance tagged like ours for a DataDump that no longer exists (its finalizer was
+    // force-removed, say), and one of another installation that must be left alone.
+    let launch = |managed_by: &'static str, uid: &'static str| {
+        let ec2 = w.ec2.clone();
+        async move {
+            let tags = [
+                ("datadump.dev/managed-by", managed_by),
+                ("datadump.dev/uid", uid),
+                ("datadump.dev/media-type", "image"),
+                ("datadump.dev/attempt", "1"),
+                ("datadump.dev/token", "ddt-orphan"),
+            ];
+            let spec = aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                .set_tags(Some(tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build()).collect()))
+                .build();
+            let out = ec2.run_instances().image_id("ami-12345678").min_count(1).max_count(1).tag_specifications(spec).send().await.unwrap();
+            out.instances()[0].instance_id().unwrap().to_string()
+        }
+    };
+    let orphan = launch("datadump-operator", "gone-uid").await;
+    let foreign = launch("another-cluster", "other-uid").await;
+    w.start_controller(&[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !w.instances("gone-uid").await.iter().all(|i| i.state == "terminated") {
+        assert!(std::time::Instant::now() < deadline, "orphan not terminated\n{}", w.logs().lines().filter(|l| !l.contains("aws_") && !l.contains("hyper")).collect::<Vec<_>>().join("\n"));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let text = w.metrics().await;
+    assert!(text.contains("datadump_orphans_terminated_total 1"), "{text}");
+    let others = w.instances("other-uid").await;
+    assert_eq!(others.len(), 1);
+    assert_eq!(others[0].state, "running", "instances of another installation are not ours to end");
+    assert!(w.logs().contains(&orphan) && !w.logs().contains(&format!("\"{foreign}\"")));
+}

@@ -110,9 +110,7 @@ impl World {
             .await
             .unwrap_or_else(|_| panic!("datadump run did not finish in 180 s:\n{}", self.read("stderr")))
             .unwrap();
-        let run = Run { status, stdout: self.read("stdout"), stderr: self.read("stderr") };
-        eprintln!("TMPDEBUG {}", run.output());
-        run
+        Run { status, stdout: self.read("stdout"), stderr: self.read("stderr") }
     }
 
     async fn run(&self, media: &str, spec_extra: &str) -> Run {

@@ -21,7 +21,6 @@ use kube::ResourceExt;
 
 use crate::support::cluster::{Ec2Instance, World};
 use crate::support::faultproxy::{FaultMix, FaultProxy, Faults};
-use crate::support::net::{free_port, wait_for};
 
 /// Starts the controller (its HTTP endpoints bind a free port; `World::http_port` reads it from
 /// the log).
