@@ -70,6 +70,8 @@ async fn happy_path_two_media_types() {
         );
         assert_eq!(i.shutdown_behavior.as_deref(), Some("terminate"));
         assert_eq!(i.instance_type, "t4g.nano");
+        assert_eq!(i.http_tokens.as_deref(), Some("required"), "IMDSv2 only");
+        assert_eq!(i.lifecycle, None, "on-demand unless spec.instance.spot");
         assert!(
             i.devices.contains(&"/dev/sdf".to_string()),
             "extra volume attached: {:?}",
@@ -162,9 +164,13 @@ async fn failure_is_retried_with_a_new_token_then_fails_with_the_workers_message
 async fn an_instance_terminated_behind_our_back_is_a_failed_attempt() {
     let mut w = World::start().await;
     w.start_controller(&[]);
-    let dd = w.create("lost", "mediaTypes: [audio]\nbackoffLimit: 0").await;
+    // a Spot instance, as a Spot interruption would end it
+    let dd = w
+        .create("lost", "mediaTypes: [audio]\nbackoffLimit: 0\ninstance: {iamInstanceProfile: datadump-worker, instanceType: t4g.nano, spot: true}")
+        .await;
     let uid = dd.uid().unwrap();
     let dd = running(&w, "lost", &["audio"]).await;
+    assert_eq!(w.instances(&uid).await[0].lifecycle.as_deref(), Some("spot"));
     let id = dd.status.as_ref().unwrap().media("audio").unwrap().instance_id.clone().unwrap();
     w.ec2.terminate_instances().instance_ids(&id).send().await.unwrap();
     let done = w.wait_dump("lost", "Failed", |d| phase(d) == Some(DumpPhase::Failed)).await;
@@ -374,4 +380,20 @@ async fn the_sweeper_terminates_instances_whose_owner_is_gone() {
     assert_eq!(others.len(), 1);
     assert_eq!(others[0].state, "running", "instances of another installation are not ours to end");
     assert!(w.logs().contains(&orphan) && !w.logs().contains(&format!("\"{foreign}\"")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_upload_fails_the_attempt_with_a_clear_message() {
+    let mut w = World::start().await;
+    w.start_controller(&[]);
+    let dd = w.create("torn", "mediaTypes: [image]\nbackoffLimit: 0").await;
+    let uid = dd.uid().unwrap();
+    let dd = running(&w, "torn", &["image"]).await;
+    w.write_truncated_success(&dd, "image").await;
+    let done = w.wait_dump("torn", "Failed", |d| phase(d) == Some(DumpPhase::Failed)).await;
+    let (_, reason, message) = condition(&done, "Failed").unwrap();
+    assert_eq!(reason, "OutputIncomplete");
+    assert!(message.contains("image_01.parquet") && message.contains("truncated"), "{message}");
+    w.assert_nothing_left_running(&uid).await;
+    assert!(w.keys().await.iter().any(|k| k.ends_with("image_01.parquet")), "nothing exported is deleted, not even a torn file");
 }

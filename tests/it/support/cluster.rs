@@ -40,6 +40,8 @@ pub struct Ec2Instance {
     pub shutdown_behavior: Option<String>,
     pub devices: Vec<String>,
     pub instance_type: String,
+    pub http_tokens: Option<String>,
+    pub lifecycle: Option<String>,
 }
 
 /// The test world.
@@ -290,6 +292,8 @@ impl World {
                     .filter_map(|d| d.device_name().map(str::to_string))
                     .collect(),
                 instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                http_tokens: i.metadata_options().and_then(|m| m.http_tokens()).map(|t| t.as_str().to_string()),
+                lifecycle: i.instance_lifecycle().map(|l| l.as_str().to_string()),
             });
         }
         v
@@ -358,6 +362,34 @@ impl World {
         };
         self.put(&format!("{prefix}_manifest.json"), serde_json::to_vec(&manifest).unwrap())
             .await;
+        self.put(&format!("{prefix}_success"), serde_json::to_vec(&success).unwrap()).await;
+    }
+
+    /// Plays a worker whose upload went wrong: the manifest claims more bytes for the last part
+    /// than S3 holds, then `_success` is written anyway.
+    pub async fn write_truncated_success(&self, dd: &DataDump, media: &str) {
+        use datadump::worker::contract::{MANIFEST_VERSION, Manifest, ManifestFile, SuccessReport};
+        let prefix = media_prefix(dd, media);
+        let (attempt, token) = attempt_of(dd, media);
+        let key = format!("{prefix}{media}_01.parquet");
+        let body = parquet_file(20);
+        let full = body.len() as u64;
+        self.put(&key, body[..body.len() / 2].to_vec()).await;
+        let now = jiff::Timestamp::now();
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            media_type: media.into(),
+            dump_date: dd.status.as_ref().and_then(|s| s.dump_date.clone()).unwrap(),
+            files: vec![ManifestFile { key, size: full, sha256: String::new(), rows: Some(20) }],
+            rows: Some(20),
+            started_at: now,
+            odbc2parquet_version: "11.0.1".into(),
+            attempt,
+            token: token.clone(),
+            time: now,
+        };
+        let success = SuccessReport { files: 1, bytes: full, rows: Some(20), attempt, token, time: now };
+        self.put(&format!("{prefix}_manifest.json"), serde_json::to_vec(&manifest).unwrap()).await;
         self.put(&format!("{prefix}_success"), serde_json::to_vec(&success).unwrap()).await;
     }
 
