@@ -31,7 +31,8 @@ pub async fn observe<C: Compute, S: ObjectStore>(dd: &DataDump, compute: &C, sto
         instances: compute.instances(InstanceFilter::Owner(&uid)).await?,
         ..Default::default()
     };
-    if dd.metadata.deletion_timestamp.is_some() {
+    // an invalid destination is not looked at (the planner reports it as SpecValid=False)
+    if dd.metadata.deletion_timestamp.is_some() || !crate::api::validate::destination_is_valid(&dd.spec.destination) {
         return Ok(observed);
     }
     let date = date_of(dd, now);

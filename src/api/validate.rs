@@ -269,6 +269,14 @@ fn check_secret_ref(r: &mut Report, field: &str, s: &SecretKeyRef) {
     );
 }
 
+/// Whether the destination (bucket, prefix, region) passes its checks. The controller looks
+/// into S3 only then: the S3 client panics on some malformed bucket names and overlong keys.
+pub fn destination_is_valid(d: &Destination) -> bool {
+    let mut r = Report(Vec::new());
+    check_destination(&mut r, d);
+    r.0.is_empty()
+}
+
 fn check_destination(r: &mut Report, d: &Destination) {
     let p = &*PATTERNS;
     let b = d.bucket.as_str();

@@ -281,7 +281,19 @@ where
     let observed = crate::observe::observe(dd, &ctx.backends.compute, &ctx.backends.store, now).await?;
     let plan = plan::plan(dd, &observed, &ctx.plan, now);
     let home = KubeHome::new(ctx.client.clone());
-    let done = act::perform(&plan.actions, dd, &ctx.backends, &home).await?;
+    let done = match act::perform(&plan.actions, dd, &ctx.backends, &home).await {
+        Ok(done) => done,
+        Err(e) => {
+            // Tell the user on the object, not only in our log; error_policy decides the retry.
+            if matches!(e, ActError::Secret { .. }) {
+                let event = Event { type_: EventType::Warning, reason: "SecretUnavailable".into(), note: Some(e.to_string()), action: "StageCredentials".into(), secondary: None };
+                if let Err(err) = ctx.recorder.publish(&event, &dd.object_ref(&())).await {
+                    warn!(error = %err, "could not record event");
+                }
+            }
+            return Err(e.into());
+        }
+    };
     METRICS.launches.inc_by(done.launched.len() as u64);
     for (id, media) in &done.launched {
         info!(name = %dd.name_any(), namespace = dd.namespace().unwrap_or_default(), media_type = %media, instance = %id, "launched");

@@ -397,3 +397,20 @@ async fn a_truncated_upload_fails_the_attempt_with_a_clear_message() {
     w.assert_nothing_left_running(&uid).await;
     assert!(w.keys().await.iter().any(|k| k.ends_with("image_01.parquet")), "nothing exported is deleted, not even a torn file");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_is_reported_and_nothing_launches_until_it_exists() {
+    let mut w = World::start().await;
+    w.start_controller(&[]);
+    let dd = w.create("nosecret", "mediaTypes: [image]\ndatabase: {connectionSecretRef: {name: not-yet, key: conn}}").await;
+    let uid = dd.uid().unwrap();
+    crate::support::net::wait_for("a SecretUnavailable event", std::time::Duration::from_secs(60), || async {
+        w.events().await.into_iter().find(|(r, m)| r == "SecretUnavailable" && m.contains("not-yet") && m.contains("does not exist"))
+    })
+    .await;
+    assert!(w.instances(&uid).await.is_empty(), "nothing launched without credentials");
+    w.create_secret("not-yet", "conn", &connection_string()).await;
+    running(&w, "nosecret", &["image"]).await;
+    w.delete("nosecret").await;
+    w.assert_nothing_left_running(&uid).await;
+}

@@ -101,6 +101,16 @@ impl World {
         cmd.spawn().expect("start datadump run")
     }
 
+    /// Every worker's log, for assertion messages.
+    fn worker_logs(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(self.workdir()).into_iter().flatten().flatten() {
+            let log = std::fs::read_to_string(e.path().join("work/worker.log")).unwrap_or_default();
+            out.push_str(&format!("--- {}\n{log}", e.file_name().to_string_lossy()));
+        }
+        out
+    }
+
     fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
@@ -224,7 +234,12 @@ async fn a_dump_runs_to_success_without_a_cluster() {
     for (media, rows) in [("image", image_rows), ("audio", audio_rows)] {
         let mine: Vec<&String> = keys.iter().filter(|k| k.contains(&format!("/{media}/"))).collect();
         let with = |suffix: &str| mine.iter().any(|k| k.ends_with(suffix));
-        assert!(with("/_manifest.json") && with("/_success") && !with("/_failure"), "{keys:?}");
+        assert!(
+            with("/_manifest.json") && with("/_success") && !with("/_failure"),
+            "{keys:?}\n{}\n{}",
+            run.output(),
+            w.worker_logs()
+        );
         let parts: Vec<&&String> = mine.iter().filter(|k| k.ends_with(".parquet")).collect();
         assert!(!parts.is_empty(), "{keys:?}");
         let mut decoded = 0;

@@ -155,7 +155,8 @@ pub struct Call {
     pub client_token: Option<String>,
     /// The fault injected, if any.
     pub injected: Option<FaultKind>,
-    /// Answered from the ClientToken cache (see [`FaultProxy::honour_client_token`]).
+    /// Not forwarded because its ClientToken already succeeded (answered from the cache, or
+    /// with the injected fault; see [`FaultProxy::honour_client_token`]).
     pub replayed: bool,
     /// The HTTP status answered (0 while in flight, 502 when moto could not be reached).
     pub status: u16,
@@ -564,13 +565,19 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     let replay = client_token
         .as_ref()
         .and_then(|t| inner.tokens.lock().expect("tokens lock").as_ref().and_then(|m| m.get(t).cloned()));
+    let known_token = || {
+        if let Some(c) = inner.calls.lock().expect("calls lock").get_mut(index) {
+            c.replayed = true;
+        }
+    };
     let response = match (fault, replay) {
         (Some(FaultKind::Throttle | FaultKind::ServerError), _) => fault_response(service, fault.unwrap(), &parts.method, index),
-        (Some(FaultKind::LostResponse), Some(_)) => fault_response(service, FaultKind::LostResponse, &parts.method, index),
+        (Some(FaultKind::LostResponse), Some(_)) => {
+            known_token();
+            fault_response(service, FaultKind::LostResponse, &parts.method, index)
+        }
         (None, Some(raw)) => {
-            if let Some(c) = inner.calls.lock().expect("calls lock").get_mut(index) {
-                c.replayed = true;
-            }
+            known_token();
             raw.into_response(false)
         }
         (_, None) => {
