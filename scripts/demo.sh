@@ -104,7 +104,8 @@ if [ -t 1 ] && [ -t 0 ]; then
   # a pseudo-terminal keeps the live view, and `script` records what it showed
   script -qefc "$(printf '%q ' "${RUN[@]}")" "$T/run.log" || rc=$?
 else
-  "${RUN[@]}" 2>&1 | tee "$T/run.log" || rc=$?
+  # tee -i: a Ctrl-C is for the runner (which cleans up), not for its output
+  "${RUN[@]}" 2>&1 | tee -i "$T/run.log" || rc=$?
 fi
 unset DATADUMP_CONNECTION_STRING
 case $rc in

@@ -91,10 +91,12 @@ fn stage_name(stage: contract::Stage) -> String {
 /// One line for status and Events: the step, the exit code and the log's last error line.
 pub fn failure_summary(r: &FailureReport) -> String {
     let lines: Vec<&str> = r.log_tail.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    // PostgreSQL's own message (ERROR:/FATAL:) says more than the script's summary line
     let last = lines
         .iter()
         .rev()
-        .find(|l| l.contains("ERROR") || l.contains("error") || l.contains("FATAL"))
+        .find(|l| l.contains("ERROR:") || l.contains("FATAL:"))
+        .or_else(|| lines.iter().rev().find(|l| l.to_ascii_lowercase().contains("error")))
         .or(lines.last())
         .copied()
         .unwrap_or("no log");
@@ -171,4 +173,24 @@ pub async fn parquet_footer<S: ObjectStore>(
         parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&meta[..len as usize])
             .map_err(|e| format!("unreadable Parquet footer ({e})")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::contract::Stage;
+
+    #[test]
+    fn the_failure_summary_shows_the_database_error() {
+        let report = FailureReport {
+            exit_code: 1,
+            step: Stage::Dumping,
+            log_tail: "starting\nodbc2parquet: State: 42P01, Native error: 7, Message: ERROR: relation \"image\" does not exist;\nerror: odbc2parquet failed with exit code 1\n".into(),
+            attempt: 1,
+            token: "t".into(),
+            time: jiff::Timestamp::UNIX_EPOCH,
+        };
+        let s = failure_summary(&report);
+        assert!(s.contains("relation \"image\" does not exist") && s.contains("dumping") && s.contains("exit code 1"), "{s}");
+    }
 }

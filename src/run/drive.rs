@@ -100,7 +100,12 @@ pub(super) async fn drive<C: Compute>(
                     dd.status = Some(s);
                 }
                 view.update(&dd, &notes);
-                live = observed.instances.iter().filter(|i| i.state.needs_terminate()).map(|i| i.id.clone()).collect();
+                live = observed
+                    .instances
+                    .iter()
+                    .filter(|i| i.state.needs_terminate())
+                    .map(|i| i.id.clone())
+                    .collect();
                 if stop.is_some() && plan.actions.contains(&Action::RemoveFinalizer) {
                     // cleanup is complete: every instance confirmed terminated, credentials deleted
                     terminated.sort();
@@ -120,7 +125,11 @@ pub(super) async fn drive<C: Compute>(
                 if stop.is_none() && phase.is_terminal() && plan.actions.is_empty() {
                     let details = failure_details(&dd, &backends.store).await;
                     view.finish(&dd, &details);
-                    return Ok(if phase == DumpPhase::Succeeded { Outcome::Succeeded } else { Outcome::Failed });
+                    return Ok(if phase == DumpPhase::Succeeded {
+                        Outcome::Succeeded
+                    } else {
+                        Outcome::Failed
+                    });
                 }
                 plan.requeue_after.unwrap_or(ctx.poll_interval).min(ctx.poll_interval)
             }
@@ -161,7 +170,7 @@ pub(super) async fn drive<C: Compute>(
                     view.finish_abandoned(&dd, &live, &staged(&dd, ctx));
                     anyhow::bail!("{} received three times: exited without waiting for cleanup to finish", s.name());
                 } else {
-                    view.stopping("still cleaning up (send the signal twice more to exit without waiting)");
+                    view.stopping("still cleaning up (once more to exit without waiting)");
                 }
             }
         }
@@ -185,20 +194,35 @@ async fn failure_details(dd: &DataDump, store: &S3Store) -> Vec<FailureDetail> {
     let bucket = crate::observe::bucket_of(dd);
     let date = dd.status.as_ref().and_then(|s| s.dump_date.clone()).unwrap_or_default();
     let mut out = Vec::new();
-    for m in dd.status.iter().flat_map(|s| s.media.iter()).filter(|m| m.phase == crate::api::MediaPhase::Failed) {
+    for m in dd
+        .status
+        .iter()
+        .flat_map(|s| s.media.iter())
+        .filter(|m| m.phase == crate::api::MediaPhase::Failed)
+    {
         let key = format!(
             "{}{}",
             contract::media_prefix(&dd.spec.destination.prefix, &date, m.media_type.as_str()),
             contract::FAILURE
         );
         let Ok(Some(body)) = store.get(bucket, &key).await else { continue };
-        let Ok(report) = serde_json::from_slice::<contract::FailureReport>(&body) else { continue };
+        let Ok(report) = serde_json::from_slice::<contract::FailureReport>(&body) else {
+            continue;
+        };
         if m.token.as_ref().is_some_and(|t| *t != report.token) {
             continue;
         }
-        let lines: Vec<String> = report.log_tail.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+        let lines: Vec<String> = report
+            .log_tail
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
         let log_tail = lines[lines.len().saturating_sub(LINES)..].to_vec();
-        out.push(FailureDetail { media_type: m.media_type.to_string(), log_tail });
+        out.push(FailureDetail {
+            media_type: m.media_type.to_string(),
+            log_tail,
+        });
     }
     out
 }

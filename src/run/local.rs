@@ -22,8 +22,8 @@ use tokio::process::{Child, Command};
 use crate::backend::{BackendError, Compute, InstanceFilter};
 use crate::plan::{Instance, InstanceState, LaunchRequest, tags};
 
-/// How long a terminated worker gets to write `_failure` and exit before SIGKILL.
-const TERM_GRACE: Duration = Duration::from_secs(10);
+/// How long a terminated worker gets by default to write `_failure` and exit before SIGKILL.
+pub const TERM_GRACE: Duration = Duration::from_secs(10);
 
 /// Settings of the local backend.
 #[derive(Clone, Debug)]
@@ -37,6 +37,8 @@ pub struct LocalSettings {
     /// Variables of the runner's environment workers must not see (the connection string:
     /// workers read it from SSM, as on EC2).
     pub env_remove: Vec<String>,
+    /// How long a terminated worker gets to write `_failure` and exit before SIGKILL.
+    pub term_grace: Duration,
 }
 
 struct Worker {
@@ -55,7 +57,45 @@ impl Drop for Workers {
     fn drop(&mut self) {
         let workers = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
         for w in workers.iter().filter(|w| w.instance.state != InstanceState::Terminated) {
-            signal_group_now(w.pgid, "KILL");
+            kill_now(w.pgid, "KILL");
+        }
+    }
+}
+
+/// `(pid, parent pid, process group)` of every process, from `/proc` (empty where there is
+/// none).
+fn process_table() -> Vec<(u32, u32, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // the command name may hold spaces and parentheses: the fields follow the last ')'
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+            let state = fields.next()?;
+            if state == "Z" {
+                return None;
+            }
+            Some((pid, fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A worker's processes: its group (the script leads it) and every descendant of the script,
+/// including those that left the group (`timeout` puts itself and its command in a group of
+/// their own).
+fn worker_tree(pgid: u32) -> Vec<u32> {
+    let table = process_table();
+    let mut set: std::collections::BTreeSet<u32> = table.iter().filter(|p| p.2 == pgid).map(|p| p.0).collect();
+    loop {
+        let before = set.len();
+        for &(pid, ppid, _) in &table {
+            if set.contains(&ppid) {
+                set.insert(pid);
+            }
+        }
+        if set.len() == before {
+            return set.into_iter().collect();
         }
     }
 }
@@ -68,30 +108,40 @@ pub struct LocalCompute {
 }
 
 fn unavailable(message: String) -> BackendError {
-    BackendError::Unavailable { api: "LocalCompute", message }
+    BackendError::Unavailable {
+        api: "LocalCompute",
+        message,
+    }
 }
 
-/// `kill -s SIGNAL -- TARGET` through bash's builtin (no procps needed); a target `-N` is a
-/// process group.
-fn kill_command(target: &str, signal: &str) -> std::process::Command {
+/// `kill -s SIGNAL -- PID… -PGID` through bash's builtin (no procps needed): the processes and,
+/// for good measure, the group.
+fn kill_command(pids: &[u32], pgid: Option<u32>, signal: &str) -> std::process::Command {
     let mut c = std::process::Command::new("bash");
-    c.args(["-c", "kill -s \"$0\" -- \"$1\" 2>/dev/null", signal, target])
+    c.args(["-c", "kill -s \"$0\" -- \"$@\" 2>/dev/null; true", signal])
+        .args(pids.iter().map(u32::to_string))
+        .args(pgid.map(|g| format!("-{g}")))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     c
 }
 
-fn signal_group_now(pgid: u32, signal: &str) -> bool {
-    kill_command(&format!("-{pgid}"), signal).status().is_ok_and(|s| s.success())
+/// Kills a worker's processes (see [`worker_tree`]) and its group, synchronously; `pgid` is the
+/// script's pid.
+fn kill_now(pgid: u32, signal: &str) {
+    let _ = kill_command(&worker_tree(pgid), Some(pgid), signal).status();
 }
 
-async fn signal_group(pgid: u32, signal: &str) -> bool {
-    Command::from(kill_command(&format!("-{pgid}"), signal)).status().await.is_ok_and(|s| s.success())
+/// Kills a worker's processes and its group; `pgid` is the script's pid.
+async fn kill_worker(pgid: u32, signal: &str) {
+    let tree = worker_tree(pgid);
+    let _ = Command::from(kill_command(&tree, Some(pgid), signal)).status().await;
 }
 
-async fn signal_process(pid: u32, signal: &str) -> bool {
-    Command::from(kill_command(&pid.to_string(), signal)).status().await.is_ok_and(|s| s.success())
+/// Signals the worker script alone.
+async fn signal_script(pid: u32, signal: &str) {
+    let _ = Command::from(kill_command(&[pid], None, signal)).status().await;
 }
 
 /// Whether `name` is an executable file in a `PATH` folder.
@@ -109,20 +159,23 @@ fn is_executable(p: &Path) -> bool {
 impl LocalCompute {
     /// A backend whose workers live under `settings.workdir`.
     pub fn new(settings: LocalSettings) -> Self {
-        LocalCompute { settings: Arc::new(settings), workers: Arc::default() }
+        LocalCompute {
+            settings: Arc::new(settings),
+            workers: Arc::default(),
+        }
     }
 
     /// Checks that what the worker script needs is on `PATH` (the script skips installing).
-    pub fn preflight(&self) -> Result<(), BackendError> {
+    pub fn preflight(&self) -> Result<(), String> {
         let missing: Vec<&str> = ["bash", "aws", "odbc2parquet"].into_iter().filter(|t| !on_path(t)).collect();
         if missing.is_empty() {
             return Ok(());
         }
-        Err(unavailable(format!(
+        Err(format!(
             "local workers run the worker script on this machine and need {} on PATH; scripts/setup.sh installs them \
-             (put .venv/bin and ~/.cargo/bin on PATH)",
-            missing.join(", ")
-        )))
+             (then put .venv/bin and ~/.cargo/bin on PATH)",
+            missing.join(" and ")
+        ))
     }
 
     /// Where a worker's files (script, console output, work dir with its log) live.
@@ -138,7 +191,7 @@ impl LocalCompute {
             {
                 // the script "shut the instance down": nothing of it may outlive it
                 w.child = None;
-                signal_group_now(w.pgid, "KILL");
+                kill_now(w.pgid, "KILL");
                 w.instance.state = InstanceState::Terminated;
             }
         }
@@ -214,7 +267,11 @@ impl Compute for LocalCompute {
             token: req.token.clone(),
             state: InstanceState::Running,
         };
-        self.workers.0.lock().expect("workers").push(Worker { instance, child: Some(child), pgid });
+        self.workers.0.lock().expect("workers").push(Worker {
+            instance,
+            child: Some(child),
+            pgid,
+        });
         Ok(id)
     }
 
@@ -232,25 +289,133 @@ impl Compute for LocalCompute {
         };
         for (_, pid, child) in &ending {
             if child.is_some() {
-                signal_process(*pid, "TERM").await;
+                signal_script(*pid, "TERM").await;
             }
         }
-        let deadline = Instant::now() + TERM_GRACE;
+        let deadline = Instant::now() + self.settings.term_grace;
         for (_, pgid, child) in &mut ending {
             if let Some(c) = child {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if tokio::time::timeout(left, c.wait()).await.is_err() {
-                    signal_group(*pgid, "KILL").await;
+                    // the script and everything it started, found while the script still lives
+                    kill_worker(*pgid, "KILL").await;
                     let _ = c.wait().await;
                 }
             }
-            // whatever the script started and left behind goes with it
-            signal_group(*pgid, "KILL").await;
+            // whatever the script left behind in its group goes with it
+            kill_worker(*pgid, "KILL").await;
         }
         let mut workers = self.workers.0.lock().expect("workers");
         for (n, _, _) in ending {
             workers[n].instance.state = InstanceState::Terminated;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(user_data: &str) -> LaunchRequest {
+        LaunchRequest {
+            media_type: "image".into(),
+            attempt: 1,
+            token: "ddt-0123456789abcdef0123456789abcdef".into(),
+            instance: Default::default(),
+            tags: [(tags::UID.to_string(), "uid-1".to_string())].into(),
+            user_data: user_data.into(),
+        }
+    }
+
+    fn compute(dir: &Path) -> LocalCompute {
+        LocalCompute::new(LocalSettings {
+            workdir: dir.into(),
+            progress_interval: 1,
+            env: vec![],
+            env_remove: vec![],
+            term_grace: Duration::from_millis(300),
+        })
+    }
+
+    /// Polls until `check` holds (panics after 20 s).
+    async fn until(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn alive(pid: u32) -> bool {
+        process_table().iter().any(|p| p.0 == pid)
+    }
+
+    #[tokio::test]
+    async fn terminate_kills_what_left_the_group_when_the_script_ignores_sigterm() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = compute(dir.path());
+        // `timeout` moves itself and its command into a process group of their own
+        let id = c.launch(&request("trap '' TERM\ntimeout 600 sleep 600\n")).await.unwrap();
+        let pgid = c.live_groups()[0];
+        until("timeout and sleep to start", || worker_tree(pgid).len() >= 3).await;
+        let tree = worker_tree(pgid);
+        let table = process_table();
+        assert!(
+            table.iter().any(|p| tree.contains(&p.0) && p.2 != pgid),
+            "something left the group: {table:?}"
+        );
+
+        c.terminate(std::slice::from_ref(&id)).await.unwrap();
+        // SIGKILL is sent before terminate returns; dying takes the kernel a moment
+        until("every process of the worker to die", || tree.iter().all(|p| !alive(*p))).await;
+        let instances = c.instances(InstanceFilter::Owner("uid-1")).await.unwrap();
+        assert_eq!(instances[0].state, InstanceState::Terminated);
+        assert!(c.live_groups().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_script_that_exits_is_terminated_and_takes_its_group_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = compute(dir.path());
+        c.launch(&request(
+            "sleep 600 &\necho $! > bg.pid\nprintf 'DATADUMP_WORKDIR=%s\\n' \"$DATADUMP_WORKDIR\"\n",
+        ))
+        .await
+        .unwrap();
+        let pid_file = dir.path().join("local-image-1-01234567/bg.pid");
+        until("the script to start its background job", || {
+            std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
+        })
+        .await;
+        let background: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        let mut states = vec![];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while states != [InstanceState::Terminated] {
+            assert!(Instant::now() < deadline, "the worker never ended: {states:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            states = c
+                .instances(InstanceFilter::Owner("uid-1"))
+                .await
+                .unwrap()
+                .iter()
+                .map(|i| i.state)
+                .collect();
+        }
+        until("the script's background job to die with it", || !alive(background)).await;
+        let console = std::fs::read_to_string(dir.path().join("local-image-1-01234567/console.log")).unwrap();
+        assert!(console.contains("/local-image-1-01234567/work"), "{console}");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_backend_kills_running_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = compute(dir.path());
+        c.launch(&request("sleep 600\n")).await.unwrap();
+        let pgid = c.live_groups()[0];
+        until("sleep to start", || worker_tree(pgid).len() >= 2).await;
+        let tree = worker_tree(pgid);
+        drop(c);
+        until("the worker to die", || tree.iter().all(|p| !alive(*p))).await;
     }
 }

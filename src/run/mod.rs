@@ -93,8 +93,17 @@ impl Home for MemoryHome {
     }
 
     async fn read_secret(&self, dd: &DataDump, secret: &SecretKeyRef) -> Result<SecretValue, ActError> {
-        let is_webhook = dd.spec.notification.as_ref().and_then(|n| n.slack.as_ref()).is_some_and(|s| &s.webhook_secret_ref == secret);
-        let value = if is_webhook { self.webhook.clone() } else { self.connection.clone() };
+        let is_webhook = dd
+            .spec
+            .notification
+            .as_ref()
+            .and_then(|n| n.slack.as_ref())
+            .is_some_and(|s| &s.webhook_secret_ref == secret);
+        let value = if is_webhook {
+            self.webhook.clone()
+        } else {
+            self.connection.clone()
+        };
         value.ok_or_else(|| ActError::Secret {
             name: secret.name.clone(),
             key: secret.key.clone(),
@@ -168,7 +177,11 @@ fn load(file: &Path, site: &crate::api::SiteDefaults) -> anyhow::Result<DataDump
         .ok_or_else(|| anyhow::anyhow!("{}: no DataDump document", file.display()))?
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     if let Err(errors) = crate::api::validate(&dd.spec, site) {
-        anyhow::bail!("{}: invalid DataDump:\n{}", file.display(), crate::api::validate::summarize(&errors));
+        anyhow::bail!(
+            "{}: invalid DataDump:\n{}",
+            file.display(),
+            crate::api::validate::summarize(&errors)
+        );
     }
     let meta = &mut dd.metadata;
     meta.namespace.get_or_insert_with(|| "default".into());
@@ -227,7 +240,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     match args.compute {
         ComputeKind::Ec2 => {
             let compute = Ec2Compute::new(&sdk, &args.managed_by);
-            let backends = Backends { compute, store, stage, notifier };
+            let backends = Backends {
+                compute,
+                store,
+                stage,
+                notifier,
+            };
             drive::drive(dd, backends, &home, &ctx, None).await
         }
         ComputeKind::Local => {
@@ -240,9 +258,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
                 progress_interval: args.progress_interval,
                 env: local_env(&args),
                 env_remove: vec![args.connection_string_env.clone(), args.slack_webhook_env.clone()],
+                term_grace: local::TERM_GRACE,
             });
-            compute.preflight()?;
-            let backends = Backends { compute, store, stage, notifier };
+            compute.preflight().map_err(anyhow::Error::msg)?;
+            let backends = Backends {
+                compute,
+                store,
+                stage,
+                notifier,
+            };
             drive::drive(dd, backends, &home, &ctx, Some(&workdir)).await
         }
     }

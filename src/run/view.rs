@@ -14,6 +14,22 @@ use super::Signal;
 use crate::api::{DataDump, MediaPhase, MediaStatus};
 use crate::plan::Note;
 
+/// `println!` to standard output that never panics (a closed pipe must not stop a cleanup).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// When a media type started (its first attempt) and ended (a terminal phase).
 #[derive(Default, Clone, Copy)]
 struct Clock {
@@ -89,7 +105,7 @@ impl View {
         let multi = std::io::stderr()
             .is_terminal()
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        eprintln!(
+        err!(
             "datadump run: {}/{} → s3://{}/{}/ ({} media type(s): {})",
             dd.metadata.namespace.clone().unwrap_or_default(),
             dd.metadata.name.clone().unwrap_or_default(),
@@ -99,11 +115,14 @@ impl View {
             dd.spec.media_types.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
         );
         if let Some(w) = &workdir {
-            eprintln!("local workers: {}/<instance>/ (user-data.sh, console.log, work/worker.log)", w.display());
+            err!(
+                "local workers: {}/<instance>/ (user-data.sh, console.log, work/worker.log)",
+                w.display()
+            );
         }
         let mut bars = BTreeMap::new();
         if let Some(multi) = &multi {
-            let style = ProgressStyle::with_template("{spinner:.cyan} {msg}  {elapsed}").expect("valid template");
+            let style = ProgressStyle::with_template("{spinner:.cyan} {elapsed:>4} {wide_msg}").expect("valid template");
             for m in &dd.spec.media_types {
                 let bar = multi.add(ProgressBar::new_spinner().with_style(style.clone()));
                 bar.set_message(format!("{:<12} Pending", m.as_str()));
@@ -126,7 +145,7 @@ impl View {
             Some(m) => {
                 let _ = m.println(text);
             }
-            None => eprintln!("{text}"),
+            None => err!("{text}"),
         }
     }
 
@@ -154,7 +173,7 @@ impl View {
                 }
                 if ended_now {
                     let mark = if m.phase == MediaPhase::Succeeded { "✔" } else { "✘" };
-                    bar.set_style(ProgressStyle::with_template("{prefix} {msg}  {elapsed}").expect("valid template"));
+                    bar.set_style(ProgressStyle::with_template("{prefix} {elapsed:>4} {wide_msg}").expect("valid template"));
                     bar.set_prefix(mark);
                     bar.finish_with_message(text);
                 } else if !bar.is_finished() {
@@ -163,7 +182,7 @@ impl View {
             } else {
                 // without a terminal: a line whenever something but the clock changed
                 if self.last.get(&media) != Some(&text) {
-                    eprintln!("{text}  {}", clock(elapsed));
+                    err!("{text}  {}", clock(elapsed));
                     self.last.insert(media, text);
                 }
             }
@@ -194,15 +213,25 @@ impl View {
 
     fn table(&self, dd: &DataDump, stopped: bool) {
         let status = dd.status.clone().unwrap_or_default();
-        println!();
-        println!(
+        out!();
+        out!(
             "{:<12} {:<12} {:>8} {:>6} {:>10} {:>11} {:>8}  LOCATION",
-            "MEDIA", "PHASE", "ATTEMPTS", "FILES", "ROWS", "BYTES", "ELAPSED"
+            "MEDIA",
+            "PHASE",
+            "ATTEMPTS",
+            "FILES",
+            "ROWS",
+            "BYTES",
+            "ELAPSED"
         );
         for m in &status.media {
             let media = m.media_type.as_str();
-            let phase = if stopped && !m.phase.is_terminal() && m.attempt > 0 { "Interrupted".into() } else { phase(m) };
-            println!(
+            let phase = if stopped && !m.phase.is_terminal() && m.attempt > 0 {
+                "Interrupted".into()
+            } else {
+                phase(m)
+            };
+            out!(
                 "{:<12} {:<12} {:>8} {:>6} {:>10} {:>11} {:>8}  {}",
                 media,
                 phase,
@@ -214,14 +243,14 @@ impl View {
                 m.s3_uri.clone().unwrap_or_default()
             );
             if m.phase == MediaPhase::Failed {
-                println!(
+                out!(
                     "{:<12} {}: {}",
                     "",
                     m.reason.clone().unwrap_or_else(|| "Failed".into()),
                     m.message.clone().unwrap_or_default()
                 );
                 if let (Some(w), Some(id)) = (&self.workdir, &m.instance_id) {
-                    println!("{:<12} worker log: {}", "", w.join(id).join("work/worker.log").display());
+                    out!("{:<12} worker log: {}", "", w.join(id).join("work/worker.log").display());
                 }
             }
         }
@@ -231,14 +260,14 @@ impl View {
     pub fn finish(&mut self, dd: &DataDump, failures: &[FailureDetail]) {
         self.clear();
         for f in failures {
-            eprintln!("last lines of the {} worker's log:", f.media_type);
+            err!("last lines of the {} worker's log:", f.media_type);
             for l in &f.log_tail {
-                eprintln!("  | {l}");
+                err!("  | {l}");
             }
         }
         self.table(dd, false);
         let status = dd.status.clone().unwrap_or_default();
-        println!(
+        out!(
             "{:?} after {}: {}",
             status.phase,
             clock(self.started.elapsed()),
@@ -259,19 +288,19 @@ impl View {
         } else {
             format!("terminated {} worker(s): {}", terminated.len(), terminated.join(", "))
         };
-        println!("{why} after {}: {what}; staged credentials deleted", clock(self.started.elapsed()));
+        out!("{why} after {}: {what}; staged credentials deleted", clock(self.started.elapsed()));
     }
 
     /// Exiting before cleanup finished: says what may be left.
     pub fn finish_abandoned(&mut self, dd: &DataDump, live: &[String], staged: &[String]) {
         self.clear();
         self.table(dd, true);
-        println!("exited before cleanup finished after {}", clock(self.started.elapsed()));
+        out!("exited before cleanup finished after {}", clock(self.started.elapsed()));
         if !live.is_empty() {
-            println!("may still be running: {}", live.join(", "));
+            out!("may still be running: {}", live.join(", "));
         }
         if !staged.is_empty() {
-            println!("staged credentials may remain in SSM: {}", staged.join(", "));
+            out!("staged credentials may remain in SSM: {}", staged.join(", "));
         }
     }
 }

@@ -323,6 +323,9 @@ finish() {
   fi
   progress finishing
   put _manifest.json "$(manifest_json)"
+  # Committing: a stop request now must not add a _failure next to the _success being written
+  # (the controller terminates the worker as soon as it sees _success).
+  trap '' TERM INT HUP
   put _success "$(success_json)"
   DONE=1
 }
