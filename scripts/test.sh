@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$HOME/.cargo/bin:$PATH"
-cargo test --all-targets "$@"
+cargo test --locked "$@"
