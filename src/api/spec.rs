@@ -286,8 +286,8 @@ pub struct Odbc2ParquetSpec {
     #[schemars(range(min = 1, max = 16777216))]
     pub column_length_limit: Option<u32>,
 
-    /// Rows fetched per batch (`--batch-size-row`). Default: odbc2parquet's, bounded by 64 MiB
-    /// of memory per batch.
+    /// Rows per batch, i.e. per Parquet row group (`--batch-size-row`). Default: as many as fit
+    /// in 1 GiB of fetch buffers (`--batch-size-memory=1GiB`, overridable in `extraArgs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000000))]
     pub batch_size_rows: Option<u32>,

@@ -17,8 +17,13 @@ use crate::api::Odbc2ParquetSpec;
 
 /// The default `--column-length-limit`: 64 KiB per text, jsonb or array value.
 pub const DEFAULT_COLUMN_LENGTH_LIMIT: u32 = 65_536;
-/// The default `--batch-size-memory` (about 200 MiB peak RSS in total with cursor fetching).
-pub const DEFAULT_BATCH_SIZE_MEMORY: &str = "64MiB";
+/// The default `--batch-size-memory`. Each batch becomes one Parquet row group, and with 64 KiB
+/// per text/jsonb/array value a catalog-shaped row needs ~1 MiB of buffer: 64 MiB made row
+/// groups of 63 rows, a 54 MiB footer per 1M rows and memory that grew with the row count
+/// (639 MiB at 1M rows). 1 GiB gives ~1,000-row groups, output as small as odbc2parquet's own
+/// defaults, and ~2 GiB peak RSS on 1M rows, well within the default m7g.xlarge's 16 GiB
+/// (benches/dump_throughput.rs). Smaller instances can lower it with `extraArgs`.
+pub const DEFAULT_BATCH_SIZE_MEMORY: &str = "1GiB";
 /// Rows the driver fetches per cursor round trip (`Fetch=`).
 pub const FETCH_ROWS: u32 = 20_000;
 
@@ -104,7 +109,7 @@ mod tests {
         assert_eq!(
             args,
             [
-                "--batch-size-memory=64MiB",
+                "--batch-size-memory=1GiB",
                 "--file-size-threshold=2GiB",
                 "--column-compression-default=zstd",
                 "--column-length-limit=65536"
