@@ -52,8 +52,10 @@ impl<C: Compute> InstanceCache<C> {
             .is_some_and(|s| s.generation == self.mutations.load(Ordering::SeqCst) && s.taken_at.elapsed() < self.max_age);
         if !fresh {
             let generation = self.mutations.load(Ordering::SeqCst);
-            let taken_at = Instant::now();
             let all = self.inner.instances(InstanceFilter::Managed).await?;
+            // aged from the answer, not the request: when one fleet-wide describe takes longer
+            // than max_age, every caller queued behind it would otherwise refresh again in turn
+            let taken_at = Instant::now();
             let mut by_owner: HashMap<String, Vec<Instance>> = HashMap::new();
             for i in all {
                 by_owner.entry(i.owner_uid.clone()).or_default().push(i);

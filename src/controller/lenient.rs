@@ -7,9 +7,9 @@
 use futures::{Stream, StreamExt};
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use tracing::warn;
 
 use crate::api::DataDump;
@@ -39,7 +39,11 @@ fn typed_event(event: Event<DynamicObject>) -> Option<Event<DataDump>> {
 }
 
 /// The applied DataDumps of `api` (which must point at DataDumps), kept in `writer`'s store.
-pub fn watch(api: Api<DynamicObject>, config: watcher::Config, writer: Writer<DataDump>) -> impl Stream<Item = Result<DataDump, watcher::Error>> + Send {
+pub fn watch(
+    api: Api<DynamicObject>,
+    config: watcher::Config,
+    writer: Writer<DataDump>,
+) -> impl Stream<Item = Result<DataDump, watcher::Error>> + Send {
     let events = watcher::watcher(api, config).filter_map(|r| std::future::ready(r.map(typed_event).transpose()));
     reflector::reflector(writer, events).applied_objects()
 }

@@ -23,7 +23,10 @@ fn media_phase(d: &DataDump, m: &str) -> Option<MediaPhase> {
 }
 
 fn condition(d: &DataDump, t: &str) -> Option<(String, String, String)> {
-    d.status.as_ref()?.condition(t).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    d.status
+        .as_ref()?
+        .condition(t)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 /// DataDumps as untyped objects: the stand-in stores whatever JSON it is given (it does not
@@ -50,7 +53,13 @@ async fn create_raw(w: &World, name: &str, body: Value) -> String {
         obj[k] = v.clone();
     }
     let obj: DynamicObject = serde_json::from_value(obj).unwrap();
-    raw_dumps(w).create(&PostParams::default(), &obj).await.unwrap().metadata.uid.unwrap()
+    raw_dumps(w)
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap()
 }
 
 /// Objects a real API server's schema would refuse, but which an older CRD, a missing schema or
@@ -91,12 +100,17 @@ fn malformed() -> Vec<(&'static str, Value)> {
 async fn complete(w: &World, name: &str, media: &[&str]) -> DataDump {
     let wanted: Vec<String> = media.iter().map(|m| m.to_string()).collect();
     let dd = w
-        .wait_dump(name, "media types running", move |d| wanted.iter().all(|m| media_phase(d, m) == Some(MediaPhase::Running)))
+        .wait_dump(name, "media types running", move |d| {
+            wanted.iter().all(|m| media_phase(d, m) == Some(MediaPhase::Running))
+        })
         .await;
     for m in media {
         w.write_success(&dd, m, &[3]).await;
     }
-    w.wait_dump(name, "Succeeded", |d| d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)).await
+    w.wait_dump(name, "Succeeded", |d| {
+        d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +136,11 @@ async fn malformed_objects_neither_crash_the_controller_nor_block_valid_ones() {
     // and a valid object whose status someone overwrote with garbage
     let garbled = w.create("garbled-status", "mediaTypes: [audio]").await;
     raw_dumps(&w)
-        .patch_status("garbled-status", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Exploded", "media": "x", "startTime": 5}})))
+        .patch_status(
+            "garbled-status",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Exploded", "media": "x", "startTime": 5}})),
+        )
         .await
         .unwrap();
     bad.insert("garbled-status".into(), garbled.uid().unwrap());
@@ -225,9 +243,17 @@ fn job_values(user_data: &str) -> (BTreeMap<String, String>, Vec<String>) {
         .arg(&script)
         .output()
         .unwrap();
-    assert!(out.status.success(), "sourcing the user data failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sourcing the user data failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers, vec![std::ffi::OsString::from("user-data.sh")], "a job value ran as shell code");
+    assert_eq!(
+        leftovers,
+        vec![std::ffi::OsString::from("user-data.sh")],
+        "a job value ran as shell code"
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let mut parts = text.split('\0');
     let (mut job, mut args) = (BTreeMap::new(), Vec::new());
@@ -274,7 +300,11 @@ fn hostile_strings_are_refused_by_field_or_rendered_as_data() {
                     for e in &errors {
                         let shown = e.to_string();
                         assert!(shown.chars().count() <= 1024, "{field}: {} characters", shown.chars().count());
-                        assert!(e.field.starts_with(&dotted), "{field} = {value:.40?}: error names {} instead", e.field);
+                        assert!(
+                            e.field.starts_with(&dotted),
+                            "{field} = {value:.40?}: error names {} instead",
+                            e.field
+                        );
                     }
                 }
                 Ok(()) => {
@@ -332,8 +362,17 @@ fn the_cli_refuses_hostile_documents_without_panicking() {
     }
     let file = dir.path().join("hostile.yaml");
     std::fs::write(&file, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_datadump")).args(["validate", "-f"]).arg(&file).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "invalid, not a crash: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_datadump"))
+        .args(["validate", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "invalid, not a crash: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.lines().count() >= hostile().len());
     for line in stdout.lines() {
@@ -356,14 +395,22 @@ async fn hostile_strings_through_the_controller() {
     let query = format!("SELECT * FROM {{media_type}} WHERE a <> '{}' AND b <> '{}'", values[0], values[6]);
     spec["query"] = json!(query);
     spec["odbc2parquet"]["extraArgs"] = json!([place("/odbc2parquet/extraArgs/0", &values[1])]);
-    let tags: BTreeMap<String, String> = values.iter().enumerate().filter(|(_, v)| !v.contains('\r')).map(|(i, v)| (format!("t{i}"), v.clone())).collect();
+    let tags: BTreeMap<String, String> = values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.contains('\r'))
+        .map(|(i, v)| (format!("t{i}"), v.clone()))
+        .collect();
     spec["instance"]["tags"] = json!(tags);
     let ok_uid = create_raw(&w, "hostile-ok", json!({"spec": spec})).await;
 
     // refused: hostile values in every checked field, and 1 MiB values
     let mut bad = full_spec();
     for (i, field) in STRING_FIELDS.iter().enumerate() {
-        if !matches!(*field, "/query" | "/odbc2parquet/extraArgs/0" | "/instance/tags/team" | "/timeout" | "/instance/keyName") {
+        if !matches!(
+            *field,
+            "/query" | "/odbc2parquet/extraArgs/0" | "/instance/tags/team" | "/timeout" | "/instance/keyName"
+        ) {
             *bad.pointer_mut(field).unwrap() = json!(place(field, &values[i % values.len()]));
         }
     }
@@ -377,16 +424,26 @@ async fn hostile_strings_through_the_controller() {
     let big_uid = create_raw(&w, "hostile-huge", json!({"spec": big})).await;
 
     for name in ["hostile-refused", "hostile-huge"] {
-        let d = w.wait_dump(name, "SpecValid=False", |d| condition(d, "SpecValid").is_some_and(|c| c.0 == "False")).await;
+        let d = w
+            .wait_dump(name, "SpecValid=False", |d| {
+                condition(d, "SpecValid").is_some_and(|c| c.0 == "False")
+            })
+            .await;
         let (_, reason, message) = condition(&d, "SpecValid").unwrap();
         assert_eq!(reason, "InvalidSpec");
         for line in message.lines() {
-            assert!(line.chars().count() <= 1024, "{name}: a condition line of {} characters", line.chars().count());
+            assert!(
+                line.chars().count() <= 1024,
+                "{name}: a condition line of {} characters",
+                line.chars().count()
+            );
         }
         assert!(message.len() < 64 * 1024, "{name}: condition message of {} bytes", message.len());
         assert!(d.status.as_ref().unwrap().message.as_ref().unwrap().len() < 4096);
     }
-    let dd = w.wait_dump("hostile-ok", "running", |d| media_phase(d, "image") == Some(MediaPhase::Running)).await;
+    let dd = w
+        .wait_dump("hostile-ok", "running", |d| media_phase(d, "image") == Some(MediaPhase::Running))
+        .await;
     let instances = w.instances(&ok_uid).await;
     assert_eq!(instances.len(), 1);
     let (job, args) = job_values(instances[0].user_data.as_deref().unwrap());
@@ -396,9 +453,15 @@ async fn hostile_strings_through_the_controller() {
         assert_eq!(instances[0].tags.get(k), Some(v), "tag {k} as the user wrote it");
     }
     w.write_success(&dd, "image", &[1]).await;
-    w.wait_dump("hostile-ok", "Succeeded", |d| d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)).await;
+    w.wait_dump("hostile-ok", "Succeeded", |d| {
+        d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)
+    })
+    .await;
     w.assert_nothing_left_running(&ok_uid).await;
-    assert!(w.instances(&bad_uid).await.is_empty() && w.instances(&big_uid).await.is_empty(), "nothing launched for refused specs");
+    assert!(
+        w.instances(&bad_uid).await.is_empty() && w.instances(&big_uid).await.is_empty(),
+        "nothing launched for refused specs"
+    );
     let events = w.api.objects("events.events.k8s.io", Some(NS));
     for e in &events {
         let note = e["note"].as_str().unwrap_or_default();
@@ -416,7 +479,12 @@ async fn throttled_and_lost_launch_calls_never_duplicate_an_instance() {
     let mut w = World::start().await;
     let proxy = FaultProxy::start(&w.moto.endpoint).await;
     proxy.fail_next("RunInstances", 2, FaultKind::Throttle);
-    proxy.set_faults(Faults::every(2).mix(FaultMix::Alternate).only(&["DescribeInstances"]).latency(Duration::from_millis(5), Duration::from_millis(50)));
+    proxy.set_faults(
+        Faults::every(2)
+            .mix(FaultMix::Alternate)
+            .only(&["DescribeInstances"])
+            .latency(Duration::from_millis(5), Duration::from_millis(50)),
+    );
     start_controller(&mut w, &[("AWS_ENDPOINT_URL", &proxy.url())]);
     let dd = w.create("throttled", "").await;
     let uid = dd.uid().unwrap();
@@ -430,7 +498,9 @@ async fn throttled_and_lost_launch_calls_never_duplicate_an_instance() {
     .await;
     proxy.faults_off();
     let dd_running = w
-        .wait_dump("throttled", "both running", |d| media_phase(d, "image") == Some(MediaPhase::Running) && media_phase(d, "audio") == Some(MediaPhase::Running))
+        .wait_dump("throttled", "both running", |d| {
+            media_phase(d, "image") == Some(MediaPhase::Running) && media_phase(d, "audio") == Some(MediaPhase::Running)
+        })
         .await;
     let instances = w.instances(&uid).await;
     assert_eq!(instances.len(), 2, "one instance per media type: {instances:?}");
@@ -444,20 +514,41 @@ async fn throttled_and_lost_launch_calls_never_duplicate_an_instance() {
     w.write_failure(&dd_running, "image", "ERROR: out of memory").await;
     let retried = w
         .wait_dump("throttled", "image attempt 2 running", |d| {
-            d.status.as_ref().and_then(|s| s.media("image")).is_some_and(|m| m.attempt == 2 && m.phase == MediaPhase::Running)
+            d.status
+                .as_ref()
+                .and_then(|s| s.media("image"))
+                .is_some_and(|m| m.attempt == 2 && m.phase == MediaPhase::Running)
         })
         .await;
     let token2 = retried.status.as_ref().unwrap().media("image").unwrap().token.clone().unwrap();
-    let calls: Vec<_> = proxy.calls().into_iter().filter(|c| c.client_token.as_deref() == Some(token2.as_str())).collect();
-    assert_eq!(calls.len(), 3, "the SDK tried three times, then the controller adopted by tag: {calls:?}");
-    assert_eq!(calls.iter().filter(|c| !c.replayed && c.injected == Some(FaultKind::LostResponse)).count(), 1, "one call reached moto");
+    let calls: Vec<_> = proxy
+        .calls()
+        .into_iter()
+        .filter(|c| c.client_token.as_deref() == Some(token2.as_str()))
+        .collect();
+    assert_eq!(
+        calls.len(),
+        3,
+        "the SDK tried three times, then the controller adopted by tag: {calls:?}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| !c.replayed && c.injected == Some(FaultKind::LostResponse))
+            .count(),
+        1,
+        "one call reached moto"
+    );
     let instances = w.instances(&uid).await;
     assert_eq!(instances.len(), 3, "attempt 2 of image has one instance: {instances:?}");
     assert!(per_token(&instances).values().all(|&n| n == 1), "{:?}", per_token(&instances));
 
     w.write_success(&retried, "image", &[2]).await;
     w.write_success(&retried, "audio", &[2]).await;
-    w.wait_dump("throttled", "Succeeded", |d| d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)).await;
+    w.wait_dump("throttled", "Succeeded", |d| {
+        d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)
+    })
+    .await;
     w.assert_nothing_left_running(&uid).await;
     assert!(proxy.injected() >= 11, "faults were injected: {}", proxy.injected());
     assert_healthy(&w, "after AWS faults").await;
@@ -485,7 +576,9 @@ async fn failing_status_writes_after_a_launch_never_duplicate_it() {
     w.api.fail_next(1, 500, status_patch());
     let before = w.api.requests().len();
     proxy.release();
-    let dd = w.wait_dump("patchy", "running", |d| media_phase(d, "image") == Some(MediaPhase::Running)).await;
+    let dd = w
+        .wait_dump("patchy", "running", |d| media_phase(d, "image") == Some(MediaPhase::Running))
+        .await;
     let failed: Vec<u16> = w.api.requests()[before..]
         .iter()
         .filter(|r| r.resource == "datadumps" && r.subresource.as_deref() == Some("status") && r.verb == "patch" && r.status >= 400)
@@ -495,9 +588,56 @@ async fn failing_status_writes_after_a_launch_never_duplicate_it() {
     assert_eq!(proxy.forwarded("RunInstances"), 1, "RunInstances reached moto once");
     assert_eq!(w.instances(&uid).await.len(), 1);
     w.write_success(&dd, "image", &[5]).await;
-    w.wait_dump("patchy", "Succeeded", |d| d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)).await;
+    w.wait_dump("patchy", "Succeeded", |d| {
+        d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)
+    })
+    .await;
     w.assert_nothing_left_running(&uid).await;
     assert_eq!(w.instances(&uid).await.len(), 1, "exactly one instance");
     assert_eq!(proxy.forwarded("RunInstances"), 1);
     assert_healthy(&w, "after failing status writes").await;
+}
+
+/// Known bug, ignored until fixed (run with `--ignored`): two DataDumps exporting to the same
+/// bucket and prefix on the same day share `PREFIX/DATE/MEDIA/`. A `_success` written by one
+/// dump's worker ends the other dump's running attempt as Succeeded, with the first dump's files,
+/// and its worker is terminated mid-export: the planner checks a `_failure`'s token against the
+/// attempt, but not a `_success`'s (src/plan/media.rs, the Running arm; src/observe.rs).
+#[ignore = "known bug: _success is not checked against the attempt's token; two dumps to one prefix and day collide"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_never_takes_another_dumps_success() {
+    let mut w = World::start().await;
+    let proxy = FaultProxy::start(&w.moto.endpoint).await;
+    start_controller(&mut w, &[("AWS_ENDPOINT_URL", &proxy.url())]);
+    w.create("first", "mediaTypes: [image]").await;
+    w.create("second", "mediaTypes: [image]").await;
+    let first = w
+        .wait_dump("first", "running", |d| media_phase(d, "image") == Some(MediaPhase::Running))
+        .await;
+    w.wait_dump("second", "running", |d| media_phase(d, "image") == Some(MediaPhase::Running))
+        .await;
+    w.write_success(&first, "image", &[7]).await;
+    w.wait_dump("first", "Succeeded", |d| {
+        d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)
+    })
+    .await;
+    // the controller looks at the shared prefix three more times: `second` must still run
+    let lists = || proxy.calls().iter().filter(|c| c.api == "ListObjectsV2").count();
+    let seen = lists();
+    let api = w.dumps();
+    let second = wait_for("three more looks into S3, or second ending", Duration::from_secs(60), || {
+        let n = lists();
+        let api = api.clone();
+        async move {
+            let d = api.get("second").await.ok()?;
+            (n >= seen + 3 || media_phase(&d, "image") != Some(MediaPhase::Running)).then_some(d)
+        }
+    })
+    .await;
+    assert_eq!(
+        media_phase(&second, "image"),
+        Some(MediaPhase::Running),
+        "second's worker still runs: {:?}",
+        second.status
+    );
 }

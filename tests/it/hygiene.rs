@@ -26,7 +26,10 @@ fn needles() -> Vec<(&'static str, String)> {
         ("connection string", connection_string()),
         ("password, base64", b64(PASSWORD)),
         ("connection string, base64", b64(&connection_string())),
-        ("connection string, JSON-escaped", serde_json::to_string(&connection_string()).unwrap().trim_matches('"').to_string()),
+        (
+            "connection string, JSON-escaped",
+            serde_json::to_string(&connection_string()).unwrap().trim_matches('"').to_string(),
+        ),
     ]
 }
 
@@ -51,11 +54,35 @@ async fn the_password_appears_nowhere_the_controller_writes() {
     start_controller(&mut w, &[("DATADUMP_LOG", "trace")]);
 
     // a dump that succeeds, one that fails, one refused, one deleted while it runs
-    let ok = w.create("hygiene-ok", "").await;
-    let bad = w.create("hygiene-fails", "mediaTypes: [image]\nbackoffLimit: 0").await;
-    w.create("hygiene-invalid", "query: SELECT 1").await;
-    let gone = w.create("hygiene-deleted", "mediaTypes: [audio]").await;
-    let running = |m: &'static [&'static str]| move |d: &datadump::api::DataDump| m.iter().all(|m| d.status.as_ref().and_then(|s| s.media(m)).is_some_and(|s| s.phase == MediaPhase::Running));
+    // (each under its own prefix: dumps sharing PREFIX/DATE/MEDIA/ see each other's semaphores)
+    let ok = w.create("hygiene-ok", "destination: {bucket: datasets, prefix: hygiene-ok}").await;
+    let bad = w
+        .create(
+            "hygiene-fails",
+            "mediaTypes: [image]\nbackoffLimit: 0\ndestination: {bucket: datasets, prefix: hygiene-fails}",
+        )
+        .await;
+    w.create(
+        "hygiene-invalid",
+        "query: SELECT 1\ndestination: {bucket: datasets, prefix: hygiene-invalid}",
+    )
+    .await;
+    let gone = w
+        .create(
+            "hygiene-deleted",
+            "mediaTypes: [audio]\ndestination: {bucket: datasets, prefix: hygiene-deleted}",
+        )
+        .await;
+    let running = |m: &'static [&'static str]| {
+        move |d: &datadump::api::DataDump| {
+            m.iter().all(|m| {
+                d.status
+                    .as_ref()
+                    .and_then(|s| s.media(m))
+                    .is_some_and(|s| s.phase == MediaPhase::Running)
+            })
+        }
+    };
     let d = w.wait_dump("hygiene-ok", "running", running(&["image", "audio"])).await;
     w.write_success(&d, "image", &[10, 5]).await;
     w.write_success(&d, "audio", &[3]).await;
@@ -63,9 +90,21 @@ async fn the_password_appears_nowhere_the_controller_writes() {
     w.write_failure(&d, "image", "ERROR: permission denied for table image").await;
     w.wait_dump("hygiene-deleted", "running", running(&["audio"])).await;
     w.delete("hygiene-deleted").await;
-    w.wait_dump("hygiene-ok", "Succeeded", |d| d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)).await;
-    w.wait_dump("hygiene-fails", "Failed", |d| d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Failed)).await;
-    w.wait_dump("hygiene-invalid", "SpecValid=False", |d| d.status.as_ref().and_then(|s| s.condition("SpecValid")).is_some_and(|c| c.status == "False")).await;
+    w.wait_dump("hygiene-ok", "Succeeded", |d| {
+        d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Succeeded)
+    })
+    .await;
+    w.wait_dump("hygiene-fails", "Failed", |d| {
+        d.status.as_ref().is_some_and(|s| s.phase == DumpPhase::Failed)
+    })
+    .await;
+    w.wait_dump("hygiene-invalid", "SpecValid=False", |d| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.condition("SpecValid"))
+            .is_some_and(|c| c.status == "False")
+    })
+    .await;
     let api = w.dumps();
     wait_for("hygiene-deleted gone", Duration::from_secs(90), || {
         let api = api.clone();
@@ -80,7 +119,11 @@ async fn the_password_appears_nowhere_the_controller_writes() {
     haystacks.push(("controller logs (trace)".into(), w.logs()));
     for kind in ["datadumps", "events.events.k8s.io", "events", "leases", "configmaps"] {
         for obj in w.api.objects(kind, None) {
-            let place = format!("{kind} {}/{}", obj["metadata"]["namespace"].as_str().unwrap_or_default(), obj["metadata"]["name"].as_str().unwrap_or_default());
+            let place = format!(
+                "{kind} {}/{}",
+                obj["metadata"]["namespace"].as_str().unwrap_or_default(),
+                obj["metadata"]["name"].as_str().unwrap_or_default()
+            );
             haystacks.push((place, obj.to_string()));
         }
     }
@@ -95,22 +138,44 @@ async fn the_password_appears_nowhere_the_controller_writes() {
     let keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
     assert!(!keys.is_empty());
     for key in keys {
-        let body = w.s3.get_object().bucket(BUCKET).key(&key).send().await.unwrap().body.collect().await.unwrap().into_bytes();
+        let body =
+            w.s3.get_object()
+                .bucket(BUCKET)
+                .key(&key)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes();
         haystacks.push((format!("s3://{BUCKET}/{key}"), String::from_utf8_lossy(&body).into_owned()));
     }
     let metrics = w.metrics().await;
     // not vacuous: the secret did pass through this controller (it staged it) at trace level
-    assert!(metrics.contains("api=\"PutParameter\",outcome=\"ok\""), "the credentials were staged: {metrics:.300}");
+    assert!(
+        metrics.contains("api=\"PutParameter\",outcome=\"ok\""),
+        "the credentials were staged: {metrics:.300}"
+    );
     assert!(w.logs().contains("TRACE"), "the controller logged at trace level");
     haystacks.push(("/metrics".into(), metrics));
     // ── Slack payloads go here once notifications land (the lead adds them): push every body
     // ── the webhook receiver got as ("slack payload N", body).
 
     let total: usize = haystacks.iter().map(|(_, t)| t.len()).sum();
-    eprintln!("hygiene: searched {} places, {} bytes, for {} forms of the secret", haystacks.len(), total, needles().len());
+    eprintln!(
+        "hygiene: searched {} places, {} bytes, for {} forms of the secret",
+        haystacks.len(),
+        total,
+        needles().len()
+    );
     let found = leaks(&haystacks);
     assert!(found.is_empty(), "the secret leaked:\n{}", found.join("\n"));
     // the search is not vacuous: the Secret in the stand-in does hold it
     let secret = w.api.get_object("secrets", NS, "catalog-db").unwrap().to_string();
-    assert!(!leaks(&[("the Secret".into(), secret)]).is_empty(), "the needles match the Secret itself");
+    assert!(
+        !leaks(&[("the Secret".into(), secret)]).is_empty(),
+        "the needles match the Secret itself"
+    );
 }

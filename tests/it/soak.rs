@@ -33,7 +33,10 @@ pub(crate) async fn probe(port: u16, path: &str) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let io = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
         let mut out = String::new();
         stream.read_to_string(&mut out).await.ok()?;
         out.split_whitespace().nth(1)?.parse().ok()
@@ -46,7 +49,11 @@ pub(crate) async fn wait_ready(w: &World) {
     let port = w.http_port().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while probe(port, "/readyz").await != Some(200) {
-        assert!(Instant::now() < deadline, "the controller never became ready; log tail:\n{}", tail(&w.logs(), 30));
+        assert!(
+            Instant::now() < deadline,
+            "the controller never became ready; log tail:\n{}",
+            tail(&w.logs(), 30)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -57,7 +64,11 @@ pub(crate) async fn assert_healthy(w: &World, when: &str) {
     let port = w.http_port().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while probe(port, "/healthz").await != Some(200) {
-        assert!(Instant::now() < deadline, "the controller is not alive {when}; log tail:\n{}", tail(&w.logs(), 30));
+        assert!(
+            Instant::now() < deadline,
+            "the controller is not alive {when}; log tail:\n{}",
+            tail(&w.logs(), 30)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -125,9 +136,23 @@ impl Config {
     fn from_env() -> Self {
         let seed = std::env::var("DATADUMP_SOAK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
         if std::env::var("DATADUMP_SOAK_LONG").is_ok_and(|v| v == "1") {
-            Config { dumps: 40, kills: 12, chaos: Duration::from_secs(240), seed, api_fail_ratio: 0.08, aws_fault_ratio: 0.15 }
+            Config {
+                dumps: 40,
+                kills: 12,
+                chaos: Duration::from_secs(240),
+                seed,
+                api_fail_ratio: 0.08,
+                aws_fault_ratio: 0.15,
+            }
         } else {
-            Config { dumps: 12, kills: 4, chaos: Duration::from_secs(40), seed, api_fail_ratio: 0.08, aws_fault_ratio: 0.15 }
+            Config {
+                dumps: 12,
+                kills: 4,
+                chaos: Duration::from_secs(40),
+                seed,
+                api_fail_ratio: 0.08,
+                aws_fault_ratio: 0.15,
+            }
         }
     }
 }
@@ -154,13 +179,17 @@ struct Log {
     regressions: Vec<String>,
     last_key: BTreeMap<(usize, String), (u32, u32, u8)>,
     terminal_seen: BTreeMap<usize, DumpPhase>,
+    /// token → when the fake worker finishes (it "works" a seeded 0-3 s after it is seen running).
+    due: BTreeMap<String, Instant>,
+    rng: fastrand::Rng,
 }
 
 impl Log {
     /// Looks at every dump once; plays the worker for every attempt that runs and has not been
     /// played yet.
-    async fn tick(&mut self, w: &World, names: &[String]) {
+    async fn tick(&mut self, w: &World, names: &[Option<String>]) {
         for (i, name) in names.iter().enumerate() {
+            let Some(name) = name else { continue };
             // the stand-in fails a share of our reads too; the next tick reads again
             let Ok(Some(d)) = w.dumps().get_opt(name).await else { continue };
             let Some(status) = d.status.as_ref() else { continue };
@@ -178,13 +207,18 @@ impl Log {
                     if let Some(before) = self.last_key.get(&slot)
                         && key < *before
                     {
-                        self.regressions.push(format!("{name}/{media}: (attempt, failed, phase) {before:?} became {key:?}"));
+                        self.regressions
+                            .push(format!("{name}/{media}: (attempt, failed, phase) {before:?} became {key:?}"));
                     }
                     self.last_key.insert(slot, key);
                 }
                 let Some(m) = status.media(media) else { continue };
                 let Some(token) = m.token.clone() else { continue };
                 if m.phase != MediaPhase::Running || self.played.contains_key(&token) {
+                    continue;
+                }
+                let delay = Duration::from_millis(self.rng.u64(0..3_000));
+                if *self.due.entry(token.clone()).or_insert_with(|| Instant::now() + delay) > Instant::now() {
                     continue;
                 }
                 let outcome = script(i, media, m.attempt);
@@ -209,19 +243,39 @@ async fn soak_many_dumps_through_faults_and_restarts() {
     let env = [("AWS_ENDPOINT_URL", url.as_str()), ("DATADUMP_LOG", "info")];
     let mut current = start_controller(&mut w, &env);
 
-    let names: Vec<String> = (0..cfg.dumps).map(|i| format!("soak-{i:02}")).collect();
-    let mut uids = Vec::new();
-    for name in &names {
-        uids.push(w.create(name, "backoffLimit: 1").await.uid().unwrap());
-    }
+    let all_names: Vec<String> = (0..cfg.dumps).map(|i| format!("soak-{i:02}")).collect();
+    // a third of the dumps at once, the rest one by one over the first half of the faults, so
+    // that every stage of the lifecycle meets the faults
+    let first = cfg.dumps.div_ceil(3);
+    let spacing = cfg.chaos / 2 / (cfg.dumps - first).max(1) as u32;
+    let create_at: Vec<Duration> = (0..cfg.dumps)
+        .map(|i| {
+            if i < first {
+                Duration::ZERO
+            } else {
+                spacing * (i - first + 1) as u32
+            }
+        })
+        .collect();
+    let mut names: Vec<Option<String>> = vec![None; cfg.dumps];
+    let mut uids: Vec<Option<String>> = vec![None; cfg.dumps];
 
     // faults on
-    proxy.set_faults(Faults::seeded(cfg.aws_fault_ratio, cfg.seed).mix(FaultMix::Alternate).latency(Duration::ZERO, Duration::from_millis(60)));
+    proxy.set_faults(
+        Faults::seeded(cfg.aws_fault_ratio, cfg.seed)
+            .mix(FaultMix::Alternate)
+            .latency(Duration::ZERO, Duration::from_millis(60)),
+    );
     w.api.set_fail_ratio(cfg.api_fail_ratio, 500);
-    let mut kill_at: Vec<Duration> = (0..cfg.kills).map(|_| Duration::from_millis(rng.u64(2_000..cfg.chaos.as_millis() as u64))).collect();
+    let mut kill_at: Vec<Duration> = (0..cfg.kills)
+        .map(|_| Duration::from_millis(rng.u64(2_000..cfg.chaos.as_millis() as u64)))
+        .collect();
     kill_at.sort();
     kill_at.reverse();
-    let mut log = Log::default();
+    let mut log = Log {
+        rng: fastrand::Rng::with_seed(cfg.seed + 1),
+        ..Log::default()
+    };
     let (mut kills, mut self_exits, mut watch_drops) = (0, 0, 0);
     let mut next_drop = Duration::from_secs(3);
     let mut next_flip = Duration::from_secs(5);
@@ -229,10 +283,40 @@ async fn soak_many_dumps_through_faults_and_restarts() {
     let mut next_probe = Duration::from_secs(5);
     let mut last_start = Instant::now();
     let chaos_start = Instant::now();
+    let mut all_terminal_at: Option<Duration> = None;
     // bounded: the chaos window, then every dump terminal or a deadline
     while chaos_start.elapsed() < cfg.chaos {
         let t = chaos_start.elapsed();
+        for i in 0..cfg.dumps {
+            if names[i].is_none() && t >= create_at[i] {
+                // each under its own prefix: dumps sharing PREFIX/DATE/MEDIA/ see each other's
+                // semaphores. The stand-in fails a share of our writes too: try again next tick.
+                let spec = serde_json::json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDump",
+                    "metadata": {"name": all_names[i], "namespace": crate::support::cluster::NS},
+                    "spec": {"mediaTypes": MEDIA, "backoffLimit": 1, "destination": {"bucket": "datasets", "prefix": all_names[i]},
+                        "database": {"connectionSecretRef": {"name": "catalog-db", "key": "connectionString"}},
+                        "instance": {"iamInstanceProfile": "datadump-worker", "instanceType": "t4g.nano", "ebsVolumeSizeGb": 8}}});
+                let dd: DataDump = serde_json::from_value(spec).unwrap();
+                match w.dumps().create(&Default::default(), &dd).await {
+                    Ok(created) => {
+                        uids[i] = created.uid();
+                        names[i] = Some(all_names[i].clone());
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        // created, but the answer was lost to an injected fault
+                        if let Ok(got) = w.dumps().get(&all_names[i]).await {
+                            uids[i] = got.uid();
+                            names[i] = Some(all_names[i].clone());
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
         log.tick(&w, &names).await;
+        if log.terminal_seen.len() == cfg.dumps && all_terminal_at.is_none() {
+            all_terminal_at = Some(t);
+        }
         if t >= next_drop {
             w.api.drop_watches();
             watch_drops += 1;
@@ -271,16 +355,26 @@ async fn soak_many_dumps_through_faults_and_restarts() {
     let drain_deadline = Instant::now() + Duration::from_secs(120);
     loop {
         log.tick(&w, &names).await;
-        if log.terminal_seen.len() == names.len() {
+        if log.terminal_seen.len() == cfg.dumps {
             break;
         }
         if Instant::now() > drain_deadline {
-            let pending: Vec<_> = names.iter().enumerate().filter(|(i, _)| !log.terminal_seen.contains_key(i)).map(|(_, n)| n.clone()).collect();
-            panic!("dumps not terminal 120 s after the faults stopped: {pending:?}\n{}", tail(&w.logs(), 40));
+            let pending: Vec<_> = all_names
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !log.terminal_seen.contains_key(i))
+                .map(|(_, n)| n.clone())
+                .collect();
+            panic!(
+                "dumps not terminal 120 s after the faults stopped: {pending:?}\n{}",
+                tail(&w.logs(), 40)
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let drained = chaos_start.elapsed();
+    let names: Vec<String> = names.into_iter().map(|n| n.expect("every dump was created")).collect();
+    let uids: Vec<String> = uids.into_iter().map(|u| u.expect("every dump has a uid")).collect();
 
     // the verdict
     let mut launched = 0;
@@ -293,7 +387,10 @@ async fn soak_many_dumps_through_faults_and_restarts() {
         // waited for as every scenario does
         let instances = w.instances(uid).await;
         launched += instances.len();
-        left_live += instances.iter().filter(|x| matches!(x.state.as_str(), "pending" | "running" | "stopping" | "stopped")).count();
+        left_live += instances
+            .iter()
+            .filter(|x| matches!(x.state.as_str(), "pending" | "running" | "stopping" | "stopped"))
+            .count();
         duplicates += per_token(&instances).values().map(|n| n - 1).sum::<usize>();
         let d = w.dumps().get(name).await.unwrap();
         let status = d.status.clone().unwrap_or_default();
@@ -306,7 +403,10 @@ async fn soak_many_dumps_through_faults_and_restarts() {
                 continue;
             };
             if m.phase != phase || m.attempt != attempts || m.failed_attempts != attempts - u32::from(phase == MediaPhase::Succeeded) {
-                lost.push(format!("{name}/{media}: {:?} attempt {} failed {} (want {phase:?} attempt {attempts})", m.phase, m.attempt, m.failed_attempts));
+                lost.push(format!(
+                    "{name}/{media}: {:?} attempt {} failed {} (want {phase:?} attempt {attempts})",
+                    m.phase, m.attempt, m.failed_attempts
+                ));
             }
             match outcome {
                 Outcome::Success(rows) => {
@@ -322,7 +422,12 @@ async fn soak_many_dumps_through_faults_and_restarts() {
                 }
             }
             // every attempt the worker finished has exactly one instance
-            let played: Vec<&String> = log.played.iter().filter(|(_, p)| p.0 == i && p.1 == media).map(|(t, _)| t).collect();
+            let played: Vec<&String> = log
+                .played
+                .iter()
+                .filter(|(_, p)| p.0 == i && p.1 == media)
+                .map(|(t, _)| t)
+                .collect();
             if played.len() != attempts as usize {
                 lost.push(format!("{name}/{media}: played {} attempts, want {attempts}", played.len()));
             }
@@ -346,7 +451,15 @@ async fn soak_many_dumps_through_faults_and_restarts() {
 
     let rows = [
         ("DataDumps (× 2 media types)", format!("{}", names.len())),
-        ("dumps completed (terminal, as scripted)", format!("{}/{} ({succeeded} Succeeded, {} Failed)", log.terminal_seen.len(), names.len(), names.len() - succeeded)),
+        (
+            "dumps completed (terminal, as scripted)",
+            format!(
+                "{}/{} ({succeeded} Succeeded, {} Failed)",
+                log.terminal_seen.len(),
+                names.len(),
+                names.len() - succeeded
+            ),
+        ),
         ("worker attempts played", format!("{}", log.played.len())),
         ("instances launched", format!("{launched}")),
         ("duplicate instances per token", format!("{duplicates}")),
@@ -358,8 +471,18 @@ async fn soak_many_dumps_through_faults_and_restarts() {
         ("panics in controller logs", format!("{panicked}")),
         ("API stand-in answers 500/409 (injected + conflicts)", format!("{api_faults}")),
         ("watch drops", format!("{watch_drops}")),
-        ("AWS faults injected / AWS calls during faults", format!("{aws_faults} / {chaos_calls}")),
-        ("faults on, then until all terminal", format!("{:.0} s, {:.0} s", cfg.chaos.as_secs_f64(), drained.as_secs_f64())),
+        (
+            "AWS faults injected / AWS calls during faults",
+            format!("{aws_faults} / {chaos_calls}"),
+        ),
+        (
+            "faults on for; all dumps terminal at",
+            format!(
+                "{:.0} s; {:.0} s",
+                cfg.chaos.as_secs_f64(),
+                all_terminal_at.unwrap_or(drained).as_secs_f64()
+            ),
+        ),
         ("total wall time", format!("{:.0} s", started.elapsed().as_secs_f64())),
     ];
     eprintln!("\nsoak (seed {}):\n| measure | value |\n|---|---|", cfg.seed);

@@ -11,7 +11,13 @@
 //!   of calls (every Nth, or seeded pseudo-random): throttling as each service really says it
 //!   (EC2: 503 `RequestLimitExceeded` XML; S3: 503 `SlowDown` XML; SSM/JSON: 400
 //!   `ThrottlingException`), or a 500 `InternalError`. Faults can be limited to some APIs, and
-//!   one-off faults queued for a named API with [`FaultProxy::fail_next`].
+//!   one-off faults queued for a named API with [`FaultProxy::fail_next`]. A
+//!   [`FaultKind::LostResponse`] forwards the call (it takes effect) and still answers 500;
+//! - optionally **held** ([`FaultProxy::hold`]): forwarded, but answered only on
+//!   [`FaultProxy::release`], so a test can act while the caller waits for the answer;
+//! - with [`FaultProxy::honour_client_token`], answered as EC2 answers a repeated RunInstances
+//!   `ClientToken` (moto ignores the token): from the first successful answer, without a second
+//!   instance. Off by default, so the controller's own adopt-by-tag logic is what tests prove.
 //!
 //! The AWS SDK retries throttling and 5xx itself (standard retry mode), as it would against
 //! real AWS; each of its attempts is one call here.
@@ -149,6 +155,10 @@ pub struct Call {
     pub method: String,
     /// The request path.
     pub path: String,
+    /// The raw query string (S3: `list-type=2&prefix=…`).
+    pub query: String,
+    /// The `InstanceId.N` values of an EC2 call (TerminateInstances, DescribeInstances by id).
+    pub instance_ids: Vec<String>,
     /// When the call arrived (wall clock, comparable with S3 `LastModified`).
     pub at: SystemTime,
     /// EC2's `ClientToken` of a RunInstances call.
@@ -164,6 +174,9 @@ pub struct Call {
 
 struct Inner {
     upstream: SocketAddr,
+    /// Bounds the connections to moto (its threaded server drops connections beyond its listen
+    /// backlog, which a thousand concurrent reconciles would otherwise hit).
+    upstream_slots: tokio::sync::Semaphore,
     faults: Mutex<State_>,
     calls: Mutex<Vec<Call>>,
     /// RunInstances answers by ClientToken, when EC2's idempotency is emulated.
@@ -211,6 +224,7 @@ impl FaultProxy {
         let addr = listener.local_addr().expect("local address");
         let inner = Arc::new(Inner {
             upstream,
+            upstream_slots: tokio::sync::Semaphore::new(UPSTREAM_CONNECTIONS),
             faults: Mutex::new(State_ {
                 faults: Faults::none(),
                 seen: 0,
@@ -381,6 +395,19 @@ fn form_value(text: &[u8], key: &str) -> Option<String> {
         .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')).map(str::to_string))
 }
 
+/// The values of every `PREFIXn=` key in a form body (`InstanceId.1=i-1&InstanceId.2=i-2`).
+fn form_values(text: &[u8], prefix: &str) -> Vec<String> {
+    let Ok(text) = std::str::from_utf8(text) else { return Vec::new() };
+    text.split('&')
+        .filter_map(|kv| kv.strip_prefix(prefix))
+        .filter_map(|rest| {
+            rest.split_once('=')
+                .filter(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+                .map(|(_, v)| v.to_string())
+        })
+        .collect()
+}
+
 /// The API name of a call, as the SDK names the operation.
 fn api_of(service: Service, method: &Method, path: &str, query: &str, headers: &HeaderMap, body: &[u8]) -> String {
     match service {
@@ -513,6 +540,9 @@ fn fault_response(service: Service, kind: FaultKind, method: &Method, n: usize) 
         .expect("static response parts")
 }
 
+/// Concurrent connections to moto at most.
+const UPSTREAM_CONNECTIONS: usize = 32;
+
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -549,6 +579,12 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
             api: api.clone(),
             method: parts.method.to_string(),
             path: path.clone(),
+            query: query.clone(),
+            instance_ids: if service == Service::Ec2 {
+                form_values(&body, "InstanceId.")
+            } else {
+                Vec::new()
+            },
             at: SystemTime::now(),
             client_token: client_token.clone(),
             injected: fault,
@@ -582,7 +618,10 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         }
         (_, None) => {
             let target = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or(path);
-            let result = forward(inner.upstream, &parts.method, &target, &parts.headers, &body).await;
+            let result = {
+                let _slot = inner.upstream_slots.acquire().await.expect("the semaphore is never closed");
+                forward(inner.upstream, &parts.method, &target, &parts.headers, &body).await
+            };
             if let (Ok(raw), Some(t)) = (&result, &client_token)
                 && raw.status == 200
                 && let Some(m) = inner.tokens.lock().expect("tokens lock").as_mut()
@@ -721,6 +760,8 @@ fn parse_response(raw: &[u8], head_request: bool) -> std::io::Result<Raw> {
 
 #[cfg(test)]
 mod tests {
+    // (also compiled, test functions left out, into the benchmarks that include this harness)
+    #[allow(unused_imports)]
     use super::*;
 
     #[test]
