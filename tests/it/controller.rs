@@ -137,14 +137,7 @@ async fn failure_is_retried_with_a_new_token_then_fails_with_the_workers_message
     let dd = running(&w, "flaky", &["image"]).await;
     let first = dd.status.as_ref().unwrap().media("image").unwrap().token.clone().unwrap();
     w.write_failure(&dd, "image", "ERROR: relation \"image\" does not exist").await;
-    let dd = w
-        .wait_dump("flaky", "second attempt running", |d| {
-            d.status
-                .as_ref()
-                .and_then(|s| s.media("image"))
-                .is_some_and(|m| m.attempt == 2 && m.phase == MediaPhase::Running)
-        })
-        .await;
+    let dd = w.wait_attempt_running("flaky", "image", 2).await;
     let second = dd.status.as_ref().unwrap().media("image").unwrap().token.clone().unwrap();
     assert_ne!(first, second);
     w.write_failure(&dd, "image", "ERROR: connection refused").await;
@@ -301,14 +294,7 @@ async fn suspend_terminates_and_resume_relaunches() {
     assert_eq!(d.status.as_ref().unwrap().media("image").unwrap().failed_attempts, 0);
     w.assert_nothing_left_running(&uid).await;
     w.patch_spec("pause", json!({"suspend": false})).await;
-    let dd = w
-        .wait_dump("pause", "attempt 2 running", |d| {
-            d.status
-                .as_ref()
-                .and_then(|s| s.media("image"))
-                .is_some_and(|m| m.attempt == 2 && m.phase == MediaPhase::Running)
-        })
-        .await;
+    let dd = w.wait_attempt_running("pause", "image", 2).await;
     w.write_success(&dd, "image", &[4]).await;
     w.wait_dump("pause", "Succeeded", |d| phase(d) == Some(DumpPhase::Succeeded)).await;
     w.assert_nothing_left_running(&uid).await;

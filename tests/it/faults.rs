@@ -512,14 +512,7 @@ async fn throttled_and_lost_launch_calls_never_duplicate_an_instance() {
     proxy.honour_client_token(true);
     proxy.fail_next("RunInstances", 3, FaultKind::LostResponse);
     w.write_failure(&dd_running, "image", "ERROR: out of memory").await;
-    let retried = w
-        .wait_dump("throttled", "image attempt 2 running", |d| {
-            d.status
-                .as_ref()
-                .and_then(|s| s.media("image"))
-                .is_some_and(|m| m.attempt == 2 && m.phase == MediaPhase::Running)
-        })
-        .await;
+    let retried = w.wait_attempt_running("throttled", "image", 2).await;
     let token2 = retried.status.as_ref().unwrap().media("image").unwrap().token.clone().unwrap();
     let calls: Vec<_> = proxy
         .calls()

@@ -72,17 +72,7 @@ async fn one_slack_message_with_the_s3_prefixes_and_a_dataset_card() {
         .unwrap();
     assert_eq!(uri, format!("s3://{BUCKET}/{card_key}"));
     let card =
-        w.s3.get_object()
-            .bucket(BUCKET)
-            .key(&card_key)
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
+        w.get_object(&card_key).await;
     let card = String::from_utf8(card.to_vec()).unwrap();
     assert!(card.starts_with("---\nconfigs:\n"), "{card}");
     assert!(

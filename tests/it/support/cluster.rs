@@ -414,6 +414,22 @@ impl World {
         self.s3.put_object().bucket(BUCKET).key(key).body(body.into()).send().await.unwrap();
     }
 
+    /// One object's body.
+    pub async fn get_object(&self, key: &str) -> Vec<u8> {
+        self.s3.get_object().bucket(BUCKET).key(key).send().await.unwrap().body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
+    /// Waits until `media` runs its attempt number `attempt`.
+    pub async fn wait_attempt_running(&self, name: &str, media: &str, attempt: u32) -> DataDump {
+        self.wait_dump(name, &format!("{media} attempt {attempt} running"), |d| {
+            d.status
+                .as_ref()
+                .and_then(|s| s.media(media))
+                .is_some_and(|m| m.attempt == attempt && m.phase == datadump::api::MediaPhase::Running)
+        })
+        .await
+    }
+
     /// Every key in the bucket.
     pub async fn keys(&self) -> Vec<String> {
         let out = self.s3.list_objects_v2().bucket(BUCKET).send().await.unwrap();
