@@ -66,6 +66,7 @@ struct Row {
     reconciles_per_cycle: f64,
     cpu_per_cycle: Option<f64>,
     completion: Option<Duration>,
+    completion_calls: BTreeMap<String, usize>,
     to_succeeded: (f64, f64),
     rss_steady_kib: Option<u64>,
     hwm_kib: Option<u64>,
@@ -246,11 +247,11 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
         .await;
     tokio::time::sleep(poll + poll / 2).await; // every media type has seen its progress once
     let before = common::histogram(
-        &support::cluster::http_get(port, "/metrics").await,
+        &common::metrics(port).await,
         "datadump_reconcile_duration_seconds",
     );
     let reconciles_before = common::sample(
-        &support::cluster::http_get(port, "/metrics").await,
+        &common::metrics(port).await,
         "datadump_reconciles_total{result=\"ok\"}",
     )
     .unwrap_or(0.0);
@@ -260,7 +261,7 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
     tokio::time::sleep(poll * cycles).await; // the measurement window
     let window = window_start.elapsed();
     let counts = proxy.counts();
-    let metrics = support::cluster::http_get(port, "/metrics").await;
+    let metrics = common::metrics(port).await;
     let after = common::histogram(&metrics, "datadump_reconcile_duration_seconds");
     row.cycles = window.as_secs_f64() / poll.as_secs_f64();
     row.per_cycle = counts.into_iter().map(|(k, v)| (k, v as f64 / row.cycles)).collect();
@@ -277,6 +278,7 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
     row.rss_steady_kib = pid.and_then(|p| common::proc_kib(p, "VmRSS"));
 
     // 3. completion
+    proxy.clear();
     let done_started = Instant::now();
     let written: BTreeMap<(String, String), Instant> = futures::stream::iter(running.iter().flat_map(|d| MEDIA.map(|m| (*d, m))))
         .map(|(d, m)| async move {
@@ -319,6 +321,7 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
     } else {
         row.note = format!("completion stopped after {}: {finished}/{n} succeeded", dur(max_launch));
     }
+    row.completion_calls = proxy.counts().into_iter().collect();
     let detect: Vec<f64> = succeeded_at
         .iter()
         .filter_map(|(k, t)| written.get(k).map(|w| t.saturating_duration_since(*w).as_secs_f64()))
@@ -419,6 +422,10 @@ async fn main() {
     line("completion: all Succeeded after", &|r| r.completion.map_or("n/a".into(), dur));
     line("completion: per media, `_success` → Succeeded p50 / p99", &|r| {
         format!("{} / {}", secs(r.to_succeeded.0), secs(r.to_succeeded.1))
+    });
+    line("completion: DescribeInstances / TerminateInstances / DeleteParameters calls", &|r| {
+        let c = |k: &str| r.completion_calls.get(k).copied().unwrap_or(0);
+        format!("{} / {} / {}", c("DescribeInstances"), c("TerminateInstances"), c("DeleteParameters"))
     });
     line("controller peak RSS (VmHWM)", &|r| mib(r.hwm_kib));
     let notes: Vec<String> = rows

@@ -75,6 +75,8 @@ async fn media_objects<S: ObjectStore>(store: &S, bucket: Bucket<'_>, prefix: &s
     }
     if let Some(meta) = find(contract::SUCCESS) {
         out.success_at = Some(meta.last_modified);
+        let body = store.get(bucket, &meta.key).await?.unwrap_or_default();
+        out.success_token = serde_json::from_slice::<contract::SuccessReport>(&body).ok().map(|r| r.token);
         out.success = Some(verify(store, bucket, prefix).await?);
     }
     Ok(out)

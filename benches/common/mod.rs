@@ -202,3 +202,17 @@ pub fn write_results(name: &str, markdown: &str) -> PathBuf {
     std::fs::write(&path, markdown).unwrap();
     path
 }
+
+/// The controller's `/metrics` text (HTTP/1.0, so the body is never chunked), or empty.
+pub async fn metrics(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.ok()?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        Some(text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
+    };
+    tokio::time::timeout(Duration::from_secs(60), fetch).await.ok().flatten().unwrap_or_default()
+}

@@ -187,14 +187,16 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                     ms.bytes = p.bytes.or(ms.bytes);
                     ms.rows = p.rows.or(ms.rows);
                 }
-                let failure = objs
-                    .and_then(|o| o.failure.as_ref())
-                    .filter(|f| match (&f.token, &ms.token, ms.attempt_start_time) {
-                        (Some(t), Some(mine), _) => t == mine,
-                        (None, _, Some(start)) => f.time.as_second() >= start.as_second(),
-                        _ => false,
-                    });
-                let (outcome, reason, message) = match (objs.and_then(|o| o.success.as_ref()), failure) {
+                // Semaphores count only when this attempt wrote them: by the token in the
+                // report, else by time (another dump or an earlier attempt may share the prefix).
+                let ours = |token: &Option<String>, time: Option<Timestamp>| match (token, &ms.token, ms.attempt_start_time) {
+                    (Some(t), Some(mine), _) => t == mine,
+                    (None, _, Some(start)) => time.is_some_and(|t| t.as_second() >= start.as_second()),
+                    _ => false,
+                };
+                let failure = objs.and_then(|o| o.failure.as_ref()).filter(|f| ours(&f.token, Some(f.time)));
+                let success = objs.filter(|o| ours(&o.success_token, o.success_at)).and_then(|o| o.success.as_ref());
+                let (outcome, reason, message) = match (success, failure) {
                     (Some(Ok(output)), _) => {
                         record_output(ms, output);
                         (

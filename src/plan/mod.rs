@@ -142,8 +142,11 @@ pub struct MediaObjects {
     /// `_success` exists; with the check of its manifest (files present and complete), or the
     /// reason the check failed.
     pub success: Option<Result<Output, String>>,
-    /// When S3 stored `_success` (for the detection-latency metric).
+    /// When S3 stored `_success` (for the detection-latency metric and attempts whose report
+    /// names no token).
     pub success_at: Option<Timestamp>,
+    /// The token of the attempt that wrote `_success`, when its report names one.
+    pub success_token: Option<String>,
     /// `_failure` exists.
     pub failure: Option<FailureSeen>,
     /// The last `_progress.json`.

@@ -83,13 +83,12 @@ fn objects(entries: &[(&str, MediaObjects)]) -> Observed {
     }
 }
 
+/// `_success` of image's attempt 1 with `files` files.
 fn success(files: u64) -> MediaObjects {
     MediaObjects {
-        success: Some(Ok(Output {
-            files,
-            bytes: files * 100,
-            rows: Some(files * 10),
-        })),
+        success: Some(Ok(Output { files, bytes: files * 100, rows: Some(files * 10) })),
+        success_at: Some(at(30)),
+        success_token: Some(token_for(UID, "image", 1)),
         ..Default::default()
     }
 }
@@ -462,7 +461,7 @@ fn incomplete_output_fails_the_attempt_with_the_reason() {
         "image",
         MediaObjects {
             success: Some(Err("image_02.parquet is in the manifest but missing from S3".into())),
-            ..Default::default()
+            ..success(0)
         },
     )]);
     obs.instances = vec![inst("image", 1, InstanceState::Running)];
@@ -559,4 +558,23 @@ fn failed_notifications_back_off_and_give_up() {
     d.status.as_mut().unwrap().notification.as_mut().unwrap().attempts = MAX_NOTIFY_ATTEMPTS;
     let p = plan(&d, &Observed::default(), &ctx(), at(10_000));
     assert!(p.actions.is_empty());
+}
+
+#[test]
+fn another_dumps_success_under_the_same_prefix_is_not_ours() {
+    let d = running("");
+    let mut other = success(5);
+    other.success_token = Some(token_for("another-uid", "image", 1));
+    let mut obs = objects(&[("image", other)]);
+    obs.instances = vec![inst("image", 1, InstanceState::Running)];
+    let p = plan(&d, &obs, &ctx(), at(60));
+    assert_eq!(media(&p, "image").phase, MediaPhase::Running, "our worker keeps running");
+    assert!(terminated(&p).is_empty());
+    // a report without a token counts only when written after this attempt started
+    let mut untagged = success(1);
+    untagged.success_token = None;
+    untagged.success_at = Some(at(-3600));
+    let mut obs = objects(&[("image", untagged)]);
+    obs.instances = vec![inst("image", 1, InstanceState::Running)];
+    assert_eq!(media(&plan(&d, &obs, &ctx(), at(60)), "image").phase, MediaPhase::Running);
 }

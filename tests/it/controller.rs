@@ -14,11 +14,11 @@ fn phase(d: &DataDump) -> Option<DumpPhase> {
     d.status.as_ref().map(|s| s.phase)
 }
 
-fn media_phase(d: &DataDump, m: &str) -> Option<MediaPhase> {
+pub(crate) fn media_phase(d: &DataDump, m: &str) -> Option<MediaPhase> {
     d.status.as_ref().and_then(|s| s.media(m)).map(|m| m.phase)
 }
 
-fn condition(d: &DataDump, t: &str) -> Option<(String, String, String)> {
+pub(crate) fn condition(d: &DataDump, t: &str) -> Option<(String, String, String)> {
     d.status
         .as_ref()?
         .condition(t)

@@ -16,18 +16,9 @@ use crate::soak::{assert_healthy, per_token, start_controller};
 use crate::support::apiserver::FaultMatch;
 use crate::support::cluster::{NS, World};
 use crate::support::faultproxy::{FaultKind, FaultMix, FaultProxy, Faults};
+use crate::controller::{condition, media_phase};
 use crate::support::net::wait_for;
 
-fn media_phase(d: &DataDump, m: &str) -> Option<MediaPhase> {
-    d.status.as_ref().and_then(|s| s.media(m)).map(|m| m.phase)
-}
-
-fn condition(d: &DataDump, t: &str) -> Option<(String, String, String)> {
-    d.status
-        .as_ref()?
-        .condition(t)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
 
 /// DataDumps as untyped objects: the stand-in stores whatever JSON it is given (it does not
 /// evaluate the CRD schema), so this is how malformed objects get in.
@@ -591,12 +582,9 @@ async fn failing_status_writes_after_a_launch_never_duplicate_it() {
     assert_healthy(&w, "after failing status writes").await;
 }
 
-/// Known bug, ignored until fixed (run with `--ignored`): two DataDumps exporting to the same
-/// bucket and prefix on the same day share `PREFIX/DATE/MEDIA/`. A `_success` written by one
-/// dump's worker ends the other dump's running attempt as Succeeded, with the first dump's files,
-/// and its worker is terminated mid-export: the planner checks a `_failure`'s token against the
-/// attempt, but not a `_success`'s (src/plan/media.rs, the Running arm; src/observe.rs).
-#[ignore = "known bug: _success is not checked against the attempt's token; two dumps to one prefix and day collide"]
+/// Two DataDumps exporting to the same bucket and prefix on the same day share
+/// `PREFIX/DATE/MEDIA/`: a `_success` written by one dump's worker must not end the other
+/// dump's running attempt (semaphores are matched to the attempt by their token).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dump_never_takes_another_dumps_success() {
     let mut w = World::start().await;

@@ -3,7 +3,7 @@
 //! and AWS CLI, and moto's S3 and SSM. The tests check what a user would: the exit code, the
 //! output, the objects in S3, the staged credentials, and the processes left on the machine.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -95,7 +95,7 @@ impl World {
             .args(["--poll-interval", "300ms", "--progress-interval", "1"])
             .env_clear()
             .envs(self.moto.child_env())
-            .env("PATH", child_path(&self.moto))
+            .env("PATH", crate::support::moto::worker_path())
             .env("HOME", std::env::var("HOME").unwrap_or_default())
             .env("DATADUMP_CONNECTION_STRING", self.pg.odbc_connection_string(DB))
             // the most verbose logging: even then no secret may reach the output
@@ -169,25 +169,6 @@ impl World {
     }
 }
 
-/// The moto environment's PATH plus wherever odbc2parquet is.
-fn child_path(moto: &Moto) -> String {
-    let path = moto
-        .child_env()
-        .into_iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v)
-        .unwrap_or_default();
-    let mut dirs = vec![path];
-    if let Ok(p) = std::env::var("ODBC2PARQUET") {
-        dirs.push(Path::new(&p).parent().unwrap().display().to_string());
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    dirs.push(format!(
-        "{}/bin",
-        std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo"))
-    ));
-    dirs.join(":")
-}
 
 /// Processes whose command line mentions `needle`, as (pid, process group, command line).
 fn processes_mentioning(needle: &str) -> Vec<(u32, u32, String)> {

@@ -6,7 +6,7 @@
 //! PostgreSQL 15 server binaries; unixODBC with the `PostgreSQL Unicode` driver registered.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -166,7 +166,7 @@ impl World {
         let mut child = tokio::process::Command::new("bash")
             .arg(&user_data)
             .envs(self.moto.child_env())
-            .env("PATH", child_path(&self.moto))
+            .env("PATH", crate::support::moto::worker_path())
             .env("DATADUMP_SHUTDOWN_CMD", &stub)
             .env("DATADUMP_WORKDIR", &workdir)
             .env("DATADUMP_SKIP_INSTALL", "1")
@@ -219,22 +219,6 @@ struct Run {
     workdir: PathBuf,
 }
 
-/// The moto environment's PATH plus wherever odbc2parquet is.
-fn child_path(moto: &Moto) -> String {
-    let path = moto
-        .child_env()
-        .into_iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v)
-        .unwrap_or_default();
-    let mut dirs = vec![path];
-    if let Ok(p) = std::env::var("ODBC2PARQUET") {
-        dirs.push(Path::new(&p).parent().unwrap().display().to_string());
-    }
-    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
-    dirs.push(format!("{cargo_home}/bin"));
-    dirs.join(":")
-}
 
 fn spec(yaml_extra: &str) -> DataDumpSpec {
     serde_yaml::from_str(&format!(

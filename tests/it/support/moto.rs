@@ -132,6 +132,18 @@ impl Moto {
     }
 }
 
+/// `PATH` for a worker script run locally: the venv (`aws`) first, then wherever odbc2parquet
+/// is (`$ODBC2PARQUET`'s folder, `$CARGO_HOME/bin`).
+pub fn worker_path() -> String {
+    let mut dirs = vec![path_with_venv()];
+    if let Ok(p) = std::env::var("ODBC2PARQUET") {
+        dirs.push(std::path::Path::new(&p).parent().unwrap().display().to_string());
+    }
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
+    dirs.push(format!("{cargo_home}/bin"));
+    dirs.join(":")
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
