@@ -97,7 +97,7 @@ aws s3 mb s3://demo-datasets >/dev/null
 echo "moto on $AWS_ENDPOINT_URL, bucket s3://demo-datasets"
 
 step "datadump run --compute local -f manifests/examples/demo.yaml"
-export DATADUMP_CONNECTION_STRING="Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=$PG_PORT;Database=openledger;Uid=exporter;Pwd={${PASSWORD//\}/\}\}}};"
+export DATADUMP_CONNECTION_STRING="host=127.0.0.1 port=$PG_PORT dbname=openledger user=exporter password='${PASSWORD//\'/\\\'}'"
 RUN=("$DATADUMP" run --compute local -f manifests/examples/demo.yaml --workdir "$T/workers" --poll-interval 2s)
 rc=0
 if [ -t 1 ] && [ -t 0 ]; then
@@ -111,7 +111,7 @@ unset DATADUMP_CONNECTION_STRING
 case $rc in
 0) ;;
 130) echo "interrupted"; exit 130 ;;
-*) die "datadump run exited with $rc (worker logs: $T/workers/*/work/worker.log)" ;;
+*) die "datadump run exited with $rc (worker logs: $T/workers/*/console.log)" ;;
 esac
 
 step "aws s3 ls --recursive s3://demo-datasets/"

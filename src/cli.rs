@@ -26,9 +26,12 @@ pub enum Command {
     /// Run one DataDump to completion without a cluster (exit 0 on Succeeded, 1 on Failed,
     /// 130 when interrupted).
     Run(Box<RunCmd>),
-    /// Print the worker script (EC2 user data) for one media type, with placeholders for the
-    /// date, token, deadline and staged parameter, so you can read exactly what will run.
+    /// Print the worker bootstrap (EC2 user data) and its job for one media type, with
+    /// placeholders for the date, token, deadline and staged parameter.
     Render(RenderArgs),
+    /// Run one worker attempt from a job (what the EC2 bootstrap and `run --compute local`
+    /// start): dump one media type to Parquet on S3 and write `_success` or `_failure`.
+    Worker(Box<WorkerCmd>),
     /// Check DataDump documents without a cluster: prints every problem with its field path
     /// and exits non-zero when any document is invalid.
     Validate(ValidateArgs),
@@ -56,6 +59,17 @@ pub struct RunCmd {
     pub log: crate::telemetry::LogArgs,
 }
 
+/// `datadump worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerCmd {
+    /// Worker settings.
+    #[command(flatten)]
+    pub worker: crate::worker::runtime::WorkerArgs,
+    /// Logging.
+    #[command(flatten)]
+    pub log: crate::telemetry::LogArgs,
+}
+
 /// `datadump render`.
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {
@@ -65,7 +79,7 @@ pub struct RenderArgs {
     /// The media type to render the worker for (default: the first one).
     #[arg(long)]
     pub media_type: Option<String>,
-    /// Print the whole program instead of the compressed user data.
+    /// Also print the job the bootstrap carries, decoded.
     #[arg(long)]
     pub expand: bool,
 }
@@ -82,11 +96,11 @@ pub fn render(args: &RenderArgs, out: &mut impl std::io::Write) -> anyhow::Resul
         Some(m) => dd.spec.media_types.iter().find(|x| x.as_str() == m).ok_or_else(|| anyhow::anyhow!("{m} is not in spec.mediaTypes"))?,
         None => dd.spec.media_types.first().ok_or_else(|| anyhow::anyhow!("spec.mediaTypes is empty"))?,
     };
-    let script = crate::worker::render_preview(&dd.spec, media)?;
+    let (script, job) = crate::worker::render_preview(&dd.spec, media)?;
     out.write_all(script.as_bytes())?;
     if args.expand {
-        writeln!(out, "\n# ---- the program the user data above unpacks and runs:")?;
-        out.write_all(crate::worker::program().as_bytes())?;
+        writeln!(out, "\n# ---- the job (base64 above), decoded:")?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&job)?)?;
     }
     Ok(())
 }
@@ -155,6 +169,13 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
             let runtime = tokio::runtime::Runtime::new()?;
             let outcome = runtime.block_on(crate::run::run(cmd.run))?;
             Ok(std::process::ExitCode::from(outcome.exit_code()))
+        }
+        Command::Worker(cmd) => {
+            let tail = crate::worker::runtime::LogTail::default();
+            crate::telemetry::init_worker(&cmd.log, tail.clone());
+            let runtime = tokio::runtime::Runtime::new()?;
+            let code = runtime.block_on(crate::worker::runtime::run(cmd.worker, tail));
+            Ok(std::process::ExitCode::from(code.clamp(0, 255) as u8))
         }
         Command::Crd => {
             print!("{}", api::crd_yaml());

@@ -164,6 +164,7 @@ mod tests {
             token: token.into(),
             instance: Default::default(),
             tags: [(tags::UID.to_string(), uid.to_string())].into(),
+            job: crate::worker::job::sample(token),
             user_data: String::new(),
         }
     }

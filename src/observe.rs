@@ -90,8 +90,13 @@ fn stage_name(stage: contract::Stage) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// One line for status and Events: the step, the exit code and the log's last error line.
+/// One line for status and Events: the step, the exit code and the cause (the worker's
+/// message, else the log's last error line).
 pub fn failure_summary(r: &FailureReport) -> String {
+    if !r.message.trim().is_empty() {
+        let cause: String = r.message.trim().chars().take(600).collect();
+        return format!("worker failed in step {} with exit code {}: {cause}", stage_name(r.step), r.exit_code);
+    }
     let lines: Vec<&str> = r.log_tail.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     // PostgreSQL's own message (ERROR:/FATAL:) says more than the script's summary line
     let last = lines
@@ -187,6 +192,7 @@ mod tests {
         let report = FailureReport {
             exit_code: 1,
             step: Stage::Dumping,
+            message: String::new(),
             log_tail: "starting\nodbc2parquet: State: 42P01, Native error: 7, Message: ERROR: relation \"image\" does not exist;\nerror: odbc2parquet failed with exit code 1\n".into(),
             attempt: 1,
             token: "t".into(),
@@ -194,5 +200,12 @@ mod tests {
         };
         let s = failure_summary(&report);
         assert!(s.contains("relation \"image\" does not exist") && s.contains("dumping") && s.contains("exit code 1"), "{s}");
+        // a worker's own message wins over the log
+        let report = FailureReport {
+            message: "column \"taken_on\" row 7: timestamp 'infinity' has no Parquet counterpart; fix: cast it".into(),
+            ..report
+        };
+        let s = failure_summary(&report);
+        assert!(s.ends_with("row 7: timestamp 'infinity' has no Parquet counterpart; fix: cast it"), "{s}");
     }
 }

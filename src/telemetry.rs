@@ -23,3 +23,10 @@ pub fn init(args: &LogArgs) {
         .with_ansi(std::io::stderr().is_terminal());
     let _ = if args.json { builder.json().try_init() } else { builder.try_init() };
 }
+
+/// Installs the worker's subscriber: like [`init`], also keeping the log's tail for `_failure`.
+pub fn init_worker(args: &LogArgs, tail: crate::worker::runtime::LogTail) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(tail).with_ansi(false);
+    let _ = if args.json { builder.json().try_init() } else { builder.try_init() };
+}

@@ -408,7 +408,7 @@ proptest! {
         spec.database.connection_secret_ref = secret.map(|(name, key)| super::SecretKeyRef { name, key });
         spec.database.ssm_parameter_name = ssm;
         spec.odbc2parquet.version = version;
-        spec.odbc2parquet.file_size_threshold = size;
+        spec.output.file_size_threshold = Some(size);
         spec.odbc2parquet.extra_args = extra.into_iter().map(super::ExtraArg).collect();
         spec.odbc2parquet.column_length_limit = limits.0;
         spec.odbc2parquet.batch_size_rows = limits.1;

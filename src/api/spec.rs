@@ -59,8 +59,8 @@ pub const MAX_USER_TAGS: usize = 40;
 
 /// Exports PostgreSQL tables to Parquet on S3, one short-lived EC2 worker per table.
 ///
-/// For each media type the controller launches one instance whose worker dumps the table with
-/// odbc2parquet to zstd Parquet files under `s3://BUCKET/PREFIX/DATE/MEDIA/`, writes
+/// For each media type the controller launches one instance whose worker streams the table
+/// into zstd Parquet files under `s3://BUCKET/PREFIX/DATE/MEDIA/`, writes
 /// `_manifest.json` and finally `_success`; the controller then terminates the instance. Data
 /// already in S3 is never deleted, not even when the DataDump is.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -101,10 +101,20 @@ pub struct DataDumpSpec {
     #[x_kube(validation = Rule::new("self.contains('{media_type}')").message("spec.query must name its table with {media_type}, e.g. SELECT * FROM {media_type}"))]
     pub query: String,
 
-    /// Where the worker gets its ODBC connection string. Set exactly one source.
+    /// Where the worker gets its database connection string. Set exactly one source.
     pub database: DatabaseSource,
 
-    /// How odbc2parquet writes the files.
+    /// What reads the database: `postgres` (the default: the worker's own engine, binary COPY
+    /// into exact Parquet, streamed to S3) or `odbc2parquet` (for other ODBC sources; needs
+    /// odbc2parquet, unixODBC and the driver on the worker's image).
+    #[serde(default)]
+    pub engine: Engine,
+
+    /// How the Parquet files are written, whatever the engine.
+    #[serde(default)]
+    pub output: OutputSpec,
+
+    /// Options of the `odbc2parquet` engine only.
     #[serde(default)]
     pub odbc2parquet: Odbc2ParquetSpec,
 
@@ -176,14 +186,15 @@ pub struct Destination {
     pub region: Option<String>,
 }
 
-/// Where the ODBC connection string comes from. Exactly one of the two fields.
+/// Where the connection string comes from. Exactly one of the two fields.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.connectionSecretRef) != has(self.ssmParameterName)").message("spec.database needs exactly one of connectionSecretRef or ssmParameterName"))]
 pub struct DatabaseSource {
-    /// A key in a Secret of this namespace holding an ODBC connection string, e.g.
-    /// `Driver={PostgreSQL Unicode};Server=db;Port=5432;Database=openledger;Uid=…;Pwd=…;`.
-    /// The controller stages it as an SSM SecureString that only the worker reads; it never
+    /// A key in a Secret of this namespace holding the connection string: for the `postgres`
+    /// engine a libpq string or URI (`host=db port=5432 dbname=openledger user=… password=…` or
+    /// `postgresql://user:…@db:5432/openledger`), for `odbc2parquet` an ODBC string
+    /// (`Driver={PostgreSQL Unicode};Server=db;…;Pwd=…;`). The controller stages it as an SSM SecureString that only the worker reads; it never
     /// appears in user data, status, Events or logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_secret_ref: Option<SecretKeyRef>,
@@ -227,7 +238,7 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// Parquet compression codecs odbc2parquet offers.
+/// Parquet compression codecs.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
@@ -238,7 +249,7 @@ pub enum Compression {
     Snappy,
     /// Gzip.
     Gzip,
-    /// LZ4.
+    /// LZ4 (the Parquet `LZ4_RAW` codec).
     Lz4,
     /// Brotli.
     Brotli,
@@ -247,7 +258,7 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// The name odbc2parquet's `--column-compression-default` takes.
+    /// The name in the spec and odbc2parquet's `--column-compression-default`.
     pub fn as_str(self) -> &'static str {
         match self {
             Compression::Zstd => "zstd",
@@ -260,34 +271,116 @@ impl Compression {
     }
 }
 
-/// odbc2parquet options.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Odbc2ParquetSpec {
-    /// The odbc2parquet release the worker installs. Default: the version this controller was
-    /// tested with.
-    #[serde(default = "default_odbc2parquet_version")]
-    #[schemars(regex(pattern = VERSION_PATTERN))]
-    pub version: String,
+/// What reads the database.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// The worker's own PostgreSQL engine: binary COPY in one read-only REPEATABLE READ
+    /// snapshot, parallel streams, exact types, Parquet streamed to S3 without local disk.
+    #[default]
+    Postgres,
+    /// odbc2parquet as a child process, for other ODBC sources.
+    Odbc2parquet,
+}
 
-    /// Start a new file when the current one reaches this size (`--file-size-threshold`), e.g.
-    /// `2GiB` or `512MiB`. Default: `2GiB`.
-    #[serde(default = "default_file_size_threshold")]
+impl Engine {
+    /// The name in the spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Odbc2parquet => "odbc2parquet",
+        }
+    }
+}
+
+/// How the Parquet files are written.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputSpec {
+    /// Start a new file once the current one reaches this size, e.g. `2GiB` or `512MiB`.
+    /// Default: `2GiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SIZE_PATTERN))]
-    pub file_size_threshold: String,
+    pub file_size_threshold: Option<String>,
 
     /// Column compression. Default: `zstd`.
     #[serde(default)]
     pub compression: Compression,
 
+    /// About how much data (in memory, before compression) one Parquet row group holds, e.g.
+    /// `64MiB`; bigger groups compress better and need more worker memory. For odbc2parquet
+    /// this is `--batch-size-memory`. Default: `64MiB` (`postgres`), `1GiB` (`odbc2parquet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SIZE_PATTERN))]
+    pub row_group_size: Option<String>,
+
+    /// Parallel read streams of the `postgres` engine, each reading a `ctid` range of the table
+    /// inside the same snapshot. Used when the query is a plain scan of `{media_type}` (e.g.
+    /// `SELECT … FROM {media_type} WHERE …`); otherwise one stream reads. 1 to 32. Default: the
+    /// worker's vCPUs, at most 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 32))]
+    pub parallelism: Option<u32>,
+}
+
+/// The default file size threshold.
+pub const DEFAULT_FILE_SIZE_THRESHOLD: &str = "2GiB";
+
+impl OutputSpec {
+    /// The file size threshold as written (default `2GiB`).
+    pub fn file_size_threshold(&self) -> &str {
+        self.file_size_threshold.as_deref().unwrap_or(DEFAULT_FILE_SIZE_THRESHOLD)
+    }
+}
+
+/// Parses a size such as `2GiB`, `512MiB`, `64MB` or `1000` (bytes).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit: u64 = match &s[digits..] {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
+/// Options of the `odbc2parquet` engine.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.fileSizeThreshold)").message("spec.odbc2parquet.fileSizeThreshold moved to spec.output.fileSizeThreshold"))]
+#[x_kube(validation = Rule::new("!has(self.compression)").message("spec.odbc2parquet.compression moved to spec.output.compression"))]
+pub struct Odbc2ParquetSpec {
+    /// The odbc2parquet release the worker expects on its image (a different one is logged).
+    /// Default: the version this controller was tested with.
+    #[serde(default = "default_odbc2parquet_version")]
+    #[schemars(regex(pattern = VERSION_PATTERN))]
+    pub version: String,
+
+    /// Moved to `spec.output.fileSizeThreshold`; refused here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_size_threshold: Option<String>,
+
+    /// Moved to `spec.output.compression`; refused here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+
     /// Upper bound in characters for text columns of unknown length (jsonb, text, arrays),
-    /// which keeps the worker's memory bounded (`--column-length-limit`). Default: 65536.
+    /// which keeps the worker's memory bounded (`--column-length-limit`); longer values fail
+    /// the dump. Default: 65536.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 16777216))]
     pub column_length_limit: Option<u32>,
 
     /// Rows per batch, i.e. per Parquet row group (`--batch-size-row`). Default: as many as fit
-    /// in 1 GiB of fetch buffers (`--batch-size-memory=1GiB`, overridable in `extraArgs`).
+    /// in `spec.output.rowGroupSize` of fetch buffers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000000))]
     pub batch_size_rows: Option<u32>,
@@ -302,8 +395,8 @@ impl Default for Odbc2ParquetSpec {
     fn default() -> Self {
         Odbc2ParquetSpec {
             version: default_odbc2parquet_version(),
-            file_size_threshold: default_file_size_threshold(),
-            compression: Compression::default(),
+            file_size_threshold: None,
+            compression: None,
             column_length_limit: None,
             batch_size_rows: None,
             extra_args: Vec::new(),
@@ -458,7 +551,3 @@ pub fn default_odbc2parquet_version() -> String {
     "11.0.1".into()
 }
 
-/// The default file size threshold.
-pub fn default_file_size_threshold() -> String {
-    "2GiB".into()
-}

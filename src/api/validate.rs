@@ -191,6 +191,7 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
         }
     }
 
+    check_output(&mut r, spec);
     check_odbc2parquet(&mut r, &spec.odbc2parquet);
     check_instance(&mut r, &spec.instance, site);
 
@@ -230,7 +231,7 @@ fn check_user_data_size(r: &mut Report, spec: &DataDumpSpec) {
         return;
     };
     let size = match crate::worker::render_preview(spec, longest) {
-        Ok(script) => script.len(),
+        Ok((script, _)) => script.len(),
         Err(crate::worker::RenderError::TooLarge { size, .. }) => size,
         Err(e) => {
             r.add("spec", format!("the worker script cannot be rendered: {e}"), "fix the field it names");
@@ -359,6 +360,47 @@ fn check_query(r: &mut Report, q: &str) {
     }
 }
 
+fn check_output(r: &mut Report, spec: &DataDumpSpec) {
+    let p = &*PATTERNS;
+    let o = &spec.output;
+    for (field, value, example) in [
+        ("spec.output.fileSizeThreshold", &o.file_size_threshold, "2GiB or 512MiB"),
+        ("spec.output.rowGroupSize", &o.row_group_size, "64MiB"),
+    ] {
+        if let Some(v) = value {
+            if !p.size.is_match(v) || super::spec::parse_size(v).is_none() {
+                r.add(field, format!("{} is not a size", quote(v)), format!("a size like {example}"));
+            }
+        }
+    }
+    if let Some(v) = o.row_group_size.as_deref().and_then(super::spec::parse_size)
+        && !(1 << 20..=4 << 30).contains(&v)
+    {
+        r.add("spec.output.rowGroupSize", format!("{v} bytes is outside 1MiB..4GiB"), "use a size like 64MiB");
+    }
+    if let Some(n) = o.parallelism {
+        if !(1..=32).contains(&n) {
+            r.add("spec.output.parallelism", format!("{n} is outside 1..32"), "use 1 to 32 streams, or leave it unset");
+        } else if spec.engine == Engine::Odbc2parquet && n > 1 {
+            r.add(
+                "spec.output.parallelism",
+                "applies to the postgres engine only (odbc2parquet reads with one connection)",
+                "remove it, or use engine: postgres",
+            );
+        }
+    }
+    if spec.engine == Engine::Postgres {
+        let o2p = &spec.odbc2parquet;
+        if o2p.column_length_limit.is_some() || o2p.batch_size_rows.is_some() || !o2p.extra_args.is_empty() {
+            r.add(
+                "spec.odbc2parquet",
+                "sets odbc2parquet options but spec.engine is postgres, which has no length limits or flags",
+                "remove spec.odbc2parquet, or set spec.engine: odbc2parquet",
+            );
+        }
+    }
+}
+
 fn check_odbc2parquet(r: &mut Report, o: &Odbc2ParquetSpec) {
     let p = &*PATTERNS;
     r.pattern(
@@ -367,12 +409,20 @@ fn check_odbc2parquet(r: &mut Report, o: &Odbc2ParquetSpec) {
         &p.version,
         "an odbc2parquet release like 11.0.1",
     );
-    r.pattern(
-        "spec.odbc2parquet.fileSizeThreshold",
-        &o.file_size_threshold,
-        &p.size,
-        "a size like 2GiB or 512MiB",
-    );
+    if o.file_size_threshold.is_some() {
+        r.add(
+            "spec.odbc2parquet.fileSizeThreshold",
+            "moved to spec.output.fileSizeThreshold",
+            "write it as spec.output.fileSizeThreshold (same syntax, e.g. 2GiB)",
+        );
+    }
+    if o.compression.is_some() {
+        r.add(
+            "spec.odbc2parquet.compression",
+            "moved to spec.output.compression",
+            "write it as spec.output.compression (e.g. zstd)",
+        );
+    }
     if o.column_length_limit == Some(0) {
         r.add(
             "spec.odbc2parquet.columnLengthLimit",
@@ -408,7 +458,7 @@ fn check_odbc2parquet(r: &mut Report, o: &Odbc2ParquetSpec) {
                 r.add(
                     &field,
                     format!("{flag} is set by the controller"),
-                    "use the matching spec field (database, fileSizeThreshold, compression) instead",
+                    "use the matching spec field (database, output.fileSizeThreshold, output.compression) instead",
                 );
             }
         }
@@ -522,7 +572,8 @@ mod tests {
         assert_eq!(s.destination.prefix, "data-dump");
         assert_eq!(s.backoff_limit, 1);
         assert_eq!(std::time::Duration::from(s.timeout).as_secs(), 168 * 3600);
-        assert_eq!(s.odbc2parquet.file_size_threshold, "2GiB");
+        assert_eq!(s.output.file_size_threshold(), "2GiB");
+        assert_eq!(s.engine, crate::api::Engine::Postgres);
     }
 
     #[test]

@@ -147,6 +147,9 @@ pub struct ControllerArgs {
     /// Site defaults for unset DataDump fields.
     #[command(flatten)]
     pub site: crate::api::SiteDefaults,
+    /// The worker binaries instances download.
+    #[command(flatten)]
+    pub worker: crate::worker::WorkerBinaries,
 }
 
 impl ControllerArgs {
@@ -160,6 +163,7 @@ impl ControllerArgs {
             fast_requeue: Duration::from_secs(2).min(self.poll_interval),
             launch_grace: self.launch_grace,
             ssm_prefix: self.ssm_prefix.clone(),
+            launcher: crate::plan::Launcher::Bootstrap(self.worker.clone()),
         }
     }
 }
@@ -167,6 +171,9 @@ impl ControllerArgs {
 /// Runs the controller until SIGTERM/SIGINT (or, with leader election, until the Lease is lost:
 /// the process then exits so that it restarts as a standby).
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    if let Some(problem) = args.worker.problems().into_iter().next() {
+        anyhow::bail!("{problem}");
+    }
     let client = Client::try_default().await?;
     let ready = crate::http::Readiness::default();
     // Bind first: a controller that cannot serve its probes must not start.

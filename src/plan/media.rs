@@ -361,13 +361,26 @@ fn launch_request(env: &Env, ms: &MediaStatus, resolved: &ResolvedInstance, dead
         ssm_parameter: &parameter,
         region: &region,
     };
-    let user_data = crate::worker::render(&job).map_err(|e| e.to_string())?;
+    let job = crate::worker::Job::new(&job).map_err(|e| e.to_string())?;
+    let user_data = match &env.ctx.launcher {
+        super::Launcher::Direct => String::new(),
+        super::Launcher::Bootstrap(binaries) => {
+            let arch = crate::worker::Arch::of_instance_type(&resolved.instance_type);
+            let flag = match arch {
+                crate::worker::Arch::X86_64 => "x86-64",
+                crate::worker::Arch::Aarch64 => "aarch64",
+            };
+            let binary = binaries.for_arch(arch).ok_or(crate::worker::RenderError::NoBinary(flag).to_string())?;
+            crate::worker::render(&job, arch, &binary).map_err(|e| e.to_string())?
+        }
+    };
     Ok(LaunchRequest {
         media_type: media.into(),
         attempt: ms.attempt,
         token,
         instance: resolved.clone(),
         tags: t,
+        job,
         user_data,
     })
 }

@@ -198,6 +198,17 @@ pub struct PlanContext {
     pub launch_grace: Duration,
     /// SSM path under which credentials are staged.
     pub ssm_prefix: String,
+    /// How workers start.
+    pub launcher: Launcher,
+}
+
+/// How a worker starts on the compute backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Launcher {
+    /// From EC2 user data: the bootstrap downloads the binary for the instance's architecture.
+    Bootstrap(crate::worker::WorkerBinaries),
+    /// The backend starts `datadump worker` with the job itself (local processes): no user data.
+    Direct,
 }
 
 impl Default for PlanContext {
@@ -210,6 +221,7 @@ impl Default for PlanContext {
             fast_requeue: Duration::from_secs(2),
             launch_grace: Duration::from_secs(120),
             ssm_prefix: "/datadump".into(),
+            launcher: Launcher::Direct,
         }
     }
 }
@@ -234,7 +246,9 @@ pub struct LaunchRequest {
     pub instance: crate::api::ResolvedInstance,
     /// Tags for the instance and its volumes (managed tags plus the user's, and `Name`).
     pub tags: BTreeMap<String, String>,
-    /// The worker script.
+    /// What the worker runs.
+    pub job: crate::worker::Job,
+    /// The EC2 user data (the bootstrap); empty with [`Launcher::Direct`].
     pub user_data: String,
 }
 

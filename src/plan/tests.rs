@@ -25,9 +25,15 @@ fn dd(extra: &str) -> DataDump {
     serde_yaml::from_str(&yaml).unwrap()
 }
 
+/// The controller's context: a worker binary for aarch64 (the built-in m7g.xlarge) only.
 fn ctx() -> PlanContext {
     PlanContext {
         poll_interval: Duration::from_secs(30),
+        launcher: crate::plan::Launcher::Bootstrap(crate::worker::WorkerBinaries {
+            aarch64_url: Some("https://downloads.example.org/datadump-aarch64".into()),
+            aarch64_sha256: Some("ab".repeat(32)),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -180,9 +186,25 @@ fn launch_carries_token_tags_and_safe_settings() {
     assert_eq!(img.tags["Name"], "datadump-catalog-image-1");
     assert_eq!(img.instance.instance_type, "m7g.xlarge");
     assert_eq!(img.instance.ebs_volume_size_gb, 100);
-    assert!(img.user_data.starts_with("#!"), "user data is a script");
+    assert!(img.user_data.starts_with("#!/bin/sh"), "user data is a script");
+    assert!(img.user_data.contains("https://downloads.example.org/datadump-aarch64"));
+    assert_eq!((img.job.token.as_str(), img.job.attempt), (img.token.as_str(), 1));
+    assert!(img.job.key_prefix.starts_with("data-dump/2026-") && img.job.key_prefix.ends_with("/image/"));
     // the same observation planned again asks for the same launch: idempotent by token
     assert_eq!(launches(&plan(&d, &Observed::default(), &ctx(), at(2))), l);
+}
+
+#[test]
+fn an_instance_type_without_a_worker_binary_launches_nothing_and_says_which_flag() {
+    let mut d = dd("");
+    d.spec.instance.instance_type = Some("m7i.large".into());
+    let p = plan(&d, &Observed::default(), &ctx(), t0());
+    let d = persist(d, &p);
+    let p = plan(&d, &Observed::default(), &ctx(), at(1));
+    assert!(launches(&p).is_empty());
+    let m = media(&p, "image");
+    assert_eq!(m.phase, MediaPhase::Failed);
+    assert!(m.message.as_deref().unwrap().contains("--worker-url-x86-64"), "{:?}", m.message);
 }
 
 #[test]

@@ -1,16 +1,15 @@
-//! The `local` compute backend: each "instance" is the rendered worker script (the same user
-//! data EC2 would get) running as a child process on this machine, in its own process group,
-//! with the shutdown stubbed, against whatever S3/SSM endpoint the AWS settings name. It makes
-//! the demo and a dry rehearsal of a real dump possible without an AWS account. I/O
-//! (processes).
+//! The `local` compute backend: each "instance" is `datadump worker` running the launch's job
+//! as a child process on this machine, in its own process group, against whatever S3/SSM
+//! endpoint the AWS settings name. It makes the demo and a dry rehearsal of a real dump
+//! possible without an AWS account. I/O (processes).
 //!
-//! Like EC2 with `InstanceInitiatedShutdownBehavior=terminate`, a worker whose script has
+//! Like EC2 with `InstanceInitiatedShutdownBehavior=terminate`, a worker whose process has
 //! exited is `terminated`, and whatever it left running in its process group is killed then.
-//! Terminating sends SIGTERM to the script alone, whose trap stops odbc2parquet, writes
-//! `_failure` and exits (bash runs the trap once the command in the foreground has finished, so
-//! a worker that is just writing `_success` completes it instead of also writing `_failure`);
-//! then SIGKILL goes to whatever is left of its group, at once or after a grace period. Dropping the last handle kills every group
-//! still running, so even a panicking runner leaves no worker behind.
+//! Terminating sends SIGTERM to the worker alone, which stops its engine, aborts its uploads,
+//! writes `_failure` and exits (a worker that is just writing `_success` completes it instead);
+//! then SIGKILL goes to whatever is left of its group, at once or after a grace period.
+//! Dropping the last handle kills every group still running, so even a panicking runner leaves
+//! no worker behind.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -28,8 +27,11 @@ pub const TERM_GRACE: Duration = Duration::from_secs(10);
 /// Settings of the local backend.
 #[derive(Clone, Debug)]
 pub struct LocalSettings {
-    /// One subfolder per worker: `user-data.sh`, `console.log`, `work/` (scratch and log).
+    /// One subfolder per worker: `job.json`, `console.log` (its log), `work/` (scratch).
     pub workdir: PathBuf,
+    /// The worker command: a program and its first arguments (`datadump worker`); the backend
+    /// appends `--job-file FILE --workdir DIR --progress-interval N`.
+    pub worker: Vec<String>,
     /// Seconds between the worker's progress reports.
     pub progress_interval: u32,
     /// Extra environment for workers (AWS endpoint and region).
@@ -165,17 +167,15 @@ impl LocalCompute {
         }
     }
 
-    /// Checks that what the worker script needs is on `PATH` (the script skips installing).
-    pub fn preflight(&self) -> Result<(), String> {
-        let missing: Vec<&str> = ["bash", "aws", "odbc2parquet"].into_iter().filter(|t| !on_path(t)).collect();
-        if missing.is_empty() {
-            return Ok(());
+    /// Checks that what a local worker of `engine` needs is here: odbc2parquet on `PATH` for
+    /// that engine (the postgres engine is built in).
+    pub fn preflight(&self, engine: crate::api::Engine) -> Result<(), String> {
+        if engine == crate::api::Engine::Odbc2parquet && !on_path("odbc2parquet") {
+            return Err("the odbc2parquet engine runs odbc2parquet on this machine and needs it on PATH; \
+                 scripts/setup.sh installs it (then put ~/.cargo/bin on PATH)"
+                .into());
         }
-        Err(format!(
-            "local workers run the worker script on this machine and need {} on PATH; scripts/setup.sh installs them \
-             (then put .venv/bin and ~/.cargo/bin on PATH)",
-            missing.join(" and ")
-        ))
+        Ok(())
     }
 
     /// Where a worker's files (script, console output, work dir with its log) live.
@@ -205,15 +205,6 @@ impl LocalCompute {
     }
 }
 
-/// The worker's poll interval for finished parts: the environment's when it is a plain number
-/// of seconds (what the script understands), else one second.
-fn worker_poll_interval() -> String {
-    std::env::var("DATADUMP_POLL_INTERVAL")
-        .ok()
-        .filter(|v| !v.is_empty() && v.parse::<f64>().is_ok_and(|s| s > 0.0))
-        .unwrap_or_else(|| "1".into())
-}
-
 impl Compute for LocalCompute {
     async fn instances(&self, filter: InstanceFilter<'_>) -> Result<Vec<Instance>, BackendError> {
         let mut workers = self.workers.0.lock().expect("workers");
@@ -235,20 +226,22 @@ impl Compute for LocalCompute {
         let dir = self.worker_dir(&id);
         let io = |what: &str, e: std::io::Error| unavailable(format!("{what}: {e}"));
         std::fs::create_dir_all(dir.join("work")).map_err(|e| io(&format!("create {}", dir.display()), e))?;
-        let script = dir.join("user-data.sh");
-        std::fs::write(&script, &req.user_data).map_err(|e| io(&format!("write {}", script.display()), e))?;
+        let job = dir.join("job.json");
+        std::fs::write(&job, req.job.to_json()).map_err(|e| io(&format!("write {}", job.display()), e))?;
         let console = std::fs::File::create(dir.join("console.log")).map_err(|e| io("create console.log", e))?;
         let s = &self.settings;
-        let mut cmd = Command::new("bash");
-        cmd.arg(&script)
+        let (program, first) = s.worker.split_first().ok_or_else(|| unavailable("no worker command".into()))?;
+        let mut cmd = Command::new(program);
+        cmd.args(first)
+            .arg("--job-file")
+            .arg(&job)
+            .arg("--workdir")
+            .arg(dir.join("work"))
+            .arg("--progress-interval")
+            .arg(s.progress_interval.to_string())
             .current_dir(&dir)
             .envs(s.env.iter().map(|(k, v)| (k, v)))
-            .env_remove("DATADUMP_LIB")
-            .env("DATADUMP_SHUTDOWN_CMD", "true")
-            .env("DATADUMP_WORKDIR", dir.join("work"))
-            .env("DATADUMP_SKIP_INSTALL", "1")
-            .env("DATADUMP_PROGRESS_INTERVAL", s.progress_interval.to_string())
-            .env("DATADUMP_POLL_INTERVAL", worker_poll_interval())
+            .env_remove("DATADUMP_JOB_BASE64")
             .stdin(Stdio::null())
             .stdout(console.try_clone().map_err(|e| io("console.log", e))?)
             .stderr(console)
@@ -256,7 +249,7 @@ impl Compute for LocalCompute {
         for k in &s.env_remove {
             cmd.env_remove(k);
         }
-        let child = cmd.spawn().map_err(|e| io("start bash", e))?;
+        let child = cmd.spawn().map_err(|e| io(&format!("start {program}"), e))?;
         let pgid = child.id().ok_or_else(|| unavailable("the worker exited at once".into()))?;
         let tag = |k: &str| req.tags.get(k).cloned().unwrap_or_default();
         let instance = Instance {
@@ -317,20 +310,25 @@ impl Compute for LocalCompute {
 mod tests {
     use super::*;
 
-    fn request(user_data: &str) -> LaunchRequest {
+    fn request() -> LaunchRequest {
+        let job = crate::worker::job::sample("ddt-0123456789abcdef0123456789abcdef");
         LaunchRequest {
             media_type: "image".into(),
             attempt: 1,
-            token: "ddt-0123456789abcdef0123456789abcdef".into(),
+            token: job.token.clone(),
             instance: Default::default(),
             tags: [(tags::UID.to_string(), "uid-1".to_string())].into(),
-            user_data: user_data.into(),
+            job,
+            user_data: String::new(),
         }
     }
 
-    fn compute(dir: &Path) -> LocalCompute {
+    /// A backend whose "worker" is a bash script; the job arguments become `$1`…`$6`.
+    fn compute(dir: &Path, script: &str) -> LocalCompute {
         LocalCompute::new(LocalSettings {
             workdir: dir.into(),
+            // the trailing `:` keeps bash from replacing itself with the script's last command
+            worker: ["bash", "-c", &format!("{script}\n:"), "bash"].map(String::from).to_vec(),
             progress_interval: 1,
             env: vec![],
             env_remove: vec![],
@@ -354,9 +352,9 @@ mod tests {
     #[tokio::test]
     async fn terminate_kills_what_left_the_group_when_the_script_ignores_sigterm() {
         let dir = tempfile::tempdir().unwrap();
-        let c = compute(dir.path());
         // `timeout` moves itself and its command into a process group of their own
-        let id = c.launch(&request("trap '' TERM\ntimeout 600 sleep 600\n")).await.unwrap();
+        let c = compute(dir.path(), "trap '' TERM\ntimeout 600 sleep 600\n");
+        let id = c.launch(&request()).await.unwrap();
         let pgid = c.live_groups()[0];
         until("timeout and sleep to start", || worker_tree(pgid).len() >= 3).await;
         let tree = worker_tree(pgid);
@@ -377,12 +375,8 @@ mod tests {
     #[tokio::test]
     async fn a_script_that_exits_is_terminated_and_takes_its_group_along() {
         let dir = tempfile::tempdir().unwrap();
-        let c = compute(dir.path());
-        c.launch(&request(
-            "sleep 600 &\necho $! > bg.pid\nprintf 'DATADUMP_WORKDIR=%s\\n' \"$DATADUMP_WORKDIR\"\n",
-        ))
-        .await
-        .unwrap();
+        let c = compute(dir.path(), "sleep 600 &\necho $! > bg.pid\nprintf '%s=%s\\n' \"$3\" \"$4\" \"$1\" \"$2\"\n");
+        c.launch(&request()).await.unwrap();
         let pid_file = dir.path().join("local-image-1-01234567/bg.pid");
         until("the script to start its background job", || {
             std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
@@ -404,14 +398,17 @@ mod tests {
         }
         until("the script's background job to die with it", || !alive(background)).await;
         let console = std::fs::read_to_string(dir.path().join("local-image-1-01234567/console.log")).unwrap();
-        assert!(console.contains("/local-image-1-01234567/work"), "{console}");
+        assert!(console.contains("--workdir=") && console.contains("/local-image-1-01234567/work"), "{console}");
+        let job = console.lines().find_map(|l| l.strip_prefix("--job-file=")).unwrap();
+        let job = crate::worker::Job::from_json(&std::fs::read_to_string(job).unwrap()).unwrap();
+        assert_eq!(job.token, "ddt-0123456789abcdef0123456789abcdef");
     }
 
     #[tokio::test]
     async fn dropping_the_backend_kills_running_workers() {
         let dir = tempfile::tempdir().unwrap();
-        let c = compute(dir.path());
-        c.launch(&request("sleep 600\n")).await.unwrap();
+        let c = compute(dir.path(), "sleep 600\n");
+        c.launch(&request()).await.unwrap();
         let pgid = c.live_groups()[0];
         until("sleep to start", || worker_tree(pgid).len() >= 2).await;
         let tree = worker_tree(pgid);

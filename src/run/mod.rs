@@ -29,7 +29,7 @@ use crate::plan::{FINALIZER, PlanContext};
 pub enum ComputeKind {
     /// EC2 instances, as the controller launches them.
     Ec2,
-    /// The worker script as a local child process (shutdown stubbed), against whatever S3
+    /// `datadump worker` as a local child process, against whatever S3
     /// and SSM endpoint the AWS settings name.
     Local,
 }
@@ -43,10 +43,10 @@ pub struct RunArgs {
     /// Where workers run.
     #[arg(long, value_enum, env = "DATADUMP_COMPUTE", default_value = "ec2")]
     pub compute: ComputeKind,
-    /// Environment variable holding the ODBC connection string (instead of a Secret).
+    /// Environment variable holding the connection string (instead of a Secret).
     #[arg(long, env = "DATADUMP_CONNECTION_STRING_ENV", default_value = "DATADUMP_CONNECTION_STRING")]
     pub connection_string_env: String,
-    /// File holding the ODBC connection string (instead of the environment variable).
+    /// File holding the connection string (instead of the environment variable).
     #[arg(long, env = "DATADUMP_CONNECTION_STRING_FILE")]
     pub connection_string_file: Option<PathBuf>,
     /// Environment variable holding the Slack webhook URL, when the DataDump asks for one.
@@ -55,8 +55,8 @@ pub struct RunArgs {
     /// How often to look at the workers (S3 semaphores, instance states).
     #[arg(long, env = "DATADUMP_RUN_POLL_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
-    /// Folder for local workers: one subfolder per worker with its script (`user-data.sh`),
-    /// its console output (`console.log`), scratch space and log (`work/worker.log`).
+    /// Folder for local workers: one subfolder per worker with its job (`job.json`), its log
+    /// (`console.log`) and scratch space (`work/`).
     /// Default: `datadump-run` in the system's temp dir.
     #[arg(long, env = "DATADUMP_RUN_WORKDIR")]
     pub workdir: Option<PathBuf>,
@@ -75,6 +75,9 @@ pub struct RunArgs {
     /// Site defaults for unset fields.
     #[command(flatten)]
     pub site: crate::api::SiteDefaults,
+    /// The worker binaries EC2 instances download (`--compute ec2`).
+    #[command(flatten)]
+    pub worker: crate::worker::WorkerBinaries,
 }
 
 /// Credentials and the webhook, from the environment or files instead of Secrets.
@@ -233,6 +236,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         fast_requeue: Duration::from_millis(500).min(args.poll_interval),
         launch_grace: Duration::from_secs(120),
         ssm_prefix: args.ssm_prefix.clone(),
+        launcher: match args.compute {
+            ComputeKind::Ec2 => crate::plan::Launcher::Bootstrap(args.worker.clone()),
+            ComputeKind::Local => crate::plan::Launcher::Direct,
+        },
     };
     let store = S3Store::new(&sdk, args.aws.endpoint_url.is_some());
     let stage = SsmStage::new(&sdk, &args.managed_by);
@@ -253,14 +260,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
                 Some(w) => std::path::absolute(w)?,
                 None => std::env::temp_dir().join("datadump-run"),
             };
+            let exe = std::env::current_exe()?.to_string_lossy().into_owned();
             let compute = local::LocalCompute::new(local::LocalSettings {
                 workdir: workdir.clone(),
+                worker: vec![exe, "worker".into()],
                 progress_interval: args.progress_interval,
                 env: local_env(&args),
                 env_remove: vec![args.connection_string_env.clone(), args.slack_webhook_env.clone()],
                 term_grace: local::TERM_GRACE,
             });
-            compute.preflight().map_err(anyhow::Error::msg)?;
+            compute.preflight(dd.spec.engine).map_err(anyhow::Error::msg)?;
             let backends = Backends {
                 compute,
                 store,

@@ -116,7 +116,7 @@ impl View {
         );
         if let Some(w) = &workdir {
             err!(
-                "local workers: {}/<instance>/ (user-data.sh, console.log, work/worker.log)",
+                "local workers: {}/<instance>/ (job.json, console.log)",
                 w.display()
             );
         }
@@ -250,7 +250,7 @@ impl View {
                     m.message.clone().unwrap_or_default()
                 );
                 if let (Some(w), Some(id)) = (&self.workdir, &m.instance_id) {
-                    out!("{:<12} worker log: {}", "", w.join(id).join("work/worker.log").display());
+                    out!("{:<12} worker log: {}", "", w.join(id).join("console.log").display());
                 }
             }
         }

@@ -11,7 +11,7 @@
 //!
 //! Every document carries the attempt and its token: the keys are the same for every attempt,
 //! so a `_failure` or `_progress.json` left by an earlier attempt is recognised by its token.
-//! The worker script (`script.sh`) writes these documents; the tests here parse what it writes.
+//! The worker ([`super::runtime`]) writes these documents; the controller reads them.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,7 @@ pub const MANIFEST: &str = "_manifest.json";
 /// The file name ending of Parquet parts.
 pub const PART_SUFFIX: &str = ".parquet";
 /// The version of the manifest format.
-pub const MANIFEST_VERSION: u32 = 1;
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// The folder of one media type's output: `PREFIX/DATE/MEDIA/` (slashes around the prefix are
 /// ignored).
@@ -55,15 +55,17 @@ pub fn is_part(key: &str) -> bool {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
-    /// The script started and scheduled its shutdown.
+    /// The worker started.
     Starting,
-    /// Installing the ODBC driver, the AWS CLI and odbc2parquet where missing.
+    /// Only from workers before 0.2 (they installed tools).
     Installing,
-    /// Choosing and mounting the disk for the parts.
+    /// Only from workers before 0.2 (they mounted a disk).
     PreparingDisk,
     /// Reading the connection string from SSM.
     ReadingCredentials,
-    /// odbc2parquet is running; complete parts are uploaded as they appear.
+    /// Connecting, taking the snapshot and reading the column types.
+    Preparing,
+    /// The engine is streaming rows into Parquet files on S3.
     Dumping,
     /// Every part is uploaded; writing the manifest and `_success`.
     Finishing,
@@ -75,7 +77,7 @@ pub enum Stage {
 }
 
 /// `_progress.json`: the heartbeat, written at each stage and about every minute while dumping.
-/// `files`, `bytes` and `rows` count the parts uploaded so far.
+/// `files` counts finished parts; `bytes` and `rows` count what was written and read so far.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ProgressReport {
@@ -85,15 +87,41 @@ pub struct ProgressReport {
     pub files: u64,
     /// Bytes uploaded.
     pub bytes: u64,
-    /// Rows in the uploaded parts, when odbc2parquet reported them for every part.
+    /// Rows read so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
+    /// The table's row estimate (PostgreSQL's statistics), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_rows: Option<u64>,
+    /// Rows per second since the dump started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_per_second: Option<u64>,
+    /// When the dump should end at this rate, from the row estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<Timestamp>,
     /// The attempt that wrote this.
     pub attempt: u32,
     /// The attempt's idempotency token.
     pub token: String,
     /// When it was written.
     pub time: Timestamp,
+}
+
+/// One column of the output, in the manifest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestColumn {
+    /// The column name.
+    pub name: String,
+    /// The source type, e.g. `numeric(12,2)` or `text[]`.
+    pub source_type: String,
+    /// The Parquet type, e.g. `DECIMAL(12,2)` or `LIST<STRING>`.
+    pub parquet_type: String,
+    /// Whether the column may hold NULL.
+    pub nullable: bool,
+    /// The column's description (`COMMENT ON COLUMN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// One Parquet part in the manifest.
@@ -106,7 +134,7 @@ pub struct ManifestFile {
     pub size: u64,
     /// Lower-case hex SHA-256 of the object (also in its `x-amz-meta-sha256`).
     pub sha256: String,
-    /// Rows in the part, as odbc2parquet reported them.
+    /// Rows in the part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
 }
@@ -121,16 +149,22 @@ pub struct Manifest {
     pub media_type: String,
     /// The dump's date.
     pub dump_date: String,
-    /// The parts, in file order. Empty only when the user asked for `--no-empty-file` and the
-    /// table was empty; otherwise an empty table gives one part with the schema and no rows.
+    /// The parts, in file order. Empty only when odbc2parquet was asked for `--no-empty-file`
+    /// and the table was empty; otherwise an empty table gives one part with the schema.
     pub files: Vec<ManifestFile>,
-    /// Total rows, as odbc2parquet counted them.
+    /// Total rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
+    /// The columns, with types and descriptions (empty when the engine does not know them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<ManifestColumn>,
+    /// The table's description (`COMMENT ON TABLE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// When the worker started.
     pub started_at: Timestamp,
-    /// The odbc2parquet release that wrote the parts.
-    pub odbc2parquet_version: String,
+    /// What wrote the parts, e.g. `datadump 0.2.0 postgres (2 streams)` or `odbc2parquet 11.0.1`.
+    pub writer: String,
     /// The attempt that wrote this.
     pub attempt: u32,
     /// The attempt's idempotency token.
@@ -165,17 +199,19 @@ pub struct SuccessReport {
     pub time: Timestamp,
 }
 
-/// `_failure`: why the attempt failed. The log tail never holds the connection string (the
-/// worker never logs it and redacts it and the password from the tail as well).
+/// `_failure`: why the attempt failed. Neither the message nor the log tail ever holds the
+/// connection string (the worker never logs it and redacts it and the password as well).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FailureReport {
-    /// The failing command's exit code (124 when the deadline killed it).
+    /// The worker's exit code (124 when the deadline stopped it, 143 on SIGTERM).
     pub exit_code: i32,
     /// The stage that failed, or [`Stage::Deadline`].
     pub step: Stage,
-    /// The last 4 KiB of the worker's log (odbc2parquet's and PostgreSQL's messages included),
-    /// as valid UTF-8.
+    /// The cause in one line, e.g. the database's error with its column, row and fix.
+    #[serde(default)]
+    pub message: String,
+    /// The last 4 KiB of the worker's log, as valid UTF-8.
     pub log_tail: String,
     /// The attempt that wrote this.
     pub attempt: u32,
@@ -188,7 +224,6 @@ pub struct FailureReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::testkit::{lib_json, sample_script};
 
     #[test]
     fn keys_follow_the_layout() {
@@ -204,59 +239,27 @@ mod tests {
     }
 
     #[test]
-    fn the_script_writes_progress_the_controller_reads() {
-        let script = sample_script();
-        let p: ProgressReport = lib_json(&script, "STAGE=dumping FILES=3 BYTES=1234 ROWS=99; progress_json");
-        assert_eq!(
-            (p.stage, p.files, p.bytes, p.rows, p.attempt),
-            (Stage::Dumping, 3, 1234, Some(99), 2)
-        );
-        assert_eq!(p.token, "tok-\"1\"");
-        assert!((Timestamp::now().as_second() - p.time.as_second()).abs() < 60);
-        let p: ProgressReport = lib_json(&script, "ROWS_KNOWN=0; progress_json");
-        assert_eq!((p.stage, p.rows), (Stage::Starting, None));
-    }
-
-    #[test]
-    fn the_script_writes_manifest_and_success_the_controller_reads() {
-        let script = sample_script();
-        let setup = r#"STARTED=2026-11-01T00:00:00Z FILES=2 BYTES=30 ROWS=7
-            ENTRIES=('{"key":"k/image_01.parquet","size":10,"sha256":"ab","rows":3}' '{"key":"k/image_02.parquet","size":20,"sha256":"cd","rows":4}')"#;
-        let m: Manifest = lib_json(&script, &format!("{setup}; manifest_json"));
-        assert_eq!(m.version, MANIFEST_VERSION);
-        assert_eq!(
-            (m.media_type.as_str(), m.dump_date.as_str(), m.rows, m.bytes()),
-            ("image", "2026-11-01", Some(7), 30)
-        );
-        assert_eq!(
-            m.files[1],
-            ManifestFile {
-                key: "k/image_02.parquet".into(),
-                size: 20,
-                sha256: "cd".into(),
-                rows: Some(4)
-            }
-        );
-        assert_eq!(m.odbc2parquet_version, "11.0.1");
-        assert_eq!(m.started_at.to_string(), "2026-11-01T00:00:00Z");
-        let m: Manifest = lib_json(&script, "STARTED=2026-11-01T00:00:00Z; manifest_json");
-        assert!(m.files.is_empty());
-        let s: SuccessReport = lib_json(&script, &format!("{setup}; success_json"));
-        assert_eq!((s.files, s.bytes, s.rows, s.attempt), (2, 30, Some(7), 2));
-    }
-
-    #[test]
-    fn the_failure_log_tail_is_valid_json_whatever_the_log_holds() {
-        let script = sample_script();
-        // A tail cut inside a multi-byte character, control characters, quotes, backslashes,
-        // invalid UTF-8, and the secret, which must be redacted.
-        let snippet = r#"SECRETS=('pw;s3cr3t') t=$(printf '\xa9 caf\xc3\xa9 "q" \\ \x01\x1f\ttab\r\nline2 \xff pw;s3cr3t end' | utf8_clean); failure_json 1 dumping "$t""#;
-        let f: FailureReport = lib_json(&script, snippet);
-        assert_eq!(f.exit_code, 1);
-        assert_eq!(f.step, Stage::Dumping);
-        assert_eq!(f.log_tail, " café \"q\" \\ \u{1}\u{1f}\ttab\r\nline2  [REDACTED] end");
-        let f: FailureReport = lib_json(&script, "failure_json 124 deadline ''");
-        assert_eq!((f.exit_code, f.step, f.log_tail.as_str()), (124, Stage::Deadline, ""));
+    fn documents_round_trip_and_old_failures_still_parse() {
+        let f: FailureReport = serde_json::from_str(
+            r#"{"exitCode":1,"step":"dumping","logTail":"x","attempt":1,"token":"t","time":"2026-11-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!((f.step, f.message.as_str()), (Stage::Dumping, ""));
+        let p = ProgressReport {
+            stage: Stage::Dumping,
+            files: 1,
+            bytes: 2,
+            rows: Some(3),
+            estimated_rows: Some(10),
+            rows_per_second: Some(1),
+            eta: None,
+            attempt: 1,
+            token: "t".into(),
+            time: Timestamp::UNIX_EPOCH,
+        };
+        let text = serde_json::to_string(&p).unwrap();
+        assert!(text.contains(r#""estimatedRows":10"#) && !text.contains("eta"), "{text}");
+        assert_eq!(serde_json::from_str::<ProgressReport>(&text).unwrap(), p);
     }
 
     #[test]

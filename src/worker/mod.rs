@@ -1,38 +1,38 @@
-//! The worker: the EC2 user data that dumps one media type of a DataDump to Parquet on S3.
+//! The worker: `datadump worker` runs one attempt of one media type on an EC2 instance (or as a
+//! local process) and keeps the S3 contract with the controller.
 //!
-//! Pure, no I/O: this module only renders text. The rendered bash script does the I/O on the
-//! instance: it schedules its own shutdown at the deadline, installs what is missing, reads the
-//! connection string from SSM, runs odbc2parquet, uploads each Parquet part as soon as it is
-//! complete, writes `_manifest.json` and then `_success` (or `_failure`), and shuts down.
-//! [`contract`] holds the S3 keys and JSON documents the controller reads.
-//!
-//! Every user-supplied value reaches the script as data: a quoted here-document per value,
-//! never shell code. The fixed program ([`program`]) travels gzip+base64 compressed so that
-//! the user data stays under EC2's 16 KiB limit.
+//! - [`job`]: what one run needs, as JSON, never a secret (pure);
+//! - [`bootstrap`]: the EC2 user data, a short POSIX sh script that fetches and checks the
+//!   binary and runs the worker (pure);
+//! - [`contract`]: the S3 keys and JSON documents the controller reads (pure);
+//! - [`runtime`]: the worker itself: credentials from SSM, the engine, progress, manifest,
+//!   `_success` last or `_failure` (I/O);
+//! - [`pg`]: the native PostgreSQL engine; [`odbc`]: odbc2parquet as a child process (I/O);
+//! - [`sink`], [`s3sink`]: where engines write Parquet files (I/O).
 
+pub mod bootstrap;
 pub mod contract;
-pub mod sink;
+pub mod job;
+pub mod odbc;
 mod options;
-mod render;
-
-#[cfg(test)]
-mod script_tests;
-#[cfg(test)]
-pub(crate) mod testkit;
+pub mod pg;
+pub mod runtime;
+pub mod s3sink;
+pub mod sink;
 
 use crate::api::{DataDumpSpec, MediaType};
 
+pub use bootstrap::{Arch, BinarySource, USER_DATA_LIMIT, WorkerBinaries, render, render_preview};
+pub use job::Job;
 pub use options::{
     DEFAULT_BATCH_SIZE_MEMORY, DEFAULT_COLUMN_LENGTH_LIMIT, DriverOption, FETCH_ROWS, column_length_limit, driver_options,
     odbc2parquet_args,
 };
-pub use render::{USER_DATA_LIMIT, program, render, render_preview};
 
-/// Everything one worker run needs. The controller builds it; [`render`] turns it into user
-/// data.
+/// What the controller knows about one worker run; [`Job::new`] turns it into the job.
 #[derive(Clone, Debug)]
 pub struct WorkerJob<'a> {
-    /// The dump: query, odbc2parquet options, destination (bucket, prefix, region).
+    /// The dump: query, engine, output options, destination (bucket, prefix, region).
     pub spec: &'a DataDumpSpec,
     /// The table this worker exports.
     pub media_type: &'a MediaType,
@@ -43,10 +43,10 @@ pub struct WorkerJob<'a> {
     /// The attempt's idempotency token, also written into every JSON document, so the
     /// controller can tell this attempt's semaphores from an earlier attempt's.
     pub token: &'a str,
-    /// The dump's absolute deadline: the worker shuts itself down then, whatever happens.
+    /// The dump's absolute deadline: the worker stops then, whatever happens.
     pub deadline: jiff::Timestamp,
-    /// The SSM SecureString parameter holding the ODBC connection string (staged by the
-    /// controller, or the user's own). Only its name is in the user data.
+    /// The SSM SecureString parameter holding the connection string (staged by the
+    /// controller, or the user's own). Only its name is in the job.
     pub ssm_parameter: &'a str,
     /// AWS region for SSM calls, and for S3 unless `spec.destination.region` is set.
     pub region: &'a str,
@@ -61,12 +61,20 @@ pub enum RenderError {
     /// The dump date is not `YYYY-MM-DD`.
     #[error("dump date {0:?} is not a YYYY-MM-DD date")]
     InvalidDate(String),
-    /// A value holds a NUL byte, which no shell variable can carry.
+    /// A value holds a NUL byte, which PostgreSQL refuses in a query.
     #[error("{0} contains a NUL byte")]
     NulByte(&'static str),
+    /// A size field does not parse.
+    #[error("{0} is not a size like 2GiB")]
+    InvalidSize(&'static str),
+    /// No worker binary is configured for the instance's architecture.
+    #[error(
+        "no worker binary for {0} instances is configured; set the controller's --worker-url-{0} and --worker-sha256-{0} (Helm: worker.binaries), or choose an instance type of a configured architecture"
+    )]
+    NoBinary(&'static str),
     /// The user data would exceed EC2's limit.
     #[error(
-        "the worker user data would be {size} bytes, more than EC2's limit of {limit}; shorten spec.query, spec.odbc2parquet.extraArgs or spec.destination.prefix"
+        "the worker user data would be {size} bytes, more than EC2's limit of {limit}; shorten spec.query or spec.destination.prefix"
     )]
     TooLarge {
         /// The rendered size in bytes.
@@ -83,6 +91,8 @@ impl RenderError {
             RenderError::InvalidMediaType(_) => "invalid_media_type",
             RenderError::InvalidDate(_) => "invalid_date",
             RenderError::NulByte(_) => "nul_byte",
+            RenderError::InvalidSize(_) => "invalid_size",
+            RenderError::NoBinary(_) => "no_binary",
             RenderError::TooLarge { .. } => "too_large",
         }
     }

@@ -13,28 +13,30 @@
 //!   SQL_DESC_PRECISION 0 for float8, odbc2parquet 11 maps precision <= 24 to FLOAT); no driver
 //!   option changes that, and `uuid` arrives as upper-case GUID text.
 
-use crate::api::Odbc2ParquetSpec;
+use crate::api::{Odbc2ParquetSpec, OutputSpec};
 
 /// The default `--column-length-limit`: 64 KiB per text, jsonb or array value.
 pub const DEFAULT_COLUMN_LENGTH_LIMIT: u32 = 65_536;
-/// The default `--batch-size-memory`. Each batch becomes one Parquet row group, and with 64 KiB
+/// The default `--batch-size-memory` (`spec.output.rowGroupSize` overrides it). Each batch becomes one Parquet row group, and with 64 KiB
 /// per text/jsonb/array value a catalog-shaped row needs ~1 MiB of buffer: 64 MiB made row
 /// groups of 63 rows, a 54 MiB footer per 1M rows and memory that grew with the row count
 /// (639 MiB at 1M rows). 1 GiB gives ~1,000-row groups, output as small as odbc2parquet's own
 /// defaults, and ~2 GiB peak RSS on 1M rows, well within the default m7g.xlarge's 16 GiB
 /// (benches/dump_throughput.rs). Smaller instances can lower it with `extraArgs`.
 pub const DEFAULT_BATCH_SIZE_MEMORY: &str = "1GiB";
+/// psqlODBC's `ConnSettings`: makes every transaction of the session read-only.
+pub const READ_ONLY_SETTINGS: &str = "{SET default_transaction_read_only=on}";
 /// Rows the driver fetches per cursor round trip (`Fetch=`).
 pub const FETCH_ROWS: u32 = 20_000;
 
 /// A PostgreSQL ODBC driver option the worker appends to the connection string unless the
 /// string already sets it (under its name or its abbreviation, case-insensitively).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DriverOption {
     /// The option's name, e.g. `UseDeclareFetch`.
-    pub name: &'static str,
+    pub name: String,
     /// psqlODBC's abbreviation of it, e.g. `B6`.
-    pub alias: &'static str,
+    pub alias: String,
     /// The value to set.
     pub value: String,
 }
@@ -64,16 +66,19 @@ pub fn column_length_limit(o: &Odbc2ParquetSpec) -> u32 {
 /// A flag the user also passes in `extraArgs` is left to the user's value: odbc2parquet
 /// rejects a flag given twice. `--no-empty-file` is not set: odbc2parquet 11 creates no empty
 /// trailing part, so without it an empty table gives exactly one part with the schema.
-pub fn odbc2parquet_args(o: &Odbc2ParquetSpec) -> Vec<String> {
+pub fn odbc2parquet_args(o: &Odbc2ParquetSpec, out: &OutputSpec) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
     let mut push = |flag: &str, value: String| {
         if !user_sets(o, flag) {
             args.push(format!("{flag}={value}"));
         }
     };
-    push("--batch-size-memory", DEFAULT_BATCH_SIZE_MEMORY.into());
-    push("--file-size-threshold", o.file_size_threshold.clone());
-    push("--column-compression-default", o.compression.as_str().into());
+    push(
+        "--batch-size-memory",
+        out.row_group_size.clone().unwrap_or_else(|| DEFAULT_BATCH_SIZE_MEMORY.into()),
+    );
+    push("--file-size-threshold", out.file_size_threshold().into());
+    push("--column-compression-default", out.compression.as_str().into());
     push(
         "--column-length-limit",
         o.column_length_limit.unwrap_or(DEFAULT_COLUMN_LENGTH_LIMIT).to_string(),
@@ -88,13 +93,19 @@ pub fn odbc2parquet_args(o: &Odbc2ParquetSpec) -> Vec<String> {
 /// The driver options the worker appends when the connection string lacks them: cursor
 /// fetching, real booleans, and buffers bounded by the column length limit.
 pub fn driver_options(o: &Odbc2ParquetSpec) -> Vec<DriverOption> {
-    let opt = |name, alias, value: String| DriverOption { name, alias, value };
+    let opt = |name: &str, alias: &str, value: String| DriverOption {
+        name: name.into(),
+        alias: alias.into(),
+        value,
+    };
     vec![
         opt("UseDeclareFetch", "B6", "1".into()),
         opt("Fetch", "A7", FETCH_ROWS.to_string()),
         opt("BoolsAsChar", "B9", "0".into()),
         opt("UnknownsAsLongVarchar", "B8", "1".into()),
         opt("MaxLongVarcharSize", "B1", column_length_limit(o).to_string()),
+        // sent after connecting: the database itself refuses any write the query might make
+        opt("ConnSettings", "A6", READ_ONLY_SETTINGS.into()),
     ]
 }
 
@@ -105,7 +116,7 @@ mod tests {
 
     #[test]
     fn defaults_bound_memory_and_files() {
-        let args = odbc2parquet_args(&Odbc2ParquetSpec::default());
+        let args = odbc2parquet_args(&Odbc2ParquetSpec::default(), &OutputSpec::default());
         assert_eq!(
             args,
             [
@@ -126,22 +137,26 @@ mod tests {
                 "Fetch=20000",
                 "BoolsAsChar=0",
                 "UnknownsAsLongVarchar=1",
-                "MaxLongVarcharSize=65536"
+                "MaxLongVarcharSize=65536",
+                "ConnSettings={SET default_transaction_read_only=on}"
             ]
         );
     }
 
     #[test]
     fn spec_fields_and_extra_args_are_used_and_never_doubled() {
-        let o = Odbc2ParquetSpec {
-            file_size_threshold: "1MiB".into(),
+        let out = OutputSpec {
+            file_size_threshold: Some("1MiB".into()),
             compression: Compression::Snappy,
+            ..Default::default()
+        };
+        let o = Odbc2ParquetSpec {
             column_length_limit: Some(1000),
             batch_size_rows: Some(5000),
             extra_args: vec![ExtraArg("--batch-size-memory=1GiB".into()), ExtraArg("--avoid-decimal".into())],
             ..Default::default()
         };
-        let args = odbc2parquet_args(&o);
+        let args = odbc2parquet_args(&o, &out);
         assert_eq!(
             args,
             [
@@ -160,7 +175,7 @@ mod tests {
         };
         assert_eq!(column_length_limit(&o), 200_000);
         assert_eq!(
-            odbc2parquet_args(&o)
+            odbc2parquet_args(&o, &out)
                 .iter()
                 .filter(|a| a.starts_with("--column-length-limit"))
                 .count(),

@@ -182,7 +182,7 @@ const STRING_FIELDS: &[&str] = &[
     "/database/connectionSecretRef/name",
     "/database/connectionSecretRef/key",
     "/odbc2parquet/version",
-    "/odbc2parquet/fileSizeThreshold",
+    "/output/fileSizeThreshold",
     "/odbc2parquet/extraArgs/0",
     "/instance/instanceType",
     "/instance/imageId",
@@ -200,7 +200,9 @@ fn full_spec() -> Value {
         "destination": {"bucket": "datasets", "prefix": "data-dump", "region": "us-east-1"},
         "query": "SELECT * FROM {media_type}",
         "database": {"connectionSecretRef": {"name": "catalog-db", "key": "connectionString"}},
-        "odbc2parquet": {"version": "11.0.1", "fileSizeThreshold": "2GiB", "extraArgs": ["--batch-size-memory=64MiB"]},
+        "engine": "odbc2parquet",
+        "output": {"fileSizeThreshold": "2GiB"},
+        "odbc2parquet": {"version": "11.0.1", "extraArgs": ["--batch-size-memory=64MiB"]},
         "instance": {"instanceType": "t4g.nano", "imageId": "ami-0123456789abcdef0", "subnetId": "subnet-0123456789abcdef0",
             "securityGroupIds": ["sg-0123456789abcdef0"], "iamInstanceProfile": "datadump-worker", "keyName": "ops", "tags": {"team": "data"}},
         "timeout": "168h",
@@ -216,49 +218,26 @@ fn place(field: &str, value: &str) -> String {
     }
 }
 
-/// Sources rendered user data with `DATADUMP_LIB=1` (job values and functions only, nothing
-/// runs) in an empty directory, and returns the job values and odbc2parquet arguments as bash
-/// holds them. Panics if any command substitution ran (a `CANARY` file appears).
-fn job_values(user_data: &str) -> (BTreeMap<String, String>, Vec<String>) {
+/// Runs only the value assignments of rendered user data (nothing after them) under `sh` in an
+/// empty directory and returns the job they carry. Panics if any command substitution ran
+/// (a file appears).
+fn job_of(user_data: &str) -> datadump::worker::Job {
+    use base64::Engine as _;
     let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("user-data.sh");
-    std::fs::write(&script, user_data).unwrap();
-    let out = std::process::Command::new("bash")
+    let (assignments, _) = user_data.split_once("set -u\n").expect("the bootstrap's program starts with set -u");
+    let out = std::process::Command::new("sh")
         .current_dir(dir.path())
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .args([
-            "-c",
-            "export DATADUMP_LIB=1; source \"$0\" >/dev/null 2>&1; for k in \"${!JOB[@]}\"; do printf 'J\\0%s\\0%s\\0' \"$k\" \"${JOB[$k]}\"; done; for a in \"${ARGS[@]}\"; do printf 'A\\0%s\\0' \"$a\"; done",
-        ])
-        .arg(&script)
+        .arg("-c")
+        .arg(format!("{assignments}\nprintf '%s' \"$job\""))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "sourcing the user data failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(
-        leftovers,
-        vec![std::ffi::OsString::from("user-data.sh")],
-        "a job value ran as shell code"
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut parts = text.split('\0');
-    let (mut job, mut args) = (BTreeMap::new(), Vec::new());
-    while let Some(kind) = parts.next() {
-        match kind {
-            "J" => {
-                let k = parts.next().unwrap().to_string();
-                job.insert(k, parts.next().unwrap().to_string());
-            }
-            "A" => args.push(parts.next().unwrap().to_string()),
-            _ => break,
-        }
-    }
-    (job, args)
+    assert!(out.status.success(), "the user data's values do not parse: {}", String::from_utf8_lossy(&out.stderr));
+    let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(leftovers, 0, "a job value ran as shell code");
+    let json = base64::engine::general_purpose::STANDARD.decode(out.stdout).unwrap();
+    datadump::worker::Job::from_json(std::str::from_utf8(&json).unwrap()).unwrap()
 }
 
 /// Hostile strings in every field, through the validator and the worker renderer (no cluster):
@@ -312,14 +291,21 @@ fn hostile_strings_are_refused_by_field_or_rendered_as_data() {
                         ssm_parameter: "/datadump/uid/image",
                         region: "us-east-1",
                     };
-                    match datadump::worker::render(&job) {
+                    let binary = datadump::worker::BinarySource {
+                        url: "https://example.org/datadump".into(),
+                        sha256: "0".repeat(64),
+                    };
+                    let rendered = datadump::worker::Job::new(&job)
+                        .and_then(|j| datadump::worker::render(&j, datadump::worker::Arch::Aarch64, &binary));
+                    match rendered {
                         Err(e) => assert!(e.to_string().len() < 400, "a clear render error: {e}"),
                         Ok(user_data) => {
-                            let (job, args) = job_values(&user_data);
+                            let job = job_of(&user_data);
+                            let args = job.odbc2parquet.as_ref().map(|o| o.args.clone()).unwrap_or_default();
                             match *field {
-                                "/query" => assert_eq!(job["query"], placed.replace("{media_type}", "image"), "query round-trips"),
+                                "/query" => assert_eq!(job.rendered_query(), placed.replace("{media_type}", "image"), "query round-trips"),
                                 "/odbc2parquet/extraArgs/0" => assert!(args.contains(&placed), "argument round-trips: {args:?}"),
-                                "/destination/region" => assert_eq!(job["s3_region"], placed),
+                                "/destination/region" => assert_eq!(job.s3_region, placed),
                                 _ => {}
                             }
                         }
@@ -437,8 +423,9 @@ async fn hostile_strings_through_the_controller() {
         .await;
     let instances = w.instances(&ok_uid).await;
     assert_eq!(instances.len(), 1);
-    let (job, args) = job_values(instances[0].user_data.as_deref().unwrap());
-    assert_eq!(job["query"], query.replace("{media_type}", "image"));
+    let job = job_of(instances[0].user_data.as_deref().unwrap());
+    assert_eq!(job.rendered_query(), query.replace("{media_type}", "image"));
+    let args = job.odbc2parquet.map(|o| o.args).unwrap_or_default();
     assert!(args.contains(&place("/odbc2parquet/extraArgs/0", &values[1])), "{args:?}");
     for (k, v) in &tags {
         assert_eq!(instances[0].tags.get(k), Some(v), "tag {k} as the user wrote it");

@@ -1,6 +1,5 @@
 //! `datadump run --compute local`, end to end: the runner binary as a child process, its local
-//! workers running the real worker script against a real PostgreSQL, the real odbc2parquet
-//! and AWS CLI, and moto's S3 and SSM. The tests check what a user would: the exit code, the
+//! workers (`datadump worker`) against a real PostgreSQL and moto's S3 and SSM. The tests check what a user would: the exit code, the
 //! output, the objects in S3, the staged credentials, and the processes left on the machine.
 
 use std::path::PathBuf;
@@ -97,7 +96,7 @@ impl World {
             .envs(self.moto.child_env())
             .env("PATH", crate::support::moto::worker_path())
             .env("HOME", std::env::var("HOME").unwrap_or_default())
-            .env("DATADUMP_CONNECTION_STRING", self.pg.odbc_connection_string(DB))
+            .env("DATADUMP_CONNECTION_STRING", self.pg.connection_string(DB))
             // the most verbose logging: even then no secret may reach the output
             .env("DATADUMP_LOG", "trace")
             .stdin(Stdio::null())
@@ -111,7 +110,7 @@ impl World {
     fn worker_logs(&self) -> String {
         let mut out = String::new();
         for e in std::fs::read_dir(self.workdir()).into_iter().flatten().flatten() {
-            let log = std::fs::read_to_string(e.path().join("work/worker.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(e.path().join("console.log")).unwrap_or_default();
             out.push_str(&format!("--- {}\n{log}", e.file_name().to_string_lossy()));
         }
         out
@@ -239,7 +238,7 @@ fn parquet_rows(bytes: Vec<u8>) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dump_runs_to_success_without_a_cluster() {
     let w = World::new().await;
-    let run = w.run("image, audio", "  odbc2parquet: {fileSizeThreshold: 1MiB}\n").await;
+    let run = w.run("image, audio", "  output: {fileSizeThreshold: 1MiB, rowGroupSize: 1MiB}\n").await;
     assert_eq!(run.status.code(), Some(0), "{}", run.output());
 
     // the summary: a table with each media type's rows, and the dump's result
@@ -288,13 +287,9 @@ async fn a_dump_runs_to_success_without_a_cluster() {
                 .flatten()
                 .filter(move |e| e.file_name().to_string_lossy().contains(m))
         })
-        .map(|e| std::fs::read_to_string(e.path().join("work/worker.log")).unwrap())
+        .map(|e| std::fs::read_to_string(e.path().join("console.log")).unwrap())
         .collect();
-    assert_eq!(
-        logs.matches("read the connection string from SSM parameter /datadump/run-").count(),
-        2,
-        "{logs}"
-    );
+    assert_eq!(logs.matches("read the connection string parameter=/datadump/run-").count(), 2, "{logs}");
     assert_eq!(w.staged_parameters().await, Vec::<String>::new());
 
     // the password is nowhere in the output (logging at trace level, which is not vacuous: the
@@ -302,9 +297,9 @@ async fn a_dump_runs_to_success_without_a_cluster() {
     assert!(run.stderr.contains("TRACE") && run.stderr.contains("PutParameter"), "{}", run.stderr.len());
     let password = w.pg.password();
     assert!(!run.output().contains(password), "{}", run.output());
-    assert!(!run.output().contains("Pwd="), "{}", run.output());
+    assert!(!run.output().contains("password="), "{}", run.output());
     for entry in std::fs::read_dir(w.workdir()).unwrap().flatten() {
-        for name in ["user-data.sh", "console.log", "work/worker.log"] {
+        for name in ["job.json", "console.log"] {
             let text = std::fs::read_to_string(entry.path().join(name)).unwrap_or_default();
             assert!(!text.contains(password), "{name} holds the password");
         }
@@ -334,20 +329,20 @@ async fn a_failing_query_exits_1_with_the_postgres_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_terminates_the_workers_and_exits_130() {
     let w = World::new().await;
-    // the cursor's first fetch waits for pg_sleep: odbc2parquet is busy until it is killed
+    // the query waits for pg_sleep: the worker is busy dumping until it is stopped
     let child = w.start(
         "image",
         "  query: \"WITH slow AS (SELECT pg_sleep(600)) SELECT {media_type}.* FROM {media_type}, slow\"\n",
     );
     let workdir = w.workdir().display().to_string();
-    let (script_pid, pgid) = wait_for("the worker's odbc2parquet to run", Duration::from_secs(60), || {
+    let (script_pid, pgid) = wait_for("the worker to run its query", Duration::from_secs(60), || {
         let found = processes_mentioning(&workdir);
-        let script = found
+        let worker = found
             .iter()
-            .find(|(_, _, c)| c.starts_with("bash ") && c.contains("user-data.sh"))
+            .find(|(_, _, c)| c.contains(" worker ") && c.contains("job.json"))
             .map(|(p, g, _)| (*p, *g));
-        let dumping = found.iter().any(|(_, _, c)| c.contains("odbc2parquet"));
-        async move { script.filter(|_| dumping) }
+        let sleeping = w.count("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%pg_sleep(600)%'") > 0;
+        async move { worker.filter(|_| sleeping) }
     })
     .await;
     assert_eq!(script_pid, pgid, "the worker leads its own process group");
@@ -365,7 +360,7 @@ async fn ctrl_c_terminates_the_workers_and_exits_130() {
     assert!(out.contains("interrupted by SIGINT"), "{out}");
     assert!(out.contains("terminated 1 worker(s): local-image-1-"), "{out}");
 
-    // nothing of the worker is left: not the script, not odbc2parquet, nothing in its group
+    // nothing of the worker is left, nothing in its group
     nothing_left(&workdir).await;
     wait_for("the worker's process group to be empty", Duration::from_secs(10), || {
         let members = group_members(pgid);
@@ -380,7 +375,8 @@ async fn ctrl_c_terminates_the_workers_and_exits_130() {
         .find(|k| k.ends_with("/image/_failure"))
         .unwrap_or_else(|| panic!("{keys:?}"));
     let report: serde_json::Value = serde_json::from_slice(&w.get(failure).await).unwrap();
-    assert!(report["logTail"].as_str().unwrap().contains("received SIGTERM"), "{report}");
+    assert!(report["message"].as_str().unwrap().contains("stopped by SIGTERM"), "{report}");
+    assert_eq!(report["exitCode"], 143, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -400,7 +396,7 @@ async fn ctrl_c_with_ec2_workers_terminates_the_instances() {
         ),
     )
     .unwrap();
-    let secret = "Driver={PostgreSQL Unicode};Server=db;Pwd=ec2-test-secret;";
+    let secret = "host=db user=exporter password=ec2-test-secret";
     let secret_file = dir.path().join("connection-string");
     std::fs::write(&secret_file, secret).unwrap();
     let stdout = dir.path().join("stdout");
@@ -413,6 +409,8 @@ async fn ctrl_c_with_ec2_workers_terminates_the_instances() {
         .args(["--poll-interval", "300ms"])
         .env_clear()
         .envs(moto.child_env())
+        .env("DATADUMP_WORKER_URL_AARCH64", "https://downloads.example.org/datadump-aarch64")
+        .env("DATADUMP_WORKER_SHA256_AARCH64", "a".repeat(64))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(&stderr).unwrap())

@@ -27,8 +27,13 @@ pub const PROFILE: &str = "datadump-worker";
 pub const PASSWORD: &str = "s3cr3t-Pa55word-never-shown";
 /// The connection string in the Secret.
 pub fn connection_string() -> String {
-    format!("Driver={{PostgreSQL Unicode}};Server=db.internal;Port=5432;Database=openledger;Uid=exporter;Pwd={PASSWORD};")
+    format!("host=db.internal port=5432 dbname=openledger user=exporter password={PASSWORD}")
 }
+
+/// Where the controller's instances download the worker (moto never runs user data).
+pub const WORKER_URL: &str = "https://downloads.example.org/datadump/worker";
+/// The worker binary's checksum the controller is configured with.
+pub const WORKER_SHA256: &str = "5f1e1bd0e8d3a3a38e3fe1b2f6e5b4c0a9d8c7b6a5f4e3d2c1b0a99887766554";
 
 /// One instance as EC2 reports it.
 #[derive(Clone, Debug)]
@@ -116,6 +121,10 @@ impl World {
             .env("DATADUMP_POLL_INTERVAL", "1s")
             .env("DATADUMP_SWEEP_INTERVAL", "2s")
             .env("DATADUMP_LAUNCH_GRACE", "20s")
+            .env("DATADUMP_WORKER_URL_X86_64", WORKER_URL)
+            .env("DATADUMP_WORKER_SHA256_X86_64", WORKER_SHA256)
+            .env("DATADUMP_WORKER_URL_AARCH64", WORKER_URL)
+            .env("DATADUMP_WORKER_SHA256_AARCH64", WORKER_SHA256)
             .env(
                 "DATADUMP_LOG",
                 "debug,hyper=info,aws_smithy_runtime=info,aws_smithy_runtime_api=info,h2=info,tower=info,rustls=info",
@@ -346,7 +355,9 @@ impl World {
             dump_date: dd.status.as_ref().and_then(|s| s.dump_date.clone()).unwrap(),
             rows: Some(total),
             started_at: now,
-            odbc2parquet_version: "11.0.1".into(),
+            columns: Vec::new(),
+            description: None,
+            writer: "test".into(),
             attempt,
             token: token.clone(),
             time: now,
@@ -383,7 +394,9 @@ impl World {
             files: vec![ManifestFile { key, size: full, sha256: String::new(), rows: Some(20) }],
             rows: Some(20),
             started_at: now,
-            odbc2parquet_version: "11.0.1".into(),
+            columns: Vec::new(),
+            description: None,
+            writer: "test".into(),
             attempt,
             token: token.clone(),
             time: now,
@@ -401,6 +414,7 @@ impl World {
         let report = FailureReport {
             exit_code: 1,
             step: Stage::Dumping,
+            message: String::new(),
             log_tail: message.into(),
             attempt,
             token,

@@ -181,6 +181,13 @@ impl Postgres {
         )
     }
 
+    /// A libpq connection string for `db` (what the postgres engine takes), logging in over TCP
+    /// with the password (quoted as libpq wants: single quotes, `\` before `'` and `\`).
+    pub fn connection_string(&self, db: &str) -> String {
+        let quoted = self.password.replace('\\', "\\\\").replace('\'', "\\'");
+        format!("host=127.0.0.1 port={} dbname={db} user={USER} password='{quoted}'", self.port)
+    }
+
     /// Runs SQL in `db` through the socket; returns psql's unaligned, tuples-only output, or
     /// the error.
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {

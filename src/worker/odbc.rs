@@ -1,0 +1,295 @@
+//! The `odbc2parquet` engine, for ODBC sources other than PostgreSQL: odbc2parquet runs as a
+//! child process writing parts into a local folder; each part is uploaded through the sink as
+//! soon as it is complete (a later part exists, or odbc2parquet has exited) and then deleted,
+//! so the disk holds about two parts at a time. The connection string reaches odbc2parquet in
+//! its environment, never on a command line; its log goes to the worker's log, redacted.
+//! Needs odbc2parquet, unixODBC and the driver on the machine. I/O (processes, files).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncBufReadExt;
+use tokio::process::Command;
+
+use super::job::OdbcJob;
+use super::options::DriverOption;
+use super::sink::{PartInfo, PartSink, Progress};
+
+/// How often the folder is checked for finished parts.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Why the odbc2parquet engine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OdbcError {
+    /// odbc2parquet could not be started.
+    #[error("cannot run odbc2parquet: {0}; install odbc2parquet, unixODBC and the ODBC driver on the worker's image")]
+    Start(#[source] std::io::Error),
+    /// odbc2parquet failed; the message is its last error line.
+    #[error("odbc2parquet failed with exit code {code}: {message}")]
+    Failed {
+        /// Its exit code (-1 when killed by a signal).
+        code: i32,
+        /// Its last error line, redacted.
+        message: String,
+    },
+    /// The connection string sets something the worker must set itself.
+    #[error("the connection string sets {0}, which the worker sets itself to make the session read-only; remove it")]
+    Reserved(&'static str),
+    /// A part could not be read or uploaded.
+    #[error("{0}")]
+    Part(String),
+}
+
+impl OdbcError {
+    /// A short, bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            OdbcError::Start(_) => "odbc_start",
+            OdbcError::Failed { .. } => "odbc_failed",
+            OdbcError::Reserved(_) => "odbc_reserved",
+            OdbcError::Part(_) => "odbc_part",
+        }
+    }
+}
+
+/// What the engine wrote.
+#[derive(Debug)]
+pub struct OdbcSummary {
+    /// The uploaded parts, in file order.
+    pub parts: Vec<PartInfo>,
+    /// The odbc2parquet version that ran.
+    pub version: String,
+}
+
+/// Splits an ODBC connection string into (lower-case key, unbraced value) pairs.
+pub fn odbc_pairs(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    loop {
+        rest = rest.trim_start_matches([';', ' ']);
+        let Some((key, after)) = rest.split_once('=') else { break };
+        let (value, tail) = if let Some(braced) = after.strip_prefix('{') {
+            // `}}` inside braces is a literal `}`
+            let mut value = String::new();
+            let mut it = braced;
+            loop {
+                match it.find('}') {
+                    Some(i) if it[i + 1..].starts_with('}') => {
+                        value.push_str(&it[..=i]);
+                        it = &it[i + 2..];
+                    }
+                    Some(i) => {
+                        value.push_str(&it[..i]);
+                        it = &it[i + 1..];
+                        break;
+                    }
+                    None => {
+                        value.push_str(it);
+                        it = "";
+                        break;
+                    }
+                }
+            }
+            (value, it.split_once(';').map_or("", |(_, t)| t))
+        } else {
+            match after.split_once(';') {
+                Some((v, t)) => (v.to_string(), t),
+                None => (after.to_string(), ""),
+            }
+        };
+        out.push((key.trim().to_ascii_lowercase(), value));
+        rest = tail;
+    }
+    out
+}
+
+/// The connection string with each driver option it does not set (by name or alias)
+/// appended, and the secrets in it (the password, for redaction).
+pub fn effective_connection(conn: &str, options: &[DriverOption]) -> (String, Vec<String>) {
+    let pairs = odbc_pairs(conn);
+    let secrets = pairs
+        .iter()
+        .filter(|(k, v)| (k == "pwd" || k == "password") && v.len() >= 3)
+        .map(|(_, v)| v.clone())
+        .collect();
+    let mut out = conn.to_string();
+    for o in options {
+        let set = pairs
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(&o.name) || k.eq_ignore_ascii_case(&o.alias));
+        if !set {
+            if !out.is_empty() && !out.ends_with(';') {
+                out.push(';');
+            }
+            out.push_str(&format!("{}={}", o.name, o.value));
+        }
+    }
+    (out, secrets)
+}
+
+/// Parts in `dir`, in file order (`_99` before `_100`).
+fn parts_in(dir: &Path, media: &str) -> Vec<PathBuf> {
+    let prefix = format!("{media}_");
+    let mut parts: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let n = name.strip_prefix(&prefix)?.strip_suffix(".parquet")?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    parts.sort();
+    parts.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Uploads one finished local part through the sink and deletes it.
+fn upload(path: &Path, sink: &dyn PartSink) -> Result<PartInfo, OdbcError> {
+    let err = |e: &dyn std::fmt::Display| OdbcError::Part(format!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| err(&e))?;
+    let reader = parquet::file::reader::SerializedFileReader::new(file.try_clone().map_err(|e| err(&e))?)
+        .map_err(|e| err(&format!("not a complete Parquet file: {e}")))?;
+    let rows = parquet::file::reader::FileReader::metadata(&reader).file_metadata().num_rows() as u64;
+    let mut writer = sink.create().map_err(|e| err(&e))?;
+    std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, file), &mut writer).map_err(|e| err(&e))?;
+    let info = writer.finish(rows).map_err(|e| err(&e))?;
+    let _ = std::fs::remove_file(path);
+    Ok(info)
+}
+
+/// The version odbc2parquet reports (`odbc2parquet 11.0.1`), or "unknown".
+async fn version() -> String {
+    let out = Command::new("odbc2parquet").arg("--version").output().await;
+    out.ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Runs odbc2parquet for `query` and uploads its parts. `redact` removes secrets from a line.
+pub async fn export(
+    conn: &str,
+    query: &str,
+    media_type: &str,
+    job: &OdbcJob,
+    workdir: &Path,
+    sink: Arc<dyn PartSink>,
+    progress: Arc<Progress>,
+    redact: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> Result<OdbcSummary, OdbcError> {
+    let version = version().await;
+    if version != job.version {
+        tracing::warn!(found = %version, expected = %job.version, "odbc2parquet is not the version the spec names");
+    }
+    if odbc_pairs(conn).iter().any(|(k, _)| k == "connsettings" || k == "a6") {
+        return Err(OdbcError::Reserved("ConnSettings"));
+    }
+    let (conn, _) = effective_connection(conn, &job.driver_options);
+    let out = workdir.join("parts");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).map_err(OdbcError::Start)?;
+    let mut child = Command::new("odbc2parquet")
+        .args(["-v", "--no-color", "query"])
+        .args(&job.args)
+        .arg(out.join(format!("{media_type}.parquet")))
+        .arg("-")
+        // timestamptz arrives in the session's zone: make that UTC
+        .env("PGTZ", "UTC")
+        .env("ODBC_CONNECTION_STRING", &conn)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(OdbcError::Start)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        stdin.write_all(query.as_bytes()).await.map_err(OdbcError::Start)?;
+    }
+    // its log, line by line, redacted; the last error line becomes the failure message
+    let stderr = child.stderr.take().expect("piped");
+    let redact = Arc::new(redact);
+    let log = tokio::spawn({
+        let redact = redact.clone();
+        async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let mut last_error = String::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let line = redact(&line);
+                if line.contains("ERROR") || line.to_ascii_lowercase().contains("error") {
+                    last_error = line.clone();
+                }
+                tracing::info!(target: "odbc2parquet", "{line}");
+            }
+            last_error
+        }
+    });
+    let mut uploaded = Vec::new();
+    let status = loop {
+        let exited = tokio::time::timeout(POLL, child.wait()).await;
+        let finished = matches!(exited, Ok(Ok(ref s)) if s.success());
+        let parts = parts_in(&out, media_type);
+        // a part is complete once a later one exists, or once odbc2parquet succeeded
+        let ready = if finished { parts.len() } else { parts.len().saturating_sub(1) };
+        for path in parts.into_iter().take(ready) {
+            let sink = sink.clone();
+            let info = tokio::task::spawn_blocking(move || upload(&path, &*sink))
+                .await
+                .map_err(|e| OdbcError::Part(e.to_string()))??;
+            progress.add_rows(info.rows);
+            uploaded.push(info);
+        }
+        if let Ok(status) = exited {
+            break status.map_err(OdbcError::Start)?;
+        }
+    };
+    let last_error = log.await.unwrap_or_default();
+    if !status.success() {
+        return Err(OdbcError::Failed {
+            code: status.code().unwrap_or(-1),
+            message: if last_error.is_empty() { "no error message".into() } else { last_error },
+        });
+    }
+    Ok(OdbcSummary { parts: uploaded, version })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_strings_are_parsed_with_braces_and_options_added_once() {
+        let pairs = odbc_pairs("Driver={PostgreSQL Unicode};Server=db; PWD={a;b}}c};uid=x");
+        assert_eq!(
+            pairs,
+            [
+                ("driver".to_string(), "PostgreSQL Unicode".to_string()),
+                ("server".into(), "db".into()),
+                ("pwd".into(), "a;b}c".into()),
+                ("uid".into(), "x".into())
+            ]
+        );
+        let opts = crate::worker::driver_options(&Default::default());
+        let (conn, secrets) = effective_connection("Driver={PostgreSQL Unicode};B6=0;Pwd=secret", &opts);
+        assert_eq!(secrets, ["secret"]);
+        assert!(conn.starts_with("Driver={PostgreSQL Unicode};B6=0;Pwd=secret;Fetch=20000;"), "{conn}");
+        assert!(!conn.contains("UseDeclareFetch"), "B6 is its alias: {conn}");
+    }
+
+    #[test]
+    fn parts_are_listed_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["image_2.parquet", "image_10.parquet", "image_1.parquet", "audio_1.parquet", "image_x.parquet"] {
+            std::fs::write(dir.path().join(n), b"").unwrap();
+        }
+        let names: Vec<String> = parts_in(dir.path(), "image")
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["image_1.parquet", "image_2.parquet", "image_10.parquet"]);
+    }
+}

@@ -1,0 +1,580 @@
+//! `datadump worker`: one attempt of one media type. Reads the connection string from SSM
+//! (instance role on EC2, IMDSv2), runs the engine straight into S3, reports progress, writes
+//! `_manifest.json` and then `_success` — or, on any error, the deadline or a stop signal,
+//! aborts its unfinished uploads and writes `_failure` with the cause and a redacted log tail.
+//! Once `_success` is being written, a stop signal no longer interrupts it. I/O.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use jiff::Timestamp;
+
+use super::contract::{self, FailureReport, Manifest, ManifestColumn, ManifestFile, ProgressReport, Stage, SuccessReport};
+use super::job::{DEFAULT_MAX_PARALLELISM, Job};
+use super::s3sink::{DEFAULT_PART_SIZE, S3Sink};
+use super::sink::{PartInfo, Progress};
+use crate::api::{Compression, Engine};
+use crate::aws::{S3Store, call};
+use crate::backend::{BackendError, Bucket, ObjectStore};
+
+/// `datadump worker` settings (the job comes from the bootstrap or the local runner).
+#[derive(Clone, Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The job, base64-encoded JSON (as the EC2 bootstrap passes it).
+    #[arg(long = "job-base64", env = "DATADUMP_JOB_BASE64", conflicts_with = "job_file")]
+    pub job_base64: Option<String>,
+    /// The job as a JSON file.
+    #[arg(long = "job-file", env = "DATADUMP_JOB_FILE")]
+    pub job_file: Option<PathBuf>,
+    /// Scratch folder (only the odbc2parquet engine writes there).
+    #[arg(long = "workdir", env = "DATADUMP_WORKDIR", default_value = "/var/lib/datadump")]
+    pub workdir: PathBuf,
+    /// Seconds between progress reports.
+    #[arg(long = "progress-interval", env = "DATADUMP_PROGRESS_INTERVAL", default_value_t = 60)]
+    pub progress_interval: u64,
+    /// Multipart upload part size in bytes (at least 5 MiB).
+    #[arg(long = "part-size", env = "DATADUMP_PART_SIZE", default_value_t = DEFAULT_PART_SIZE)]
+    pub part_size: usize,
+    /// Endpoint URL for S3 and SSM (a local emulator); implies path-style S3 addressing.
+    #[arg(long = "aws-endpoint-url", env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The job could not be read.
+    #[error("{0}")]
+    Job(String),
+    /// The connection string could not be read from SSM.
+    #[error("cannot read the connection string from SSM parameter {parameter}: {source}")]
+    Credentials {
+        /// The parameter.
+        parameter: String,
+        /// The cause.
+        #[source]
+        source: BackendError,
+    },
+    /// The postgres engine failed.
+    #[error(transparent)]
+    Postgres(#[from] super::pg::EngineError),
+    /// The odbc2parquet engine failed.
+    #[error(transparent)]
+    Odbc(#[from] super::odbc::OdbcError),
+    /// A contract document could not be written.
+    #[error("cannot write {key}: {source}")]
+    Put {
+        /// The key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: BackendError,
+    },
+    /// The dump's deadline passed.
+    #[error("the dump's deadline {0} has passed")]
+    Deadline(Timestamp),
+    /// A stop signal arrived (the controller terminates the instance, or Ctrl-C).
+    #[error("stopped by {0}")]
+    Signal(&'static str),
+}
+
+impl WorkerError {
+    /// A short, bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            WorkerError::Job(_) => "job",
+            WorkerError::Credentials { .. } => "credentials",
+            WorkerError::Postgres(e) => e.metric_label(),
+            WorkerError::Odbc(e) => e.metric_label(),
+            WorkerError::Put { .. } => "put",
+            WorkerError::Deadline(_) => "deadline",
+            WorkerError::Signal(_) => "signal",
+        }
+    }
+
+    /// The process exit code: 124 for the deadline (as `timeout` does), 128+N for signal N.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            WorkerError::Deadline(_) => 124,
+            WorkerError::Signal("SIGTERM") => 143,
+            WorkerError::Signal("SIGINT") => 130,
+            WorkerError::Signal(_) => 129,
+            _ => 1,
+        }
+    }
+}
+
+/// The last bytes of the log, kept for `_failure`.
+#[derive(Clone, Default)]
+pub struct LogTail(Arc<Mutex<Vec<u8>>>);
+
+/// How much of the log `_failure` carries.
+pub const LOG_TAIL_BYTES: usize = 4096;
+
+impl LogTail {
+    /// The tail as text, cut at a character boundary.
+    pub fn text(&self) -> String {
+        let buf = self.0.lock().expect("log tail");
+        let start = buf.len().saturating_sub(LOG_TAIL_BYTES);
+        String::from_utf8_lossy(&buf[start..]).trim_start_matches('\u{fffd}').to_string()
+    }
+}
+
+/// Tees log output to standard error and the tail.
+pub struct TeeWriter(LogTail);
+
+impl Write for TeeWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(data);
+        let mut buf = (self.0).0.lock().expect("log tail");
+        buf.extend_from_slice(data);
+        let excess = buf.len().saturating_sub(LOG_TAIL_BYTES * 2);
+        if excess > 0 {
+            buf.drain(..excess);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogTail {
+    type Writer = TeeWriter;
+    fn make_writer(&'a self) -> TeeWriter {
+        TeeWriter(self.clone())
+    }
+}
+
+/// Secrets to remove from anything the worker writes: the connection string and password.
+#[derive(Clone, Default)]
+pub struct Secrets(Arc<Mutex<Vec<String>>>);
+
+impl Secrets {
+    /// Adds a secret (values shorter than 3 characters would redact too much and are skipped).
+    pub fn add(&self, s: impl Into<String>) {
+        let s = s.into();
+        if s.len() >= 3 {
+            let mut v = self.0.lock().expect("secrets");
+            v.push(s);
+            // longest first, so a password inside a connection string is not half-replaced
+            v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// `text` with every secret replaced by `[REDACTED]`.
+    pub fn redact(&self, text: &str) -> String {
+        let v = self.0.lock().expect("secrets");
+        v.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "[REDACTED]"))
+    }
+}
+
+/// Reads the job from the arguments.
+pub fn read_job(args: &WorkerArgs) -> Result<Job, WorkerError> {
+    let text = match (&args.job_base64, &args.job_file) {
+        (Some(b64), _) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| WorkerError::Job(format!("--job-base64 is not base64: {e}")))?;
+            String::from_utf8(bytes).map_err(|_| WorkerError::Job("the job is not UTF-8".into()))?
+        }
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| WorkerError::Job(format!("{}: {e}", path.display())))?,
+        (None, None) => return Err(WorkerError::Job("give the job with --job-base64 or --job-file".into())),
+    };
+    Job::from_json(&text).map_err(WorkerError::Job)
+}
+
+/// The Parquet codec of a spec's compression name.
+pub fn parquet_compression(c: Compression) -> parquet::basic::Compression {
+    use parquet::basic::{BrotliLevel, Compression as P, GzipLevel, ZstdLevel};
+    match c {
+        Compression::Zstd => P::ZSTD(ZstdLevel::default()),
+        Compression::Snappy => P::SNAPPY,
+        Compression::Gzip => P::GZIP(GzipLevel::default()),
+        Compression::Lz4 => P::LZ4_RAW,
+        Compression::Brotli => P::BROTLI(BrotliLevel::default()),
+        Compression::Uncompressed => P::UNCOMPRESSED,
+    }
+}
+
+/// Everything one run shares.
+struct Ctx {
+    job: Job,
+    args: WorkerArgs,
+    store: S3Store,
+    ssm: aws_sdk_ssm::Client,
+    progress: Arc<Progress>,
+    stage: Mutex<Stage>,
+    files: std::sync::atomic::AtomicU64,
+    started: Timestamp,
+    clock: Instant,
+    secrets: Secrets,
+}
+
+/// What the engine produced.
+struct Output {
+    parts: Vec<PartInfo>,
+    columns: Vec<ManifestColumn>,
+    description: Option<String>,
+    writer: String,
+}
+
+impl Ctx {
+    fn bucket(&self) -> Bucket<'_> {
+        Bucket {
+            name: &self.job.bucket,
+            region: Some(&self.job.s3_region),
+        }
+    }
+
+    async fn put(&self, name: &str, body: String) -> Result<(), WorkerError> {
+        let key = self.job.key(name);
+        let body = self.secrets.redact(&body).into_bytes();
+        self.store
+            .put(self.bucket(), &key, body, "application/json")
+            .await
+            .map_err(|source| WorkerError::Put { key: key.clone(), source })?;
+        tracing::info!(key = %key, "wrote");
+        Ok(())
+    }
+
+    fn stage(&self) -> Stage {
+        *self.stage.lock().expect("stage")
+    }
+
+    fn report(&self) -> ProgressReport {
+        let rows = self.progress.rows.load(Ordering::Relaxed);
+        let estimated = self.progress.estimated_rows.load(Ordering::Relaxed);
+        let secs = self.clock.elapsed().as_secs_f64();
+        let rate = (secs >= 1.0).then(|| (rows as f64 / secs) as u64);
+        let eta = match rate {
+            Some(r) if r > 0 && estimated > rows => {
+                Some(Timestamp::now() + jiff::SignedDuration::from_secs(((estimated - rows) / r) as i64))
+            }
+            _ => None,
+        };
+        ProgressReport {
+            stage: self.stage(),
+            files: self.files.load(Ordering::Relaxed),
+            bytes: self.progress.bytes.load(Ordering::Relaxed),
+            rows: Some(rows),
+            estimated_rows: (estimated > 0).then_some(estimated),
+            rows_per_second: rate,
+            eta,
+            attempt: self.job.attempt,
+            token: self.job.token.clone(),
+            time: Timestamp::now(),
+        }
+    }
+
+    /// Enters a stage and reports it; a missed heartbeat must not fail a long dump.
+    async fn enter(&self, stage: Stage) {
+        *self.stage.lock().expect("stage") = stage;
+        tracing::info!(?stage, "stage");
+        self.heartbeat().await;
+    }
+
+    async fn heartbeat(&self) {
+        let body = serde_json::to_string(&self.report()).expect("progress serializes");
+        if let Err(e) = self.put(contract::PROGRESS, body).await {
+            tracing::warn!(error = %e, "progress report not written");
+        }
+    }
+
+    async fn connection_string(&self) -> Result<String, WorkerError> {
+        let parameter = self.job.ssm_parameter.clone();
+        let req = self.ssm.get_parameter().name(&parameter).with_decryption(true);
+        let out = call("GetParameter", req.send())
+            .await
+            .map_err(|source| WorkerError::Credentials {
+                parameter: parameter.clone(),
+                source,
+            })?;
+        let value = out.parameter.and_then(|p| p.value).unwrap_or_default();
+        if value.is_empty() {
+            return Err(WorkerError::Job(format!("SSM parameter {parameter} is empty")));
+        }
+        self.secrets.add(value.clone());
+        tracing::info!(parameter = %parameter, "read the connection string");
+        Ok(value)
+    }
+
+    async fn dump(&self, conn: &str, sink: Arc<S3Sink>) -> Result<Output, WorkerError> {
+        let job = &self.job;
+        match job.engine {
+            Engine::Postgres => {
+                if let Ok(config) = conn.parse::<tokio_postgres::Config>()
+                    && let Some(pw) = config.get_password()
+                {
+                    self.secrets.add(String::from_utf8_lossy(pw).into_owned());
+                }
+                let vcpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+                let opts = super::pg::PgOptions {
+                    parallelism: job.output.parallelism.unwrap_or(vcpus.min(DEFAULT_MAX_PARALLELISM)) as usize,
+                    compression: parquet_compression(job.output.compression),
+                    row_group_bytes: job.output.row_group_bytes as usize,
+                    file_size_threshold: job.output.file_size_threshold,
+                    ..Default::default()
+                };
+                let media = job.media_type.as_str();
+                let summary = super::pg::export(conn, &job.query, media, Some(media), &opts, sink, self.progress.clone()).await?;
+                Ok(Output {
+                    parts: summary.parts,
+                    columns: summary
+                        .columns
+                        .into_iter()
+                        .map(|c| ManifestColumn {
+                            name: c.name,
+                            source_type: c.pg_type,
+                            parquet_type: c.parquet_type,
+                            nullable: c.nullable,
+                            description: c.description,
+                        })
+                        .collect(),
+                    description: summary.table_description,
+                    writer: format!(
+                        "datadump {} postgres ({} stream{})",
+                        env!("CARGO_PKG_VERSION"),
+                        summary.streams,
+                        if summary.streams == 1 { "" } else { "s" }
+                    ),
+                })
+            }
+            Engine::Odbc2parquet => {
+                let o = job
+                    .odbc2parquet
+                    .as_ref()
+                    .ok_or_else(|| WorkerError::Job("the job has no odbc2parquet settings".into()))?;
+                let (_, passwords) = super::odbc::effective_connection(conn, &[]);
+                passwords.into_iter().for_each(|p| self.secrets.add(p));
+                let secrets = self.secrets.clone();
+                let summary = super::odbc::export(
+                    conn,
+                    &job.rendered_query(),
+                    &job.media_type,
+                    o,
+                    &self.args.workdir,
+                    sink,
+                    self.progress.clone(),
+                    move |line| secrets.redact(line),
+                )
+                .await?;
+                Ok(Output {
+                    parts: summary.parts,
+                    columns: Vec::new(),
+                    description: None,
+                    writer: format!("odbc2parquet {}", summary.version),
+                })
+            }
+        }
+    }
+
+    async fn finish(&self, out: Output) -> Result<SuccessReport, WorkerError> {
+        self.enter(Stage::Finishing).await;
+        let rows: u64 = out.parts.iter().map(|p| p.rows).sum();
+        let files: Vec<ManifestFile> = out
+            .parts
+            .iter()
+            .map(|p| ManifestFile {
+                key: self.job.key(&p.name),
+                size: p.size,
+                sha256: p.sha256.clone(),
+                rows: Some(p.rows),
+            })
+            .collect();
+        let manifest = Manifest {
+            version: contract::MANIFEST_VERSION,
+            media_type: self.job.media_type.clone(),
+            dump_date: self.job.dump_date.clone(),
+            rows: Some(rows),
+            columns: out.columns,
+            description: out.description,
+            started_at: self.started,
+            writer: out.writer,
+            attempt: self.job.attempt,
+            token: self.job.token.clone(),
+            time: Timestamp::now(),
+            files,
+        };
+        let success = SuccessReport {
+            files: manifest.files.len() as u64,
+            bytes: manifest.bytes(),
+            rows: Some(rows),
+            attempt: self.job.attempt,
+            token: self.job.token.clone(),
+            time: Timestamp::now(),
+        };
+        self.put(contract::MANIFEST, serde_json::to_string_pretty(&manifest).expect("manifest")).await?;
+        self.put(contract::SUCCESS, serde_json::to_string(&success).expect("success")).await?;
+        Ok(success)
+    }
+}
+
+/// Waits for SIGTERM, SIGINT or SIGHUP and names it.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+    }
+}
+
+/// Runs one attempt; returns the process exit code.
+pub async fn run(args: WorkerArgs, tail: LogTail) -> i32 {
+    let job = match read_job(&args) {
+        Ok(job) => job,
+        Err(e) => {
+            tracing::error!(error = %e, "no job");
+            return 2;
+        }
+    };
+    // the handlers replace the default "die at once", so a stop always reports `_failure`
+    let signals = tokio::spawn(stop_signal());
+    let started = Timestamp::now();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(job.region.clone()))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10));
+    if let Some(url) = &args.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let config = loader.load().await;
+    let ctx = Arc::new(Ctx {
+        store: S3Store::new(&config, args.endpoint_url.is_some()),
+        ssm: aws_sdk_ssm::Client::new(&config),
+        progress: Arc::new(Progress::default()),
+        stage: Mutex::new(Stage::Starting),
+        files: Default::default(),
+        started,
+        clock: Instant::now(),
+        secrets: Secrets::default(),
+        job,
+        args,
+    });
+    let job = &ctx.job;
+    tracing::info!(
+        media_type = %job.media_type, date = %job.dump_date, attempt = job.attempt, engine = job.engine.as_str(),
+        deadline = %job.deadline, version = env!("CARGO_PKG_VERSION"), "datadump worker"
+    );
+    let sink = Arc::new(S3Sink::new(
+        ctx.store.client(Some(&job.s3_region)),
+        &job.bucket,
+        &job.key_prefix,
+        &job.media_type,
+        ctx.args.part_size,
+        ctx.progress.clone(),
+    ));
+    let left = job.deadline.duration_since(Timestamp::now());
+    let deadline = tokio::time::sleep(Duration::try_from(left).unwrap_or_default());
+
+    let work = {
+        let ctx = ctx.clone();
+        let sink = sink.clone();
+        async move {
+            ctx.enter(Stage::Starting).await;
+            ctx.enter(Stage::ReadingCredentials).await;
+            let conn = ctx.connection_string().await?;
+            ctx.enter(Stage::Dumping).await;
+            let beat = tokio::spawn({
+                let ctx = ctx.clone();
+                async move {
+                    let every = Duration::from_secs(ctx.args.progress_interval.max(1));
+                    loop {
+                        tokio::time::sleep(every).await;
+                        ctx.heartbeat().await;
+                    }
+                }
+            });
+            let out = ctx.dump(&conn, sink as Arc<S3Sink>).await;
+            beat.abort();
+            out
+        }
+    };
+    let result = tokio::select! {
+        r = work => r,
+        _ = deadline => Err(WorkerError::Deadline(ctx.job.deadline)),
+        s = signals => Err(WorkerError::Signal(s.unwrap_or("SIGTERM"))),
+    };
+    // every upload has completed or been aborted before anything else is written
+    sink.drain().await;
+    let result = match result {
+        // committing: nothing interrupts writing the manifest and `_success` now
+        Ok(out) => {
+            ctx.files.store(out.parts.len() as u64, Ordering::Relaxed);
+            ctx.finish(out).await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(s) => {
+            tracing::info!(files = s.files, bytes = s.bytes, rows = s.rows, "done");
+            0
+        }
+        Err(e) => {
+            let step = if matches!(e, WorkerError::Deadline(_)) { Stage::Deadline } else { ctx.stage() };
+            let message = ctx.secrets.redact(&e.to_string());
+            tracing::error!(step = ?step, error = %message, "failed");
+            let report = FailureReport {
+                exit_code: e.exit_code(),
+                step,
+                message: message.clone(),
+                log_tail: ctx.secrets.redact(&tail.text()),
+                attempt: ctx.job.attempt,
+                token: ctx.job.token.clone(),
+                time: Timestamp::now(),
+            };
+            if let Err(e) = ctx.put(contract::FAILURE, serde_json::to_string(&report).expect("failure")).await {
+                tracing::error!(error = %e, "could not write _failure");
+            }
+            e.exit_code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_longest_first() {
+        let s = Secrets::default();
+        s.add("pw");
+        s.add("s3cr3t");
+        s.add("host=db password=s3cr3t");
+        assert_eq!(
+            s.redact("connect host=db password=s3cr3t; then s3cr3t, pw"),
+            "connect [REDACTED]; then [REDACTED], pw"
+        );
+    }
+
+    #[test]
+    fn the_log_tail_keeps_the_end() {
+        let tail = LogTail::default();
+        let mut w = TeeWriter(tail.clone());
+        for i in 0..2000 {
+            writeln!(w, "line {i} é").unwrap();
+        }
+        let text = tail.text();
+        assert!(text.ends_with("line 1999 é\n"));
+        assert!(text.len() <= LOG_TAIL_BYTES);
+    }
+
+    #[test]
+    fn exit_codes_follow_conventions() {
+        assert_eq!(WorkerError::Deadline(Timestamp::UNIX_EPOCH).exit_code(), 124);
+        assert_eq!(WorkerError::Signal("SIGTERM").exit_code(), 143);
+        assert_eq!(WorkerError::Job("x".into()).exit_code(), 1);
+    }
+}
