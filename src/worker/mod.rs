@@ -11,6 +11,7 @@
 //! the user data stays under EC2's 16 KiB limit.
 
 pub mod contract;
+pub mod pg;
 pub mod sink;
 mod options;
 mod render;
