@@ -61,6 +61,7 @@ impl CopyParser {
     }
 
     /// Tuples decoded so far.
+    #[cfg(test)]
     pub fn rows(&self) -> u64 {
         self.rows
     }
