@@ -8,6 +8,7 @@ mod chart;
 mod controller;
 mod faults;
 mod hygiene;
+mod pg_engine;
 mod run;
 mod ship;
 mod soak;
