@@ -327,8 +327,10 @@ pub fn media_to_observe(dd: &DataDump) -> Vec<String> {
         .iter()
         .map(|m| m.as_str())
         .filter(|m| match status.media(m).map(|s| s.phase) {
-            None | Some(Pending) | Some(Running) | Some(Terminating) => true,
-            Some(Launching) | Some(Succeeded) | Some(Failed) => false,
+            // Launching too: a fast worker may have finished (or failed) before the status that
+            // records it as running was written, and its semaphore decides the outcome
+            None | Some(Pending) | Some(Launching) | Some(Running) | Some(Terminating) => true,
+            Some(Succeeded) | Some(Failed) => false,
         })
         .map(str::to_string)
         .collect()

@@ -195,6 +195,21 @@ fn launch_carries_token_tags_and_safe_settings() {
 }
 
 #[test]
+fn a_worker_that_failed_before_its_launch_was_recorded_reports_its_own_failure() {
+    // the status still says Launching: the worker failed within a second, before the status
+    // recording it as running was written
+    let d = persist(dd(""), &plan(&dd(""), &Observed::default(), &ctx(), t0()));
+    assert!(crate::plan::media_to_observe(&d).contains(&"image".to_string()), "Launching is observed");
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Terminated)],
+        objects: [("image".to_string(), failure("image", 1, "relation \"image\" does not exist"))].into(),
+    };
+    let m = media(&plan(&d, &obs, &ctx(), at(2)), "image").clone();
+    assert_eq!(m.reason.as_deref(), Some("WorkerFailed"), "{m:?}");
+    assert!(m.message.unwrap().contains("does not exist"));
+}
+
+#[test]
 fn an_instance_type_without_a_worker_binary_launches_nothing_and_says_which_flag() {
     let mut d = dd("");
     d.spec.instance.instance_type = Some("m7i.large".into());

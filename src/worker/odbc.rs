@@ -149,9 +149,11 @@ fn parts_in(dir: &Path, media: &str) -> Vec<PathBuf> {
 /// Uploads one finished local part through the sink and deletes it.
 fn upload(path: &Path, sink: &dyn PartSink) -> Result<PartInfo, OdbcError> {
     let err = |e: &dyn std::fmt::Display| OdbcError::Part(format!("{}: {e}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| err(&e))?;
-    let reader = parquet::file::reader::SerializedFileReader::new(file.try_clone().map_err(|e| err(&e))?)
+    // two handles: the footer reader moves its file's offset
+    let footer = std::fs::File::open(path).map_err(|e| err(&e))?;
+    let reader = parquet::file::reader::SerializedFileReader::new(footer)
         .map_err(|e| err(&format!("not a complete Parquet file: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| err(&e))?;
     let rows = parquet::file::reader::FileReader::metadata(&reader).file_metadata().num_rows() as u64;
     let mut writer = sink.create().map_err(|e| err(&e))?;
     std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, file), &mut writer).map_err(|e| err(&e))?;
@@ -217,15 +219,18 @@ pub async fn export(
         let redact = redact.clone();
         async move {
             let mut lines = tokio::io::BufReader::new(stderr).lines();
-            let mut last_error = String::new();
+            // the database's own message (`ERROR:`) says more than odbc2parquet's summary line
+            let (mut database, mut other) = (String::new(), String::new());
             while let Ok(Some(line)) = lines.next_line().await {
                 let line = redact(&line);
-                if line.contains("ERROR") || line.to_ascii_lowercase().contains("error") {
-                    last_error = line.clone();
+                if line.contains("ERROR:") || line.contains("FATAL:") {
+                    database = line.trim().to_string();
+                } else if line.to_ascii_lowercase().contains("error") {
+                    other = line.trim().to_string();
                 }
                 tracing::info!(target: "odbc2parquet", "{line}");
             }
-            last_error
+            if database.is_empty() { other } else { database }
         }
     });
     let mut uploaded = Vec::new();

@@ -360,19 +360,18 @@ fn malformed_yaml_is_refused_not_panicked_on() {
 }
 
 #[test]
-fn render_prints_the_worker_script_users_can_read() {
+fn render_prints_the_worker_bootstrap_users_can_read() {
     let (code, script) = datadump(&["render", "-f", "manifests/examples/datadump.yaml", "--media-type", "audio"]);
     assert_eq!(code, 0, "{script}");
-    assert!(script.starts_with("#!/bin/bash") && script.contains("job media_type <<'J0'\naudio\n"), "{script}");
-    assert!(script.len() < 16 * 1024, "fits EC2 user data");
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("user-data.sh");
-    std::fs::write(&f, &script).unwrap();
-    let syntax = Command::new("bash").arg("-n").arg(&f).output().unwrap();
+    assert!(script.starts_with("#!/bin/sh") && script.contains("want_arch=aarch64"), "{script}");
+    assert!(script.len() < 4096, "a short bootstrap: {} bytes", script.len());
+    let syntax = Command::new("sh").args(["-n", "-c", &script]).output().unwrap();
     assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
     let (code, expanded) = datadump(&["render", "-f", "manifests/examples/datadump.yaml", "--expand"]);
     assert_eq!(code, 0);
-    assert!(expanded.contains("odbc2parquet") && expanded.contains("_success"), "the program is shown in full");
+    let job = &expanded[expanded.find("# ---- the job").expect("the job is shown")..];
+    assert!(job.contains("\"mediaType\": \"image\"") && job.contains("removed_from_source"), "{job}");
+    assert!(job.contains("\"keyPrefix\": \"data-dump/DUMP-DATE/image/\""), "{job}");
     let (code, out) = datadump(&["render", "-f", "manifests/examples/datadump.yaml", "--media-type", "video"]);
     assert_ne!(code, 0);
     assert!(out.contains("video is not in spec.mediaTypes"), "{out}");

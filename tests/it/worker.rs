@@ -91,7 +91,7 @@ impl World {
 
     pub fn job(&self, spec_yaml: &str, media: &str) -> Job {
         let spec: DataDumpSpec = serde_yaml::from_str(&format!(
-            "mediaTypes: [{media}]\ndestination: {{bucket: {BUCKET}}}\ndatabase: {{ssmParameterName: {PARAMETER}}}\n{spec_yaml}"
+            "mediaTypes: [{media}]\ndestination: {{bucket: {BUCKET}}}\ndatabase: {{ssmParameterName: {PARAMETER}}}\ninstance: {{iamInstanceProfile: worker}}\n{spec_yaml}"
         ))
         .unwrap();
         datadump::api::validate(&spec, &Default::default()).expect("a valid spec");

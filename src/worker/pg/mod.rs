@@ -123,6 +123,12 @@ impl Conn {
                 tracing::debug!(error = %e, "PostgreSQL connection ended");
             }
         });
+        // PostgreSQL 14+: notice a vanished worker within seconds even while a query waits,
+        // so a stopped attempt leaves no query (and no snapshot holding back vacuum) behind;
+        // older servers refuse the setting, which changes nothing else
+        if client.batch_execute("SET client_connection_check_interval = 5000").await.is_err() {
+            tracing::debug!("client_connection_check_interval is not supported by this server");
+        }
         Ok(Conn { client, task: Some(task) })
     }
 
