@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for the demo and the tests; safe to run again.
 #   - Debian packages: PostgreSQL 15, unixODBC and the PostgreSQL ODBC driver, curl
-#   - .venv/: moto (the AWS emulator), the AWS CLI, kubernetes-validate, helm-python-sdk
+#   - .venv/: moto (the AWS emulator), the AWS CLI, kubernetes-validate, helm-python-sdk,
+#     pyarrow (an independent Parquet reader for the type-fidelity tests)
 #   - odbc2parquet (cargo install, pinned)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,11 +23,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/aws ] || [ ! -x .venv/bin/kubernetes-validate ] \
-   || ! .venv/bin/python -c 'import helm_python' 2>/dev/null; then
-  log "python venv .venv (moto, awscli, kubernetes-validate, helm-python-sdk)"
+   || ! .venv/bin/python -c 'import helm_python, pyarrow' 2>/dev/null; then
+  log "python venv .venv (moto, awscli, kubernetes-validate, helm-python-sdk, pyarrow)"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check \
-    'moto[ec2,s3,ssm,iam,server]>=5.2,<6' awscli kubernetes-validate helm-python-sdk
+    'moto[ec2,s3,ssm,iam,server]>=5.2,<6' awscli kubernetes-validate helm-python-sdk 'pyarrow>=20'
 fi
 
 if ! command -v odbc2parquet >/dev/null || [ "$(odbc2parquet --version | awk '{print $2}')" != "$ODBC2PARQUET_VERSION" ]; then
