@@ -2,12 +2,16 @@
 # Installs what a fresh machine lacks for the demo and the tests; safe to run again.
 #   - Debian packages: PostgreSQL 15, unixODBC and the PostgreSQL ODBC driver, curl
 #   - .venv/: moto (the AWS emulator), the AWS CLI, kubernetes-validate, helm-python-sdk,
-#     pyarrow (an independent Parquet reader for the type-fidelity tests)
+#     pyarrow (an independent Parquet reader for the type-fidelity tests), ziglang (the linker
+#     that gives the worker binary its glibc floor)
+#   - cargo-zigbuild, and the worker binary built with it (glibc 2.28 floor, this machine's
+#     architecture) into target/ARCH-unknown-linux-gnu/debug/datadump
 #   - odbc2parquet (cargo install, pinned)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ODBC2PARQUET_VERSION=11.0.1
+ZIGBUILD_VERSION=0.24.1
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 need_apt=()
@@ -23,15 +27,26 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/aws ] || [ ! -x .venv/bin/kubernetes-validate ] \
-   || ! .venv/bin/python -c 'import helm_python, pyarrow' 2>/dev/null; then
-  log "python venv .venv (moto, awscli, kubernetes-validate, helm-python-sdk, pyarrow)"
+   || ! .venv/bin/python -c 'import helm_python, pyarrow, ziglang' 2>/dev/null; then
+  log "python venv .venv (moto, awscli, kubernetes-validate, helm-python-sdk, pyarrow, ziglang)"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check \
-    'moto[ec2,s3,ssm,iam,server]>=5.2,<6' awscli kubernetes-validate helm-python-sdk 'pyarrow>=20'
+    'moto[ec2,s3,ssm,iam,server]>=5.2,<6' awscli kubernetes-validate helm-python-sdk 'pyarrow>=20' 'ziglang==0.17.0'
 fi
 
 if ! command -v odbc2parquet >/dev/null || [ "$(odbc2parquet --version | awk '{print $2}')" != "$ODBC2PARQUET_VERSION" ]; then
   log "cargo install odbc2parquet $ODBC2PARQUET_VERSION (a few minutes)"
   cargo install --locked --quiet odbc2parquet --version "$ODBC2PARQUET_VERSION"
+fi
+if ! command -v cargo-zigbuild >/dev/null || [ "$(cargo-zigbuild --version | awk '{print $2}')" != "$ZIGBUILD_VERSION" ]; then
+  log "cargo install cargo-zigbuild $ZIGBUILD_VERSION"
+  cargo install --locked --quiet cargo-zigbuild --version "$ZIGBUILD_VERSION"
+fi
+# The worker binary EC2 instances run, linked against glibc 2.28 so that it runs on Amazon Linux
+# 2023 (2.34) and newer; incremental, so cheap when nothing changed.
+# (The demo runs workers from its own build and skips this: DATADUMP_SKIP_WORKER_BUILD=1.)
+if [ "${DATADUMP_SKIP_WORKER_BUILD:-}" != 1 ]; then
+  log "worker binary with a glibc floor (cargo zigbuild)"
+  PATH="$PWD/.venv/bin:$PATH" cargo zigbuild --locked --quiet --target "$(uname -m)-unknown-linux-gnu.2.28" --bin datadump
 fi
 log "setup done"

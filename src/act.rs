@@ -28,6 +28,9 @@ pub enum ActError {
     /// The object itself could not be updated (finalizer).
     #[error("cannot update the DataDump: {0}")]
     Object(String),
+    /// The worker's user data could not be prepared (binary, job, presigned URLs).
+    #[error(transparent)]
+    Release(#[from] crate::worker::release::ReleaseError),
 }
 
 impl ActError {
@@ -37,6 +40,8 @@ impl ActError {
             ActError::Backend(e) => e.metric_label(),
             ActError::Secret { .. } => "secret",
             ActError::Object(_) => "object",
+            ActError::Release(crate::worker::release::ReleaseError::Backend(e)) => e.metric_label(),
+            ActError::Release(_) => "release",
         }
     }
 }
@@ -62,6 +67,9 @@ pub struct Backends<C, S, K> {
     pub stage: K,
     /// Sends the end-of-dump message.
     pub notifier: SlackNotifier,
+    /// The worker binaries for EC2 launches (`None`: the compute backend starts workers
+    /// itself, without user data).
+    pub worker: Option<std::sync::Arc<crate::worker::release::WorkerRelease>>,
 }
 
 /// What acting did, for logs and metrics.
@@ -107,7 +115,14 @@ pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
                     done.adopted.push(i.id.clone());
                     continue;
                 }
-                let id = backends.compute.launch(req).await?;
+                let id = match &backends.worker {
+                    Some(release) => {
+                        let mut req = req.as_ref().clone();
+                        req.user_data = release.user_data(&backends.store, &req.job, req.arch).await?;
+                        backends.compute.launch(&req).await?
+                    }
+                    None => backends.compute.launch(req).await?,
+                };
                 done.launched.push((id, req.media_type.clone()));
             }
             Action::Terminate { instance_ids } => {

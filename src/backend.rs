@@ -97,6 +97,8 @@ pub trait Compute: Send + Sync {
     fn launch(&self, req: &LaunchRequest) -> impl Future<Output = Result<String, BackendError>> + Send;
     /// Requests termination (idempotent; one call for all ids).
     fn terminate(&self, instance_ids: &[String]) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// The CPU architecture of an instance type (cached by implementations).
+    fn architecture(&self, instance_type: &str) -> impl Future<Output = Result<crate::worker::Arch, BackendError>> + Send;
 }
 
 /// A bucket and, when it is not in the client's default region, its region.
@@ -129,6 +131,12 @@ pub trait ObjectStore: Send + Sync {
     fn get_tail(&self, bucket: Bucket<'_>, key: &str, len: u64) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send;
     /// Writes an object.
     fn put(&self, bucket: Bucket<'_>, key: &str, body: Vec<u8>, content_type: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// An object's size, or `None` when it does not exist.
+    fn head(&self, bucket: Bucket<'_>, key: &str) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send;
+    /// A URL that lets anyone holding it GET the object until it expires (no request is made).
+    fn presign_get(&self, bucket: Bucket<'_>, key: &str, expires: std::time::Duration) -> impl Future<Output = Result<String, BackendError>> + Send;
+    /// A URL that lets anyone holding it PUT the object until it expires (no request is made).
+    fn presign_put(&self, bucket: Bucket<'_>, key: &str, expires: std::time::Duration) -> impl Future<Output = Result<String, BackendError>> + Send;
 }
 
 /// Where credentials are staged for workers (SSM SecureString).

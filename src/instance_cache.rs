@@ -71,6 +71,10 @@ impl<C: Compute> InstanceCache<C> {
 }
 
 impl<C: Compute> Compute for InstanceCache<C> {
+    async fn architecture(&self, instance_type: &str) -> Result<crate::worker::Arch, BackendError> {
+        self.inner.architecture(instance_type).await
+    }
+
     async fn instances(&self, filter: InstanceFilter<'_>) -> Result<Vec<Instance>, BackendError> {
         match filter {
             InstanceFilter::Owner(uid) => self.owner(uid).await,
@@ -155,6 +159,9 @@ mod tests {
         async fn terminate(&self, _: &[String]) -> Result<(), BackendError> {
             Ok(())
         }
+        async fn architecture(&self, _: &str) -> Result<crate::worker::Arch, BackendError> {
+            Ok(crate::worker::Arch::X86_64)
+        }
     }
 
     fn request(uid: &str, token: &str) -> LaunchRequest {
@@ -165,6 +172,7 @@ mod tests {
             instance: Default::default(),
             tags: [(tags::UID.to_string(), uid.to_string())].into(),
             job: crate::worker::job::sample(token),
+            arch: crate::worker::Arch::X86_64,
             user_data: String::new(),
         }
     }

@@ -24,13 +24,26 @@ pub fn date_of(dd: &DataDump, now: Timestamp) -> String {
         .unwrap_or_else(|| plan::dump_date(now))
 }
 
-/// Observes one DataDump.
-pub async fn observe<C: Compute, S: ObjectStore>(dd: &DataDump, compute: &C, store: &S, now: Timestamp) -> Result<Observed, BackendError> {
+/// Observes one DataDump; `site` resolves its instance type, whose architecture is looked up
+/// (cached) while a launch may follow.
+pub async fn observe<C: Compute, S: ObjectStore>(
+    dd: &DataDump,
+    site: &crate::api::SiteDefaults,
+    compute: &C,
+    store: &S,
+    now: Timestamp,
+) -> Result<Observed, BackendError> {
     let uid = dd.metadata.uid.clone().unwrap_or_default();
     let mut observed = Observed {
         instances: compute.instances(InstanceFilter::Owner(&uid)).await?,
         ..Default::default()
     };
+    if may_launch(dd)
+        && let Some(resolved) = crate::api::resolve_instance(&dd.spec.instance, site)
+        && crate::api::validate::instance_type_is_valid(&resolved.instance_type)
+    {
+        observed.architecture = Some(compute.architecture(&resolved.instance_type).await?);
+    }
     // an invalid destination is not looked at (the planner reports it as SpecValid=False)
     if dd.metadata.deletion_timestamp.is_some() || !crate::api::validate::destination_is_valid(&dd.spec.destination) {
         return Ok(observed);
@@ -43,6 +56,18 @@ pub async fn observe<C: Compute, S: ObjectStore>(dd: &DataDump, compute: &C, sto
         observed.objects.insert(media, objects);
     }
     Ok(observed)
+}
+
+/// Whether a media type of the dump may still launch an attempt.
+fn may_launch(dd: &DataDump) -> bool {
+    use crate::api::MediaPhase::*;
+    let status = dd.status.clone().unwrap_or_default();
+    dd.metadata.deletion_timestamp.is_none()
+        && !dd.spec.suspend
+        && status.completion_time.is_none()
+        && dd.spec.media_types.iter().any(|m| {
+            matches!(status.media(m.as_str()).map(|s| s.phase), None | Some(Pending) | Some(Launching) | Some(Running) | Some(Terminating))
+        })
 }
 
 async fn media_objects<S: ObjectStore>(store: &S, bucket: Bucket<'_>, prefix: &str) -> Result<MediaObjects, BackendError> {

@@ -278,6 +278,11 @@ pub fn destination_is_valid(d: &Destination) -> bool {
     r.0.is_empty()
 }
 
+/// Whether an instance type is well-formed (worth asking EC2 about).
+pub fn instance_type_is_valid(t: &str) -> bool {
+    t.len() <= 64 && PATTERNS.instance_type.is_match(t)
+}
+
 fn check_destination(r: &mut Report, d: &Destination) {
     let p = &*PATTERNS;
     let b = d.bucket.as_str();

@@ -21,6 +21,8 @@ pub const DATA_DEVICE: &str = "/dev/sdf";
 pub struct Ec2Compute {
     client: Client,
     managed_by: String,
+    /// Architectures of instance types, from DescribeInstanceTypes (they never change).
+    arches: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, crate::worker::Arch>>>,
 }
 
 impl Ec2Compute {
@@ -29,6 +31,7 @@ impl Ec2Compute {
         Ec2Compute {
             client: Client::new(config),
             managed_by: managed_by.into(),
+            arches: Default::default(),
         }
     }
 }
@@ -107,6 +110,13 @@ impl Compute for Ec2Compute {
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<String, BackendError> {
+        if req.user_data.is_empty() {
+            return Err(BackendError::Rejected {
+                api: "RunInstances",
+                code: "NoUserData".into(),
+                message: "an EC2 worker needs the bootstrap as user data".into(),
+            });
+        }
         let r = &req.instance;
         let profile = if r.iam_instance_profile.starts_with("arn:") {
             IamInstanceProfileSpecification::builder().arn(&r.iam_instance_profile).build()
@@ -190,5 +200,36 @@ impl Compute for Ec2Compute {
         )
         .await?;
         Ok(())
+    }
+
+    async fn architecture(&self, instance_type: &str) -> Result<crate::worker::Arch, BackendError> {
+        use crate::worker::Arch;
+        if let Some(a) = self.arches.lock().expect("arch cache").get(instance_type) {
+            return Ok(*a);
+        }
+        let out = call(
+            "DescribeInstanceTypes",
+            self.client.describe_instance_types().instance_types(instance_type.into()).send(),
+        )
+        .await?;
+        let supported: Vec<String> = out
+            .instance_types()
+            .iter()
+            .flat_map(|t| t.processor_info().map(|p| p.supported_architectures()).unwrap_or_default())
+            .map(|a| a.as_str().to_string())
+            .collect();
+        let arch = if supported.iter().any(|a| a == "x86_64") {
+            Arch::X86_64
+        } else if supported.iter().any(|a| a == "arm64") {
+            Arch::Aarch64
+        } else {
+            return Err(BackendError::Rejected {
+                api: "DescribeInstanceTypes",
+                code: "UnknownArchitecture".into(),
+                message: format!("instance type {instance_type} has architectures {supported:?}; the worker runs on x86_64 and arm64"),
+            });
+        };
+        self.arches.lock().expect("arch cache").insert(instance_type.to_string(), arch);
+        Ok(arch)
     }
 }

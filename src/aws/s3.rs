@@ -136,4 +136,42 @@ impl ObjectStore for S3Store {
         .await?;
         Ok(())
     }
+
+    async fn head(&self, bucket: Bucket<'_>, key: &str) -> Result<Option<u64>, BackendError> {
+        let Bucket { name: bucket, region } = bucket;
+        match self.client(region).head_object().bucket(bucket).key(key).send().await {
+            Ok(o) => {
+                METRICS.aws_call("HeadObject", "ok");
+                Ok(Some(o.content_length().unwrap_or_default().max(0) as u64))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                METRICS.aws_call("HeadObject", "not_found");
+                Ok(None)
+            }
+            Err(e) => crate::metrics::count("HeadObject", Err(classify("HeadObject", e))),
+        }
+    }
+
+    async fn presign_get(&self, bucket: Bucket<'_>, key: &str, expires: std::time::Duration) -> Result<String, BackendError> {
+        let Bucket { name: bucket, region } = bucket;
+        let config = presigning(expires)?;
+        let req = self.client(region).get_object().bucket(bucket).key(key).presigned(config).await;
+        req.map(|r| r.uri().to_string()).map_err(|e| classify("PresignGetObject", e))
+    }
+
+    async fn presign_put(&self, bucket: Bucket<'_>, key: &str, expires: std::time::Duration) -> Result<String, BackendError> {
+        let Bucket { name: bucket, region } = bucket;
+        let config = presigning(expires)?;
+        let req = self.client(region).put_object().bucket(bucket).key(key).presigned(config).await;
+        req.map(|r| r.uri().to_string()).map_err(|e| classify("PresignPutObject", e))
+    }
+}
+
+/// Presigning settings (SigV4 allows at most seven days).
+fn presigning(expires: std::time::Duration) -> Result<aws_sdk_s3::presigning::PresigningConfig, BackendError> {
+    aws_sdk_s3::presigning::PresigningConfig::expires_in(expires).map_err(|e| BackendError::Rejected {
+        api: "Presign",
+        code: "InvalidExpiry".into(),
+        message: e.to_string(),
+    })
 }

@@ -147,14 +147,18 @@ pub struct ControllerArgs {
     /// Site defaults for unset DataDump fields.
     #[command(flatten)]
     pub site: crate::api::SiteDefaults,
-    /// The worker binaries instances download.
-    #[command(flatten)]
-    pub worker: crate::worker::WorkerBinaries,
+    /// Folder with the worker binaries EC2 instances run (`datadump-x86_64`,
+    /// `datadump-aarch64`); the controller copies them into each destination bucket once.
+    #[arg(long, env = "DATADUMP_WORKER_BINARIES_DIR", default_value = DEFAULT_WORKER_BINARIES_DIR)]
+    pub worker_binaries_dir: std::path::PathBuf,
 }
 
+/// Where the controller image keeps the worker binaries.
+pub const DEFAULT_WORKER_BINARIES_DIR: &str = "/usr/local/lib/datadump/worker";
+
 impl ControllerArgs {
-    /// Planner settings from the flags.
-    pub fn plan_context(&self) -> PlanContext {
+    /// Planner settings from the flags, for workers of these architectures.
+    pub fn plan_context(&self, arches: Vec<crate::worker::Arch>) -> PlanContext {
         PlanContext {
             site: self.site.clone(),
             managed_by: self.managed_by.clone(),
@@ -163,7 +167,7 @@ impl ControllerArgs {
             fast_requeue: Duration::from_secs(2).min(self.poll_interval),
             launch_grace: self.launch_grace,
             ssm_prefix: self.ssm_prefix.clone(),
-            launcher: crate::plan::Launcher::Bootstrap(self.worker.clone()),
+            launcher: crate::plan::Launcher::Bootstrap(arches),
         }
     }
 }
@@ -171,9 +175,6 @@ impl ControllerArgs {
 /// Runs the controller until SIGTERM/SIGINT (or, with leader election, until the Lease is lost:
 /// the process then exits so that it restarts as a standby).
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
-    if let Some(problem) = args.worker.problems().into_iter().next() {
-        anyhow::bail!("{problem}");
-    }
     let client = Client::try_default().await?;
     let ready = crate::http::Readiness::default();
     // Bind first: a controller that cannot serve its probes must not start.
@@ -219,13 +220,21 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
 
 async fn run_controller(client: Client, args: &ControllerArgs, ready: crate::http::Readiness) -> anyhow::Result<()> {
     let sdk = args.aws.sdk_config().await;
+    let release = crate::worker::release::WorkerRelease::from_dir(&args.worker_binaries_dir)?;
+    let arches = release.arches();
+    if arches.is_empty() {
+        warn!(dir = %args.worker_binaries_dir.display(), "no worker binaries: every launch will be refused until they are there");
+    } else {
+        info!(?arches, dir = %args.worker_binaries_dir.display(), "worker binaries");
+    }
     let backends = Backends {
         compute: InstanceCache::new(Ec2Compute::new(&sdk, &args.managed_by), args.poll_interval / 2),
         store: S3Store::new(&sdk, args.aws.endpoint_url.is_some()),
         stage: SsmStage::new(&sdk, &args.managed_by),
         notifier: crate::notify::SlackNotifier::new()?,
+        worker: Some(Arc::new(release)),
     };
-    let ctx = Arc::new(Context::new(client.clone(), backends, args.plan_context()));
+    let ctx = Arc::new(Context::new(client.clone(), backends, args.plan_context(arches)));
     // untyped watch, typed per object: a malformed DataDump is skipped, not fatal (lenient.rs)
     let resource = kube::api::ApiResource::erase::<DataDump>(&());
     let api: Api<kube::api::DynamicObject> = match &args.namespace {
@@ -285,7 +294,7 @@ where
     K: SecretStage + 'static,
 {
     let now = Timestamp::now();
-    let observed = crate::observe::observe(dd, &ctx.backends.compute, &ctx.backends.store, now).await?;
+    let observed = crate::observe::observe(dd, &ctx.plan.site, &ctx.backends.compute, &ctx.backends.store, now).await?;
     let plan = plan::plan(dd, &observed, &ctx.plan, now);
     let home = KubeHome::new(ctx.client.clone());
     let done = match act::perform(&plan.actions, dd, &ctx.backends, &home).await {

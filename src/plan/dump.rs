@@ -61,6 +61,7 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         date: &date,
         deadline: launch_deadline,
         resolved: resolved.as_ref(),
+        architecture: obs.architecture,
     };
 
     // One entry per media type in the spec, in its order; entries of removed media types stay

@@ -34,6 +34,8 @@ pub(super) struct Env<'a> {
     /// The dump's deadline (set once the first attempt starts).
     pub deadline: Option<Timestamp>,
     pub resolved: Option<&'a ResolvedInstance>,
+    /// The resolved instance type's architecture, as observed.
+    pub architecture: Option<crate::worker::Arch>,
 }
 
 /// What the steps of all media types ask for; batched by the dump planner.
@@ -362,18 +364,15 @@ fn launch_request(env: &Env, ms: &MediaStatus, resolved: &ResolvedInstance, dead
         region: &region,
     };
     let job = crate::worker::Job::new(&job).map_err(|e| e.to_string())?;
-    let user_data = match &env.ctx.launcher {
-        super::Launcher::Direct => String::new(),
-        super::Launcher::Bootstrap(binaries) => {
-            let arch = crate::worker::Arch::of_instance_type(&resolved.instance_type);
-            let flag = match arch {
-                crate::worker::Arch::X86_64 => "x86-64",
-                crate::worker::Arch::Aarch64 => "aarch64",
-            };
-            let binary = binaries.for_arch(arch).ok_or(crate::worker::RenderError::NoBinary(flag).to_string())?;
-            crate::worker::render(&job, arch, &binary).map_err(|e| e.to_string())?
-        }
-    };
+    // observed from EC2 (DescribeInstanceTypes) before a launch; the name's convention otherwise
+    let arch = env
+        .architecture
+        .unwrap_or_else(|| crate::worker::Arch::of_instance_type(&resolved.instance_type));
+    if let super::Launcher::Bootstrap(arches) = &env.ctx.launcher
+        && !arches.contains(&arch)
+    {
+        return Err(crate::worker::RenderError::NoBinary(arch.as_str()).to_string());
+    }
     Ok(LaunchRequest {
         media_type: media.into(),
         attempt: ms.attempt,
@@ -381,6 +380,7 @@ fn launch_request(env: &Env, ms: &MediaStatus, resolved: &ResolvedInstance, dead
         instance: resolved.clone(),
         tags: t,
         job,
-        user_data,
+        arch,
+        user_data: String::new(),
     })
 }

@@ -175,6 +175,8 @@ pub struct Observed {
     pub instances: Vec<Instance>,
     /// Semaphores per media type (only for media types the planner asked about).
     pub objects: BTreeMap<String, MediaObjects>,
+    /// The architecture of the resolved instance type, when a launch may follow.
+    pub architecture: Option<crate::worker::Arch>,
 }
 
 /// Failed sends after which the notification is given up (with a Warning Event).
@@ -205,8 +207,9 @@ pub struct PlanContext {
 /// How a worker starts on the compute backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Launcher {
-    /// From EC2 user data: the bootstrap downloads the binary for the instance's architecture.
-    Bootstrap(crate::worker::WorkerBinaries),
+    /// From EC2 user data: the bootstrap downloads the binary for the instance's architecture;
+    /// the architectures there is a binary for.
+    Bootstrap(Vec<crate::worker::Arch>),
     /// The backend starts `datadump worker` with the job itself (local processes): no user data.
     Direct,
 }
@@ -248,7 +251,10 @@ pub struct LaunchRequest {
     pub tags: BTreeMap<String, String>,
     /// What the worker runs.
     pub job: crate::worker::Job,
-    /// The EC2 user data (the bootstrap); empty with [`Launcher::Direct`].
+    /// The instance's architecture.
+    pub arch: crate::worker::Arch,
+    /// The EC2 user data: empty in the plan, rendered by the driver right before the launch
+    /// (it holds presigned URLs), and left empty with [`Launcher::Direct`].
     pub user_data: String,
 }
 

@@ -29,11 +29,7 @@ fn dd(extra: &str) -> DataDump {
 fn ctx() -> PlanContext {
     PlanContext {
         poll_interval: Duration::from_secs(30),
-        launcher: crate::plan::Launcher::Bootstrap(crate::worker::WorkerBinaries {
-            aarch64_url: Some("https://downloads.example.org/datadump-aarch64".into()),
-            aarch64_sha256: Some("ab".repeat(32)),
-            ..Default::default()
-        }),
+        launcher: crate::plan::Launcher::Bootstrap(vec![crate::worker::Arch::Aarch64]),
         ..Default::default()
     }
 }
@@ -86,6 +82,7 @@ fn objects(entries: &[(&str, MediaObjects)]) -> Observed {
     Observed {
         instances: vec![],
         objects: entries.iter().map(|(m, o)| (m.to_string(), o.clone())).collect(),
+        architecture: None,
     }
 }
 
@@ -186,8 +183,8 @@ fn launch_carries_token_tags_and_safe_settings() {
     assert_eq!(img.tags["Name"], "datadump-catalog-image-1");
     assert_eq!(img.instance.instance_type, "m7g.xlarge");
     assert_eq!(img.instance.ebs_volume_size_gb, 100);
-    assert!(img.user_data.starts_with("#!/bin/sh"), "user data is a script");
-    assert!(img.user_data.contains("https://downloads.example.org/datadump-aarch64"));
+    assert!(img.user_data.is_empty(), "the driver renders the bootstrap right before launching");
+    assert_eq!(img.arch, crate::worker::Arch::Aarch64);
     assert_eq!((img.job.token.as_str(), img.job.attempt), (img.token.as_str(), 1));
     assert!(img.job.key_prefix.starts_with("data-dump/2026-") && img.job.key_prefix.ends_with("/image/"));
     // the same observation planned again asks for the same launch: idempotent by token
@@ -203,6 +200,7 @@ fn a_worker_that_failed_before_its_launch_was_recorded_reports_its_own_failure()
     let obs = Observed {
         instances: vec![inst("image", 1, InstanceState::Terminated)],
         objects: [("image".to_string(), failure("image", 1, "relation \"image\" does not exist"))].into(),
+        ..Default::default()
     };
     let m = media(&plan(&d, &obs, &ctx(), at(2)), "image").clone();
     assert_eq!(m.reason.as_deref(), Some("WorkerFailed"), "{m:?}");
@@ -210,16 +208,20 @@ fn a_worker_that_failed_before_its_launch_was_recorded_reports_its_own_failure()
 }
 
 #[test]
-fn an_instance_type_without_a_worker_binary_launches_nothing_and_says_which_flag() {
-    let mut d = dd("");
-    d.spec.instance.instance_type = Some("m7i.large".into());
-    let p = plan(&d, &Observed::default(), &ctx(), t0());
+fn an_instance_type_without_a_worker_binary_launches_nothing_and_says_which() {
+    // EC2 says the type is x86_64, whatever its name suggests
+    let obs = Observed {
+        architecture: Some(crate::worker::Arch::X86_64),
+        ..Default::default()
+    };
+    let d = dd("");
+    let p = plan(&d, &obs, &ctx(), t0());
     let d = persist(d, &p);
-    let p = plan(&d, &Observed::default(), &ctx(), at(1));
+    let p = plan(&d, &obs, &ctx(), at(1));
     assert!(launches(&p).is_empty());
     let m = media(&p, "image");
     assert_eq!(m.phase, MediaPhase::Failed);
-    assert!(m.message.as_deref().unwrap().contains("--worker-url-x86-64"), "{:?}", m.message);
+    assert!(m.message.as_deref().unwrap().contains("no datadump-x86_64"), "{:?}", m.message);
 }
 
 #[test]

@@ -59,7 +59,8 @@ impl Signals {
 fn is_permanent(e: &ActError) -> bool {
     match e {
         ActError::Backend(b) => !b.is_transient(),
-        ActError::Secret { .. } | ActError::Object(_) => true,
+        ActError::Release(crate::worker::release::ReleaseError::Backend(b)) => !b.is_transient(),
+        ActError::Secret { .. } | ActError::Object(_) | ActError::Release(_) => true,
     }
 }
 
@@ -84,7 +85,7 @@ pub(super) async fn drive<C: Compute>(
     loop {
         let now = Timestamp::now();
         let step = async {
-            let observed = crate::observe::observe(&dd, &backends.compute, &backends.store, now).await?;
+            let observed = crate::observe::observe(&dd, &ctx.site, &backends.compute, &backends.store, now).await?;
             let plan = plan::plan(&dd, &observed, ctx, now);
             let done = act::perform(&plan.actions, &dd, &backends, home).await?;
             Ok::<_, ActError>((observed, plan, done))

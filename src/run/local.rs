@@ -268,6 +268,11 @@ impl Compute for LocalCompute {
         Ok(id)
     }
 
+    async fn architecture(&self, _instance_type: &str) -> Result<crate::worker::Arch, BackendError> {
+        // every local "instance" is this machine
+        Ok(crate::worker::Arch::host())
+    }
+
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), BackendError> {
         // Take the children out, so the lock is not held across awaits.
         let mut ending: Vec<(usize, u32, Option<Child>)> = {
@@ -319,6 +324,7 @@ mod tests {
             instance: Default::default(),
             tags: [(tags::UID.to_string(), "uid-1".to_string())].into(),
             job,
+            arch: crate::worker::Arch::host(),
             user_data: String::new(),
         }
     }

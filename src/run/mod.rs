@@ -75,9 +75,11 @@ pub struct RunArgs {
     /// Site defaults for unset fields.
     #[command(flatten)]
     pub site: crate::api::SiteDefaults,
-    /// The worker binaries EC2 instances download (`--compute ec2`).
-    #[command(flatten)]
-    pub worker: crate::worker::WorkerBinaries,
+    /// Folder with the worker binaries EC2 instances run (`datadump-x86_64`,
+    /// `datadump-aarch64`), copied into the destination bucket once (`--compute ec2`).
+    /// Default: this `datadump` executable, for instances of this machine's architecture.
+    #[arg(long, env = "DATADUMP_WORKER_BINARIES_DIR")]
+    pub worker_binaries_dir: Option<PathBuf>,
 }
 
 /// Credentials and the webhook, from the environment or files instead of Secrets.
@@ -228,6 +230,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         );
     }
     let sdk = args.aws.sdk_config().await;
+    let release = match (args.compute, &args.worker_binaries_dir) {
+        (ComputeKind::Local, _) => None,
+        (ComputeKind::Ec2, Some(dir)) => Some(crate::worker::release::WorkerRelease::from_dir(dir)?),
+        (ComputeKind::Ec2, None) => Some(crate::worker::release::WorkerRelease::from_files(&[(
+            crate::worker::Arch::host(),
+            std::env::current_exe()?,
+        )])?),
+    };
     let ctx = PlanContext {
         site,
         managed_by: args.managed_by.clone(),
@@ -236,9 +246,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         fast_requeue: Duration::from_millis(500).min(args.poll_interval),
         launch_grace: Duration::from_secs(120),
         ssm_prefix: args.ssm_prefix.clone(),
-        launcher: match args.compute {
-            ComputeKind::Ec2 => crate::plan::Launcher::Bootstrap(args.worker.clone()),
-            ComputeKind::Local => crate::plan::Launcher::Direct,
+        launcher: match &release {
+            Some(r) => crate::plan::Launcher::Bootstrap(r.arches()),
+            None => crate::plan::Launcher::Direct,
         },
     };
     let store = S3Store::new(&sdk, args.aws.endpoint_url.is_some());
@@ -252,6 +262,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
                 store,
                 stage,
                 notifier,
+                worker: release.map(std::sync::Arc::new),
             };
             drive::drive(dd, backends, &home, &ctx, None).await
         }
@@ -275,6 +286,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
                 store,
                 stage,
                 notifier,
+                worker: None,
             };
             drive::drive(dd, backends, &home, &ctx, Some(&workdir)).await
         }

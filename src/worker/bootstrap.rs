@@ -1,13 +1,15 @@
 //! The EC2 user data: a short POSIX sh bootstrap that schedules the dead-man shutdown at the
-//! deadline, downloads the `datadump` binary for the machine's architecture, checks its
-//! SHA-256, runs `datadump worker` with the job and powers the machine off when the worker
-//! ends (on success and on failure alike). Pure, no I/O: this module only renders text.
+//! deadline, downloads the `datadump` binary for the machine's architecture through a
+//! presigned URL, checks its SHA-256, runs `datadump worker` (which reads its job from S3 with
+//! the instance role) and powers the machine off when the worker ends. A failed download, a
+//! checksum mismatch or a wrong architecture is reported at once as `_failure` through a
+//! presigned PUT URL, so the controller does not have to wait for the deadline. Pure, no I/O:
+//! this module only renders text.
 //!
-//! Every value is data: the job travels base64-encoded (JSON, no secret in it), the URL and
-//! checksum in single quotes. Local runs set `DATADUMP_SHUTDOWN_CMD` (instead of
-//! `shutdown -h`), `DATADUMP_ARCH` (instead of `uname -m`) and `DATADUMP_BOOTSTRAP_DIR`.
-
-use base64::Engine as _;
+//! Every value is data, in single quotes; no secret is in it (presigned URLs grant one GET of
+//! the binary and one PUT of `_failure`, and expire). Local runs set `DATADUMP_SHUTDOWN_CMD`
+//! (instead of `shutdown -h`), `DATADUMP_ARCH` (instead of `uname -m`) and
+//! `DATADUMP_BOOTSTRAP_DIR`.
 
 use super::job::Job;
 use super::{RenderError, WorkerJob};
@@ -35,6 +37,11 @@ impl Arch {
         }
     }
 
+    /// This machine's architecture.
+    pub fn host() -> Arch {
+        if std::env::consts::ARCH == "aarch64" { Arch::Aarch64 } else { Arch::X86_64 }
+    }
+
     /// The name `uname -m` prints.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -53,62 +60,6 @@ pub struct BinarySource {
     pub sha256: String,
 }
 
-/// The worker binaries a controller hands to its instances: a site setting (Helm values
-/// `worker.binaries`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
-pub struct WorkerBinaries {
-    /// URL of the `datadump` binary for x86_64 instances.
-    #[arg(long = "worker-url-x86-64", env = "DATADUMP_WORKER_URL_X86_64")]
-    pub x86_64_url: Option<String>,
-    /// SHA-256 (hex) of the x86_64 binary.
-    #[arg(long = "worker-sha256-x86-64", env = "DATADUMP_WORKER_SHA256_X86_64")]
-    pub x86_64_sha256: Option<String>,
-    /// URL of the `datadump` binary for aarch64 (Graviton) instances.
-    #[arg(long = "worker-url-aarch64", env = "DATADUMP_WORKER_URL_AARCH64")]
-    pub aarch64_url: Option<String>,
-    /// SHA-256 (hex) of the aarch64 binary.
-    #[arg(long = "worker-sha256-aarch64", env = "DATADUMP_WORKER_SHA256_AARCH64")]
-    pub aarch64_sha256: Option<String>,
-}
-
-fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-impl WorkerBinaries {
-    /// The binary for `arch`, when both its URL and a well-formed checksum are set.
-    pub fn for_arch(&self, arch: Arch) -> Option<BinarySource> {
-        let (url, sha) = match arch {
-            Arch::X86_64 => (&self.x86_64_url, &self.x86_64_sha256),
-            Arch::Aarch64 => (&self.aarch64_url, &self.aarch64_sha256),
-        };
-        match (url, sha) {
-            (Some(url), Some(sha)) if !url.is_empty() && is_sha256(sha) => Some(BinarySource {
-                url: url.clone(),
-                sha256: sha.clone(),
-            }),
-            _ => None,
-        }
-    }
-
-    /// Problems with the settings (a URL without checksum, a malformed checksum), one line each.
-    pub fn problems(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for (arch, url, sha) in [
-            ("x86-64", &self.x86_64_url, &self.x86_64_sha256),
-            ("aarch64", &self.aarch64_url, &self.aarch64_sha256),
-        ] {
-            match (url, sha) {
-                (Some(_), None) => out.push(format!("--worker-url-{arch} is set without --worker-sha256-{arch}")),
-                (None, Some(_)) => out.push(format!("--worker-sha256-{arch} is set without --worker-url-{arch}")),
-                (_, Some(s)) if !is_sha256(s) => out.push(format!("--worker-sha256-{arch} is not 64 lower-case hex digits")),
-                _ => {}
-            }
-        }
-        out
-    }
-}
-
 /// Quotes a value for POSIX sh: single quotes, with `'` written as `'\''`.
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -116,37 +67,63 @@ fn sh_quote(s: &str) -> String {
 
 const SCRIPT: &str = r#"set -u
 dir=${DATADUMP_BOOTSTRAP_DIR:-/var/lib/datadump}
-say() { echo "datadump bootstrap: $*" >&2; }
+say() { echo "datadump: $*" >&2; }
 halt() { ${DATADUMP_SHUTDOWN_CMD:-shutdown -h} "$@"; }
-fail() { say "$*"; halt now; exit 1; }
+report() {
+  printf '{"exitCode":%s,"step":"%s","message":"bootstrap: %s","logTail":"","attempt":%s,"token":"%s","time":"%s"}' \
+    "$3" "$2" "$1" "$attempt" "$token" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$dir/failure.json"
+  curl -fsS --retry 3 -X PUT -H 'Content-Type: application/json' --data-binary "@$dir/failure.json" "$failure_url" >/dev/null \
+    || say "no _failure written"
+}
+fail() { say "$1"; report "$1" "${2:-starting}" "${3:-1}"; halt now; exit "${3:-1}"; }
+mkdir -p "$dir" || dir=/tmp
 left=$((deadline - $(date +%s)))
-[ "$left" -gt 0 ] || fail "the deadline has passed"
-halt "+$(((left + 59) / 60 + 1))" || say "could not schedule the dead-man shutdown"
+[ "$left" -gt 0 ] || fail "the deadline has passed" deadline 124
+halt "+$(((left + 59) / 60 + 1))" || say "no dead-man shutdown"
 arch=${DATADUMP_ARCH:-$(uname -m)}
-[ "$arch" = "$want_arch" ] || fail "the worker binary is for $want_arch but this machine is $arch"
-mkdir -p "$dir" && cd "$dir" || fail "cannot use $dir"
+[ "$arch" = "$want_arch" ] || fail "the binary is for $want_arch, this machine is $arch"
+cd "$dir" || fail "cannot use $dir"
 curl -fsS --retry 5 --retry-connrefused -o datadump.download "$url" || fail "cannot download the worker binary"
-sum=$(sha256sum datadump.download) || fail "cannot checksum the worker binary"
+sum=$(sha256sum datadump.download) || fail "cannot checksum the binary"
 sum=${sum%% *}
-[ "$sum" = "$sha256" ] || { rm -f datadump.download; fail "the worker binary's SHA-256 is $sum, expected $sha256: not running it"; }
-chmod 755 datadump.download && mv -f datadump.download datadump || fail "cannot install the worker binary"
-./datadump worker --job-base64 "$job"
+[ "$sum" = "$sha256" ] || { rm -f datadump.download; fail "the worker binary has SHA-256 $sum, expected $sha256: not running it"; }
+chmod 755 datadump.download && mv -f datadump.download datadump || fail "cannot install the binary"
+./datadump worker --job-s3 "$job_uri" --job-region "$job_region"
 rc=$?
 say "the worker exited with code $rc"
+[ "$rc" != 2 ] || report "the worker could not read its job $job_uri" starting 2
 halt now
 exit "$rc"
 "#;
 
-fn assemble(job: &Job, arch: Arch, binary: &BinarySource) -> Result<String, RenderError> {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(job.to_json());
-    let mut out = String::with_capacity(2048 + encoded.len());
-    out.push_str("#!/bin/sh\n# datadump worker bootstrap (datadump-operator). No secret is in here: the job names the\n");
-    out.push_str("# SSM parameter the worker reads with its instance role. `datadump render` decodes the job.\n");
+/// What the user data of one launch carries besides the job's deadline and token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// The instance's architecture (the binary's).
+    pub arch: Arch,
+    /// Where the binary is downloaded from, and its checksum.
+    pub binary: BinarySource,
+    /// A presigned PUT URL for the attempt's `_failure`.
+    pub failure_url: String,
+    /// `s3://BUCKET/KEY` of the job JSON, read by the worker with its instance role.
+    pub job_uri: String,
+    /// The job's bucket region.
+    pub job_region: String,
+}
+
+/// Renders the user data of one worker run.
+pub fn render(job: &Job, b: &Bootstrap) -> Result<String, RenderError> {
+    let mut out = String::with_capacity(4096);
+    out.push_str("#!/bin/sh\n# datadump worker bootstrap: no secret here; the worker reads its job (S3) and credentials (SSM)\n");
     out.push_str(&format!("deadline={}\n", job.deadline.as_second()));
-    out.push_str(&format!("want_arch={}\n", arch.as_str()));
-    out.push_str(&format!("url={}\n", sh_quote(&binary.url)));
-    out.push_str(&format!("sha256={}\n", sh_quote(&binary.sha256)));
-    out.push_str(&format!("job='{encoded}'\n"));
+    out.push_str(&format!("attempt={}\n", job.attempt));
+    out.push_str(&format!("token={}\n", sh_quote(&json_safe(&job.token))));
+    out.push_str(&format!("want_arch={}\n", b.arch.as_str()));
+    out.push_str(&format!("url={}\n", sh_quote(&b.binary.url)));
+    out.push_str(&format!("sha256={}\n", sh_quote(&b.binary.sha256)));
+    out.push_str(&format!("failure_url={}\n", sh_quote(&b.failure_url)));
+    out.push_str(&format!("job_uri={}\n", sh_quote(&b.job_uri)));
+    out.push_str(&format!("job_region={}\n", sh_quote(&b.job_region)));
     out.push_str(SCRIPT);
     if out.len() > USER_DATA_LIMIT {
         return Err(RenderError::TooLarge {
@@ -157,20 +134,26 @@ fn assemble(job: &Job, arch: Arch, binary: &BinarySource) -> Result<String, Rend
     Ok(out)
 }
 
-/// Renders the user data of one worker run.
-pub fn render(job: &Job, arch: Arch, binary: &BinarySource) -> Result<String, RenderError> {
-    assemble(job, arch, binary)
+/// The token as it may appear inside the bootstrap's JSON (tokens are `ddt-` and hex; anything
+/// else is dropped rather than risk invalid JSON).
+fn json_safe(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect()
+}
+
+/// The key of an attempt's job JSON: next to its output, `PREFIX/DATE/MEDIA/_job/attempt-N.json`.
+pub fn job_key(job: &Job) -> String {
+    format!("{}_job/attempt-{}.json", job.key_prefix, job.attempt)
 }
 
 /// Renders user data for `datadump render`, with placeholders for what only a launch knows
-/// (date, attempt, token, deadline, the staged parameter, the region, the binary).
+/// (date, attempt, token, deadline, the staged parameter, the region, the presigned URLs).
 pub fn render_preview(spec: &DataDumpSpec, media_type: &MediaType) -> Result<(String, Job), RenderError> {
     let w = WorkerJob {
         spec,
         media_type,
         dump_date: "2000-01-01",
         attempt: 1,
-        token: "<token>",
+        token: "ddt-00000000000000000000000000000000",
         // the largest deadline a valid spec can have (one year from now) takes as many digits
         deadline: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(8760),
         ssm_parameter: spec.database.ssm_parameter_name.as_deref().unwrap_or("/datadump/<uid>/<media-type>"),
@@ -179,12 +162,20 @@ pub fn render_preview(spec: &DataDumpSpec, media_type: &MediaType) -> Result<(St
     let mut job = Job::new(&w)?;
     job.dump_date = "DUMP-DATE".into();
     job.key_prefix = job.key_prefix.replace("2000-01-01", "DUMP-DATE");
-    let binary = BinarySource {
-        url: "https://<worker-binary-url>".into(),
-        sha256: "0".repeat(64),
-    };
+    // presigned URLs are about this long with temporary credentials (IRSA's session token)
+    let presigned = |what: &str| format!("https://{}.s3.amazonaws.com/<{what}>?X-Amz-Signature={}", spec.destination.bucket, "0".repeat(900));
     let arch = Arch::of_instance_type(spec.instance.instance_type.as_deref().unwrap_or(crate::api::resolve::DEFAULT_INSTANCE_TYPE));
-    Ok((assemble(&job, arch, &binary)?, job))
+    let b = Bootstrap {
+        arch,
+        binary: BinarySource {
+            url: presigned("worker-binary"),
+            sha256: "0".repeat(64),
+        },
+        failure_url: presigned("_failure"),
+        job_uri: format!("s3://{}/{}", job.bucket, job_key(&job)),
+        job_region: job.s3_region.clone(),
+    };
+    Ok((render(&job, &b)?, job))
 }
 
 #[cfg(test)]
@@ -195,69 +186,52 @@ mod tests {
     fn sample() -> (DataDumpSpec, Job) {
         let spec: DataDumpSpec =
             serde_yaml::from_str("mediaTypes: [image]\ndestination: {bucket: b}\ndatabase: {ssmParameterName: /p}\n").unwrap();
-        let media = MediaType("image".into());
-        let job = Job::new(&WorkerJob {
-            spec: &spec,
-            media_type: &media,
-            dump_date: "2026-11-01",
-            attempt: 1,
-            token: "ddt-1",
-            deadline: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
-            ssm_parameter: "/p",
-            region: "us-east-1",
-        })
-        .unwrap();
-        (spec, job)
+        (spec, crate::worker::job::sample("ddt-0123456789abcdef"))
     }
 
     #[test]
     fn arch_follows_the_instance_type() {
         assert_eq!(Arch::of_instance_type("m7g.xlarge"), Arch::Aarch64);
         assert_eq!(Arch::of_instance_type("m7i.xlarge"), Arch::X86_64);
-        let b = WorkerBinaries {
-            x86_64_url: Some("https://x".into()),
-            x86_64_sha256: Some("a".repeat(64)),
-            aarch64_url: Some("https://y".into()),
-            aarch64_sha256: Some("nothex".into()),
-        };
-        assert_eq!(b.for_arch(Arch::X86_64).unwrap().url, "https://x");
-        assert_eq!(b.for_arch(Arch::Aarch64), None);
-        assert_eq!(b.problems(), ["--worker-sha256-aarch64 is not 64 lower-case hex digits"]);
     }
 
     #[test]
-    fn the_bootstrap_is_small_posix_sh_and_carries_the_job_as_data() {
+    fn the_bootstrap_is_small_posix_sh_and_carries_values_as_data() {
         let (_, mut job) = sample();
         job.query = "SELECT '$(touch /tmp/datadump-pwned)' `x` \"q\" FROM {media_type}".into();
-        let binary = BinarySource {
-            url: "https://h/datadump?a='b'&c".into(),
-            sha256: "f".repeat(64),
+        let b = Bootstrap {
+            arch: Arch::X86_64,
+            binary: BinarySource {
+                url: "https://h/datadump?a='b'&c=$(touch /tmp/datadump-pwned)".into(),
+                sha256: "f".repeat(64),
+            },
+            failure_url: "https://h/_failure?x=`y`".into(),
+            job_uri: "s3://b/k/_job/attempt-1.json".into(),
+            job_region: "us-east-1".into(),
         };
-        let script = render(&job, Arch::X86_64, &binary).unwrap();
+        let script = render(&job, &b).unwrap();
         assert!(script.len() < 4096, "{} bytes", script.len());
-        // POSIX syntax: dash parses it (no bash-isms)
-        let dash = Command::new("sh").args(["-n", "-c", &script]).status().unwrap();
-        assert!(dash.success());
+        assert!(Command::new("sh").args(["-n", "-c", &script]).status().unwrap().success(), "POSIX sh parses it");
         // the values come back exactly
+        let values = script.split("set -u\n").next().unwrap();
         let out = Command::new("sh")
             .arg("-c")
-            .arg(format!("{}\nprintf '%s\\n' \"$url\" \"$job\"", script.split("set -u\n").next().unwrap()))
+            .arg(format!("{values}\nprintf '%s\\n' \"$url\" \"$failure_url\" \"$job_uri\" \"$token\""))
             .output()
             .unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
-        let mut lines = text.lines();
-        assert_eq!(lines.next(), Some(binary.url.as_str()));
-        let decoded = base64::engine::general_purpose::STANDARD.decode(lines.next().unwrap()).unwrap();
-        assert_eq!(Job::from_json(std::str::from_utf8(&decoded).unwrap()).unwrap(), job);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines, [b.binary.url.as_str(), b.failure_url.as_str(), b.job_uri.as_str(), "ddt-0123456789abcdef"]);
         assert!(!std::path::Path::new("/tmp/datadump-pwned").exists());
     }
 
     #[test]
-    fn the_preview_fits_and_shows_placeholders() {
-        let (spec, _) = sample();
+    fn the_preview_fits_in_4_kib_even_for_the_largest_query() {
+        let (mut spec, _) = sample();
+        spec.query = format!("SELECT * FROM {{media_type}} WHERE {}", "x = 'é' OR ".repeat(800))[..8192].to_string();
         let (text, job) = render_preview(&spec, &MediaType("image".into())).unwrap();
-        assert!(text.contains("<worker-binary-url>") && text.contains("want_arch=aarch64"));
+        assert!(text.len() < 4096, "{} bytes", text.len());
+        assert!(text.contains("want_arch=aarch64") && text.contains("_job/attempt-1.json"));
         assert_eq!(job.key_prefix, "data-dump/DUMP-DATE/image/");
-        assert_eq!(job.token, "<token>");
     }
 }

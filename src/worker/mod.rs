@@ -8,7 +8,8 @@
 //! - [`runtime`]: the worker itself: credentials from SSM, the engine, progress, manifest,
 //!   `_success` last or `_failure` (I/O);
 //! - [`pg`]: the native PostgreSQL engine; [`odbc`]: odbc2parquet as a child process (I/O);
-//! - [`sink`], [`s3sink`]: where engines write Parquet files (I/O).
+//! - [`sink`], [`s3sink`]: where engines write Parquet files (I/O);
+//! - [`release`]: the worker binaries in the destination bucket and each launch's user data (I/O).
 
 pub mod bootstrap;
 pub mod contract;
@@ -16,13 +17,14 @@ pub mod job;
 pub mod odbc;
 mod options;
 pub mod pg;
+pub mod release;
 pub mod runtime;
 pub mod s3sink;
 pub mod sink;
 
 use crate::api::{DataDumpSpec, MediaType};
 
-pub use bootstrap::{Arch, BinarySource, USER_DATA_LIMIT, WorkerBinaries, render, render_preview};
+pub use bootstrap::{Arch, BinarySource, Bootstrap, USER_DATA_LIMIT, render, render_preview};
 pub use job::Job;
 pub use options::{
     DEFAULT_BATCH_SIZE_MEMORY, DEFAULT_COLUMN_LENGTH_LIMIT, DriverOption, FETCH_ROWS, column_length_limit, driver_options,
@@ -69,7 +71,7 @@ pub enum RenderError {
     InvalidSize(&'static str),
     /// No worker binary is configured for the instance's architecture.
     #[error(
-        "no worker binary for {0} instances is configured; set the controller's --worker-url-{0} and --worker-sha256-{0} (Helm: worker.binaries), or choose an instance type of a configured architecture"
+        "no worker binary for {0} instances: the controller's --worker-binaries-dir has no datadump-{0}; add it (the controller image carries both) or choose an instance type of another architecture"
     )]
     NoBinary(&'static str),
     /// The user data would exceed EC2's limit.

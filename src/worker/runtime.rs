@@ -28,8 +28,15 @@ pub struct WorkerArgs {
     #[arg(long = "job-base64", env = "DATADUMP_JOB_BASE64", conflicts_with = "job_file")]
     pub job_base64: Option<String>,
     /// The job as a JSON file.
-    #[arg(long = "job-file", env = "DATADUMP_JOB_FILE")]
+    #[arg(long = "job-file", env = "DATADUMP_JOB_FILE", conflicts_with = "job_s3")]
     pub job_file: Option<PathBuf>,
+    /// The job as an S3 object, `s3://BUCKET/KEY`, read with the instance role (what the EC2
+    /// bootstrap passes).
+    #[arg(long = "job-s3", env = "DATADUMP_JOB_S3")]
+    pub job_s3: Option<String>,
+    /// The region of `--job-s3`'s bucket.
+    #[arg(long = "job-region", env = "AWS_REGION", default_value = "us-east-1")]
+    pub job_region: String,
     /// Scratch folder (only the odbc2parquet engine writes there).
     #[arg(long = "workdir", env = "DATADUMP_WORKDIR", default_value = "/var/lib/datadump")]
     pub workdir: PathBuf,
@@ -174,19 +181,43 @@ impl Secrets {
     }
 }
 
-/// Reads the job from the arguments.
-pub fn read_job(args: &WorkerArgs) -> Result<Job, WorkerError> {
-    let text = match (&args.job_base64, &args.job_file) {
-        (Some(b64), _) => {
+/// Reads the job from the arguments: inline, a file, or S3.
+pub async fn read_job(args: &WorkerArgs) -> Result<Job, WorkerError> {
+    let text = match (&args.job_base64, &args.job_file, &args.job_s3) {
+        (Some(b64), _, _) => {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .map_err(|e| WorkerError::Job(format!("--job-base64 is not base64: {e}")))?;
             String::from_utf8(bytes).map_err(|_| WorkerError::Job("the job is not UTF-8".into()))?
         }
-        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| WorkerError::Job(format!("{}: {e}", path.display())))?,
-        (None, None) => return Err(WorkerError::Job("give the job with --job-base64 or --job-file".into())),
+        (None, Some(path), _) => std::fs::read_to_string(path).map_err(|e| WorkerError::Job(format!("{}: {e}", path.display())))?,
+        (None, None, Some(uri)) => {
+            let (bucket, key) = uri
+                .strip_prefix("s3://")
+                .and_then(|r| r.split_once('/'))
+                .ok_or_else(|| WorkerError::Job(format!("--job-s3 {uri} is not s3://BUCKET/KEY")))?;
+            let config = aws_config(&args.job_region, args.endpoint_url.as_deref()).await;
+            let store = S3Store::new(&config, args.endpoint_url.is_some());
+            let bucket = Bucket { name: bucket, region: None };
+            let body = store.get(bucket, key).await.map_err(|e| WorkerError::Job(format!("cannot read the job {uri}: {e}")))?;
+            let body = body.ok_or_else(|| WorkerError::Job(format!("the job {uri} does not exist")))?;
+            String::from_utf8(body).map_err(|_| WorkerError::Job("the job is not UTF-8".into()))?
+        }
+        (None, None, None) => return Err(WorkerError::Job("give the job with --job-s3, --job-file or --job-base64".into())),
     };
     Job::from_json(&text).map_err(WorkerError::Job)
+}
+
+/// The SDK configuration of a worker: the instance role (or the environment's credentials),
+/// generous retries for a week-long dump.
+async fn aws_config(region: &str, endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10));
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
 }
 
 /// The Parquet codec of a spec's compression name.
@@ -434,7 +465,7 @@ async fn stop_signal() -> &'static str {
 
 /// Runs one attempt; returns the process exit code.
 pub async fn run(args: WorkerArgs, tail: LogTail) -> i32 {
-    let job = match read_job(&args) {
+    let job = match read_job(&args).await {
         Ok(job) => job,
         Err(e) => {
             tracing::error!(error = %e, "no job");
@@ -444,13 +475,7 @@ pub async fn run(args: WorkerArgs, tail: LogTail) -> i32 {
     // the handlers replace the default "die at once", so a stop always reports `_failure`
     let signals = tokio::spawn(stop_signal());
     let started = Timestamp::now();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(job.region.clone()))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10));
-    if let Some(url) = &args.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let config = loader.load().await;
+    let config = aws_config(&job.region, args.endpoint_url.as_deref()).await;
     let ctx = Arc::new(Ctx {
         store: S3Store::new(&config, args.endpoint_url.is_some()),
         ssm: aws_sdk_ssm::Client::new(&config),

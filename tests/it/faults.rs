@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::soak::{assert_healthy, per_token, start_controller};
 use crate::support::apiserver::FaultMatch;
-use crate::support::cluster::{NS, World};
+use crate::support::cluster::{BUCKET, NS, World};
 use crate::support::faultproxy::{FaultKind, FaultMix, FaultProxy, Faults};
 use crate::controller::{condition, media_phase};
 use crate::support::net::wait_for;
@@ -219,10 +219,9 @@ fn place(field: &str, value: &str) -> String {
 }
 
 /// Runs only the value assignments of rendered user data (nothing after them) under `sh` in an
-/// empty directory and returns the job they carry. Panics if any command substitution ran
-/// (a file appears).
-fn job_of(user_data: &str) -> datadump::worker::Job {
-    use base64::Engine as _;
+/// empty directory and returns `$job_uri` as sh holds it. Panics if any command substitution
+/// ran (a file appears).
+fn job_uri_of(user_data: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let (assignments, _) = user_data.split_once("set -u\n").expect("the bootstrap's program starts with set -u");
     let out = std::process::Command::new("sh")
@@ -230,14 +229,13 @@ fn job_of(user_data: &str) -> datadump::worker::Job {
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .arg("-c")
-        .arg(format!("{assignments}\nprintf '%s' \"$job\""))
+        .arg(format!("{assignments}\nprintf '%s' \"$job_uri\""))
         .output()
         .unwrap();
     assert!(out.status.success(), "the user data's values do not parse: {}", String::from_utf8_lossy(&out.stderr));
     let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
-    assert_eq!(leftovers, 0, "a job value ran as shell code");
-    let json = base64::engine::general_purpose::STANDARD.decode(out.stdout).unwrap();
-    datadump::worker::Job::from_json(std::str::from_utf8(&json).unwrap()).unwrap()
+    assert_eq!(leftovers, 0, "a value ran as shell code");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Hostile strings in every field, through the validator and the worker renderer (no cluster):
@@ -291,16 +289,22 @@ fn hostile_strings_are_refused_by_field_or_rendered_as_data() {
                         ssm_parameter: "/datadump/uid/image",
                         region: "us-east-1",
                     };
-                    let binary = datadump::worker::BinarySource {
-                        url: "https://example.org/datadump".into(),
-                        sha256: "0".repeat(64),
-                    };
-                    let rendered = datadump::worker::Job::new(&job)
-                        .and_then(|j| datadump::worker::render(&j, datadump::worker::Arch::Aarch64, &binary));
+                    let rendered = datadump::worker::Job::new(&job).and_then(|j| {
+                        let b = datadump::worker::Bootstrap {
+                            arch: datadump::worker::Arch::Aarch64,
+                            binary: datadump::worker::BinarySource { url: "https://example.org/datadump".into(), sha256: "0".repeat(64) },
+                            failure_url: "https://example.org/_failure".into(),
+                            job_uri: format!("s3://{}/{}", j.bucket, datadump::worker::bootstrap::job_key(&j)),
+                            job_region: j.s3_region.clone(),
+                        };
+                        Ok((datadump::worker::render(&j, &b)?, j, b.job_uri))
+                    });
                     match rendered {
                         Err(e) => assert!(e.to_string().len() < 400, "a clear render error: {e}"),
-                        Ok(user_data) => {
-                            let job = job_of(&user_data);
+                        Ok((user_data, job, uri)) => {
+                            assert_eq!(job_uri_of(&user_data), uri, "the job's location round-trips");
+                            // the job itself travels as JSON, byte for byte
+                            let job = datadump::worker::Job::from_json(&job.to_json()).unwrap();
                             let args = job.odbc2parquet.as_ref().map(|o| o.args.clone()).unwrap_or_default();
                             match *field {
                                 "/query" => assert_eq!(job.rendered_query(), placed.replace("{media_type}", "image"), "query round-trips"),
@@ -423,7 +427,10 @@ async fn hostile_strings_through_the_controller() {
         .await;
     let instances = w.instances(&ok_uid).await;
     assert_eq!(instances.len(), 1);
-    let job = job_of(instances[0].user_data.as_deref().unwrap());
+    // the user data names the job; the job holds the user's values as data
+    let uri = job_uri_of(instances[0].user_data.as_deref().unwrap());
+    let key = uri.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
+    let job = datadump::worker::Job::from_json(std::str::from_utf8(&w.get_object(key).await).unwrap()).unwrap();
     assert_eq!(job.rendered_query(), query.replace("{media_type}", "image"));
     let args = job.odbc2parquet.map(|o| o.args).unwrap_or_default();
     assert!(args.contains(&place("/odbc2parquet/extraArgs/0", &values[1])), "{args:?}");

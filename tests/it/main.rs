@@ -7,6 +7,7 @@ mod api;
 mod chart;
 mod controller;
 mod faults;
+mod glibc;
 mod hygiene;
 mod pg_engine;
 mod run;

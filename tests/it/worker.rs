@@ -2,14 +2,14 @@
 //! moto's S3 and SSM, and the tests read everything back from S3 the way the controller and a
 //! dataset user would. The bootstrap (EC2 user data) runs under `sh` with the shutdown stubbed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use aws_sdk_s3::Client as S3;
 use datadump::api::{DataDumpSpec, MediaType};
 use datadump::worker::contract::{self, FailureReport, Manifest, ProgressReport, Stage, SuccessReport};
-use datadump::worker::{Arch, BinarySource, Job, WorkerJob};
+use datadump::worker::{Arch, Job, WorkerJob};
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
@@ -335,20 +335,32 @@ async fn the_odbc2parquet_engine_exports_through_the_same_contract_read_only() {
     assert_eq!(w.pg.psql(DB, "SELECT count(*) FROM image").trim(), "30000");
 }
 
-/// The EC2 user data, run the way cloud-init would (POSIX sh), with `shutdown` stubbed: it
-/// schedules the dead-man shutdown, fetches the binary, checks it, runs the worker and powers
-/// off; a tampered binary is refused and never run.
-#[tokio::test]
-async fn the_bootstrap_fetches_checks_and_runs_the_worker_then_powers_off() {
-    let w = World::new(IMAGE_SQL).await;
-    let exe = Path::new(env!("CARGO_BIN_EXE_datadump"));
-    let sum = std::process::Command::new("sha256sum").arg(exe).output().unwrap();
-    let sha256 = String::from_utf8(sum.stdout).unwrap().split_whitespace().next().unwrap().to_string();
-    let arch = if std::env::consts::ARCH == "aarch64" { Arch::Aarch64 } else { Arch::X86_64 };
+/// The worker binary CI builds with a glibc floor (`scripts/setup.sh`: cargo zigbuild), else
+/// the test build's own binary; `DATADUMP_WORKER_BINARY` overrides both.
+pub fn worker_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("DATADUMP_WORKER_BINARY") {
+        return p.into();
+    }
+    let zig = crate::glibc::zigbuild_binary();
+    if zig.exists() { zig } else { PathBuf::from(env!("CARGO_BIN_EXE_datadump")) }
+}
 
-    let boot = |job: &Job, sha256: &str, name: &str| {
-        let user_data = datadump::worker::render(job, arch, &BinarySource { url: format!("file://{}", exe.display()), sha256: sha256.into() }).unwrap();
-        assert!(user_data.len() < 4096 && !user_data.contains(w.pg.password()));
+/// The EC2 user data, run the way cloud-init would (POSIX sh), with `shutdown` and the
+/// architecture stubbed: it schedules the dead-man shutdown, fetches the binary from the bucket
+/// through its presigned URL, checks it, runs the worker (which reads its job from S3 and
+/// exports the table) and powers off; a tampered binary is refused, never run, and reported
+/// as `_failure` through the presigned PUT URL at once.
+#[tokio::test]
+async fn the_bootstrap_fetches_the_binary_from_the_bucket_checks_it_and_runs_the_worker() {
+    use datadump::worker::release::WorkerRelease;
+    let w = World::new(IMAGE_SQL).await;
+    let store = datadump::aws::S3Store::new(&w.moto.sdk_config().await, true);
+    let arch = Arch::host();
+    let release = WorkerRelease::from_files(&[(arch, worker_binary())]).unwrap();
+
+    let boot = |user_data: String, name: &str| {
+        assert!(user_data.len() < 4096, "{} bytes", user_data.len());
+        assert!(!user_data.contains(w.pg.password()));
         let dir = w.dir.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let stub = dir.join("shutdown");
@@ -366,7 +378,8 @@ async fn the_bootstrap_fetches_checks_and_runs_the_worker_then_powers_off() {
     };
 
     let job = w.job("", "image");
-    let (out, shutdown, dir) = boot(&job, &sha256, "good");
+    let user_data = release.user_data(&store, &job, arch).await.unwrap();
+    let (out, shutdown, dir) = boot(user_data, "good");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let calls: Vec<&str> = shutdown.lines().collect();
     assert_eq!(calls.len(), 2, "{shutdown}");
@@ -375,13 +388,27 @@ async fn the_bootstrap_fetches_checks_and_runs_the_worker_then_powers_off() {
     assert!(dir.join("root/datadump").exists());
     let manifest: Manifest = w.json(&job, contract::MANIFEST).await;
     assert_eq!(manifest.rows, Some(30_000));
+    // the binary went into the bucket once, content-addressed
+    let bins = w.keys("data-dump/_datadump/bin/").await;
+    assert_eq!(bins.len(), 1, "{bins:?}");
+    assert!(bins[0].ends_with(&format!("/{}/datadump-{}", release.binary(arch).unwrap().sha256, arch.as_str())));
 
+    // someone replaces the binary in the bucket: the bootstrap refuses it
+    w.s3.put_object().bucket(BUCKET).key(&bins[0]).body(b"#!/bin/sh\necho pwned\n".to_vec().into()).send().await.unwrap();
     let mut job = w.job("", "image");
     job.key_prefix = job.key_prefix.replace(DATE, "2026-11-03");
-    let (out, shutdown, dir) = boot(&job, &"0".repeat(64), "tampered");
+    job.attempt = 4;
+    let user_data = release.user_data(&store, &job, arch).await.unwrap();
+    let (out, shutdown, dir) = boot(user_data, "tampered");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SHA-256"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(shutdown.lines().last(), Some("now"));
     assert!(!dir.join("root/datadump").exists() && !dir.join("root/datadump.download").exists());
-    assert!(w.keys(&job.key_prefix).await.is_empty(), "the tampered binary never ran");
+    let failure: FailureReport = w.json(&job, contract::FAILURE).await;
+    assert_eq!((failure.attempt, failure.step, failure.token.as_str()), (4, Stage::Starting, TOKEN));
+    assert!(failure.message.contains("not running it"), "{}", failure.message);
+    let summary = datadump::observe::failure_summary(&failure);
+    assert!(summary.contains("bootstrap: the worker binary has SHA-256"), "{summary}");
+    let keys = w.keys(&job.key_prefix).await;
+    assert!(!keys.iter().any(|k| k.ends_with(contract::PROGRESS)), "the worker never ran: {keys:?}");
 }

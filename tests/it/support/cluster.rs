@@ -30,10 +30,16 @@ pub fn connection_string() -> String {
     format!("host=db.internal port=5432 dbname=openledger user=exporter password={PASSWORD}")
 }
 
-/// Where the controller's instances download the worker (moto never runs user data).
-pub const WORKER_URL: &str = "https://downloads.example.org/datadump/worker";
-/// The worker binary's checksum the controller is configured with.
-pub const WORKER_SHA256: &str = "5f1e1bd0e8d3a3a38e3fe1b2f6e5b4c0a9d8c7b6a5f4e3d2c1b0a99887766554";
+/// The worker binaries the controller copies into the bucket (moto never runs user data, so
+/// small stand-in files do).
+pub fn worker_binaries_dir(dir: &std::path::Path) -> PathBuf {
+    let bin = dir.join("worker-binaries");
+    std::fs::create_dir_all(&bin).unwrap();
+    for arch in ["x86_64", "aarch64"] {
+        std::fs::write(bin.join(format!("datadump-{arch}")), format!("#!/bin/sh\n# datadump worker for {arch}\n")).unwrap();
+    }
+    bin
+}
 
 /// One instance as EC2 reports it.
 #[derive(Clone, Debug)]
@@ -121,10 +127,7 @@ impl World {
             .env("DATADUMP_POLL_INTERVAL", "1s")
             .env("DATADUMP_SWEEP_INTERVAL", "2s")
             .env("DATADUMP_LAUNCH_GRACE", "20s")
-            .env("DATADUMP_WORKER_URL_X86_64", WORKER_URL)
-            .env("DATADUMP_WORKER_SHA256_X86_64", WORKER_SHA256)
-            .env("DATADUMP_WORKER_URL_AARCH64", WORKER_URL)
-            .env("DATADUMP_WORKER_SHA256_AARCH64", WORKER_SHA256)
+            .env("DATADUMP_WORKER_BINARIES_DIR", worker_binaries_dir(self.dir.path()))
             .env(
                 "DATADUMP_LOG",
                 "debug,hyper=info,aws_smithy_runtime=info,aws_smithy_runtime_api=info,h2=info,tower=info,rustls=info",
