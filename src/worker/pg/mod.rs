@@ -37,7 +37,10 @@ pub struct PgOptions {
     pub parallelism: usize,
     /// Parquet compression.
     pub compression: Compression,
-    /// Flush a row group once the writer's in-progress (encoded) size reaches this.
+    /// Flush a row group once the writer's in-progress (encoded) size reaches this. Default
+    /// 16 MiB: on a 1M-row catalog table, peak RSS 109 MiB (1 stream) / 203 MiB (2 streams)
+    /// against 130 / 234 MiB at 32 MiB and 165 / 258 MiB at 64 MiB, for 1.8% more output
+    /// than 32 MiB and the same speed.
     pub row_group_bytes: usize,
     /// Start a new file once the current one holds at least this many bytes (checked after
     /// each row group).
@@ -56,7 +59,7 @@ impl Default for PgOptions {
         PgOptions {
             parallelism: 1,
             compression: Compression::ZSTD(ZstdLevel::default()),
-            row_group_bytes: 32 << 20,
+            row_group_bytes: 16 << 20,
             file_size_threshold: 2 << 30,
             batch_rows: 65_536,
             batch_bytes: 8 << 20,
