@@ -307,9 +307,10 @@ pub struct OutputSpec {
     #[serde(default)]
     pub compression: Compression,
 
-    /// About how much data (in memory, before compression) one Parquet row group holds, e.g.
-    /// `64MiB`; bigger groups compress better and need more worker memory. For odbc2parquet
-    /// this is `--batch-size-memory`. Default: `64MiB` (`postgres`), `1GiB` (`odbc2parquet`).
+    /// About how much encoded data one Parquet row group holds in memory before it is written,
+    /// e.g. `32MiB`; bigger groups compress slightly better and need more worker memory (per
+    /// stream). For odbc2parquet this is `--batch-size-memory`. Default: `16MiB` (`postgres`),
+    /// `1GiB` (`odbc2parquet`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = SIZE_PATTERN))]
     pub row_group_size: Option<String>,

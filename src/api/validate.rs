@@ -225,7 +225,8 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
 /// as placeholders.
 const USER_DATA_MARGIN: usize = 256;
 
-/// The worker script must fit EC2's 16 KiB user-data limit; only a valid spec is rendered.
+/// The worker bootstrap must fit EC2's 16 KiB user-data limit (its presigned URLs hold the
+/// prefix); only a valid spec is rendered.
 fn check_user_data_size(r: &mut Report, spec: &DataDumpSpec) {
     let Some(longest) = spec.media_types.iter().max_by_key(|m| m.as_str().len()) else {
         return;
@@ -240,9 +241,9 @@ fn check_user_data_size(r: &mut Report, spec: &DataDumpSpec) {
     };
     if size + USER_DATA_MARGIN > crate::worker::USER_DATA_LIMIT {
         r.add(
-            "spec.query",
-            format!("makes the worker script about {size} bytes, over EC2's {} byte user-data limit", crate::worker::USER_DATA_LIMIT),
-            "shorten spec.query (e.g. select from a view), spec.odbc2parquet.extraArgs or spec.destination.prefix",
+            "spec.destination.prefix",
+            format!("makes the worker bootstrap about {size} bytes, over EC2's {} byte user-data limit", crate::worker::USER_DATA_LIMIT),
+            "shorten spec.destination.prefix",
         );
     }
 }

@@ -546,15 +546,11 @@ fn values_reach_the_controller_as_env() {
         ("DATADUMP_DEFAULT_SUBNET_ID", "subnet-0a1b2c3d4e5f60718"),
         ("DATADUMP_DEFAULT_SECURITY_GROUP_IDS", "sg-0123456789abcdef0,sg-0fedcba9876543210"),
         ("DATADUMP_DEFAULT_IAM_INSTANCE_PROFILE", "datadump-worker"),
-        ("DATADUMP_WORKER_URL_X86_64", "https://downloads.example.org/datadump-0.2.0-x86_64"),
-        ("DATADUMP_WORKER_SHA256_X86_64", &"1".repeat(64)),
-        ("DATADUMP_WORKER_URL_AARCH64", "https://downloads.example.org/datadump-0.2.0-aarch64"),
-        ("DATADUMP_WORKER_SHA256_AARCH64", &"2".repeat(64)),
         ("HTTPS_PROXY", "http://proxy.internal:3128"),
     ] {
         assert_eq!(env.get(name), Some(&json!(value)), "{name} from values-full.yaml");
     }
-    assert_eq!(env.len(), 27, "no unexpected env: {env:?}");
+    assert_eq!(env.len(), 23, "no unexpected env: {env:?}");
     let d = full.one("Deployment");
     let pod = &d["spec"]["template"];
     assert_eq!(d["spec"]["replicas"], 2);
@@ -785,6 +781,7 @@ fn iam_policies_are_valid_and_hold_exactly_the_documented_actions() {
             set(&[
                 "ec2:RunInstances",
                 "ec2:DescribeInstances",
+                "ec2:DescribeInstanceTypes",
                 "ec2:TerminateInstances",
                 "ec2:CreateTags",
                 "iam:PassRole",
