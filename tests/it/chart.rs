@@ -65,13 +65,17 @@ fn helper(args: &[&str], stdin: Option<&str>) -> Value {
 
 /// A rendered chart: its objects (CRDs first), the file each came from, and NOTES.txt.
 pub(crate) struct Rendered {
-    objects: Vec<Value>,
+    pub(crate) objects: Vec<Value>,
     sources: Vec<String>,
     notes: String,
 }
 
 impl Rendered {
     fn of(values: Option<&Path>) -> Rendered {
+        Self::of_in(values, NAMESPACE)
+    }
+
+    fn of_in(values: Option<&Path>, namespace: &str) -> Rendered {
         let chart = chart_dir();
         let mut args = vec![
             "render".to_string(),
@@ -79,7 +83,7 @@ impl Rendered {
             "--name".into(),
             RELEASE.into(),
             "--namespace".into(),
-            NAMESPACE.into(),
+            namespace.into(),
         ];
         if let Some(v) = values {
             args.extend(["--values".to_string(), v.display().to_string()]);
@@ -138,12 +142,12 @@ impl Rendered {
     }
 }
 
-fn default_render() -> &'static Rendered {
+pub(crate) fn default_render() -> &'static Rendered {
     static R: OnceLock<Rendered> = OnceLock::new();
     R.get_or_init(|| Rendered::of(None))
 }
 
-fn full_render() -> &'static Rendered {
+pub(crate) fn full_render() -> &'static Rendered {
     static R: OnceLock<Rendered> = OnceLock::new();
     R.get_or_init(|| Rendered::of(Some(&full_values())))
 }
@@ -154,6 +158,14 @@ pub(crate) fn render_with(values: &str) -> Rendered {
     let path = dir.path().join("values.yaml");
     std::fs::write(&path, values).expect("write values");
     Rendered::of(Some(&path))
+}
+
+/// Renders with values given inline as release `datadump-operator` in `namespace`.
+pub(crate) fn render_in(values: &str, namespace: &str) -> Rendered {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("values.yaml");
+    std::fs::write(&path, values).expect("write values");
+    Rendered::of_in(Some(&path), namespace)
 }
 
 fn key(o: &Value) -> String {
@@ -386,11 +398,11 @@ fn differences(a: &Value, b: &Value, path: String, out: &mut Vec<String>, limit:
 
 #[test]
 fn manifests_equal_the_chart_with_default_values() {
-    let out = Command::new("kubectl")
+    let out = Command::new(crate::support::kube::tool("kubectl"))
         .args(["kustomize", "manifests/"])
         .current_dir(repo())
         .output()
-        .unwrap_or_else(|e| panic!("kubectl is needed for `kubectl kustomize manifests/` ({e}); install kubectl 1.32"));
+        .unwrap_or_else(|e| panic!("`kubectl kustomize manifests/`: {e}"));
     assert!(
         out.status.success(),
         "kubectl kustomize manifests/: {}",

@@ -8,6 +8,8 @@ mod chart;
 mod controller;
 mod faults;
 mod hygiene;
+mod install;
+mod kubectl;
 mod pg_engine;
 mod run;
 mod ship;

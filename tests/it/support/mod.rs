@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod faultproxy;
+pub mod kube;
 pub mod moto;
 pub mod net;
 pub mod postgres;
