@@ -72,10 +72,6 @@ pub(crate) struct Rendered {
 
 impl Rendered {
     fn of(values: Option<&Path>) -> Rendered {
-        Self::of_in(values, NAMESPACE)
-    }
-
-    fn of_in(values: Option<&Path>, namespace: &str) -> Rendered {
         let chart = chart_dir();
         let mut args = vec![
             "render".to_string(),
@@ -83,7 +79,7 @@ impl Rendered {
             "--name".into(),
             RELEASE.into(),
             "--namespace".into(),
-            namespace.into(),
+            NAMESPACE.into(),
         ];
         if let Some(v) = values {
             args.extend(["--values".to_string(), v.display().to_string()]);
@@ -158,14 +154,6 @@ pub(crate) fn render_with(values: &str) -> Rendered {
     let path = dir.path().join("values.yaml");
     std::fs::write(&path, values).expect("write values");
     Rendered::of(Some(&path))
-}
-
-/// Renders with values given inline as release `datadump-operator` in `namespace`.
-pub(crate) fn render_in(values: &str, namespace: &str) -> Rendered {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("values.yaml");
-    std::fs::write(&path, values).expect("write values");
-    Rendered::of_in(Some(&path), namespace)
 }
 
 fn key(o: &Value) -> String {

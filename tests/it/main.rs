@@ -14,5 +14,4 @@ mod pg_engine;
 mod run;
 mod ship;
 mod soak;
-mod standin;
 mod worker;

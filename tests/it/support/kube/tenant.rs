@@ -36,14 +36,32 @@ pub struct Tenant {
     pub proxy: KubeProxy,
 }
 
-/// The chart's ServiceAccount and RBAC objects, rendered once with the Helm SDK.
+/// The chart's ServiceAccount and RBAC objects, rendered once with the Helm SDK (through
+/// `tests/chart_check.py render`, as `tests/it/chart.rs` does).
 fn rbac_objects() -> &'static Vec<Value> {
     static OBJECTS: OnceLock<Vec<Value>> = OnceLock::new();
     OBJECTS.get_or_init(|| {
-        let values = format!("watchNamespace: {PLACEHOLDER}\nleaderElection: {{enabled: true}}\n");
-        let rendered = crate::chart::render_in(&values, PLACEHOLDER);
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        let values = dir.path().join("values.yaml");
+        std::fs::write(&values, format!("watchNamespace: {PLACEHOLDER}\nleaderElection: {{enabled: true}}\n")).unwrap();
+        let out = std::process::Command::new(repo.join(".venv/bin/python"))
+            .arg(repo.join("tests/chart_check.py"))
+            .args(["render", "charts/datadump-operator", "--name", RELEASE, "--namespace", PLACEHOLDER, "--values"])
+            .arg(&values)
+            .current_dir(repo)
+            .output()
+            .expect("run tests/chart_check.py (scripts/setup.sh makes .venv)");
+        assert!(out.status.success(), "rendering the chart: {}", String::from_utf8_lossy(&out.stderr));
+        let rendered: Value = serde_json::from_slice(&out.stdout).expect("chart_check.py JSON");
         let kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
-        let objects: Vec<Value> = rendered.objects.into_iter().filter(|o| kinds.iter().any(|k| o["kind"] == *k)).collect();
+        let objects: Vec<Value> = rendered["objects"]
+            .as_array()
+            .expect("objects")
+            .iter()
+            .map(|o| o["object"].clone())
+            .filter(|o| kinds.iter().any(|k| o["kind"] == *k))
+            .collect();
         assert!(objects.iter().any(|o| o["kind"] == "Role"), "the chart renders a Role for watchNamespace");
         objects
     })
