@@ -9,6 +9,7 @@ mod controller;
 mod faults;
 mod hygiene;
 mod install;
+mod kube_harness;
 mod kubectl;
 mod pg_engine;
 mod run;

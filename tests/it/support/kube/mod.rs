@@ -244,13 +244,14 @@ pub fn pem_to_der(pem: &[u8]) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(body).expect("PEM certificate")
 }
 
-/// Starts `program ARGS` under `sh`, logging to `dir/NAME.log`; the program is stopped (and
-/// `clean` removed) when the returned stdin pipe closes.
+/// Starts `program ARGS` under `sh`, logging to `dir/NAME.log`; the program is killed (and
+/// `clean` removed) when the returned stdin pipe closes. SIGKILL, not SIGTERM: kube-apiserver's
+/// graceful shutdown can hang once etcd is gone, and nothing here needs to outlive the tests.
 fn supervise(dir: &Path, name: &str, program: &Path, args: &[String], clean: Option<&Path>) -> (Child, ChildStdin) {
     const SCRIPT: &str = r#""$@" >"$LOG" 2>&1 &
 pid=$!
 read _ || true
-kill "$pid" 2>/dev/null
+kill -9 "$pid" 2>/dev/null
 wait "$pid"
 if [ -n "$CLEAN" ]; then rm -rf "$CLEAN"; fi"#;
     let mut child = Command::new("sh")

@@ -310,6 +310,8 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         }
     }
     let upstream = upstream.body(kube::client::Body::from(bytes.to_vec())).expect("request");
+    // subscribed before forwarding: a drop while the watch is being opened ends it too
+    let mut stop = shared.stop.subscribe();
     let response = match shared.upstream.send(upstream).await {
         Ok(r) => r,
         Err(e) => return bad_gateway(&e.to_string()),
@@ -318,7 +320,6 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     let (rparts, rbody) = response.into_parts();
     let stream = rbody.into_data_stream();
     let body = if record.verb == "watch" {
-        let mut stop = shared.stop.subscribe();
         Body::from_stream(stream.take_until(async move {
             let _ = stop.changed().await;
         }))
