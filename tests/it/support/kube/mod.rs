@@ -14,6 +14,7 @@
 //! server; etcd's supervisor then removes the temp dir. `DATADUMP_KUBE_KEEP=1` keeps it.
 
 pub mod proxy;
+pub mod raw;
 pub mod tenant;
 
 use std::io::Write;
