@@ -115,7 +115,7 @@ async fn seed_running(w: &World, n: usize) {
             async move {
                 let name = format!("scale-{i:04}");
                 let obj = serde_json::json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDump",
-                    "metadata": {"name": name, "namespace": support::cluster::NS, "finalizers": [datadump::plan::FINALIZER]},
+                    "metadata": {"name": name, "namespace": w.ns, "finalizers": [datadump::plan::FINALIZER]},
                     "spec": {"mediaTypes": MEDIA, "destination": {"bucket": BUCKET, "prefix": name},
                         "database": {"connectionSecretRef": {"name": "catalog-db", "key": "connectionString"}},
                         "instance": {"iamInstanceProfile": support::cluster::PROFILE, "instanceType": "t4g.nano", "ebsVolumeSizeGb": 8}}});
@@ -126,7 +126,7 @@ async fn seed_running(w: &World, n: usize) {
                     let token = datadump::plan::token_for(&uid, m, 1);
                     let tags = [
                         ("datadump.dev/managed-by", "datadump-operator"),
-                        ("datadump.dev/namespace", support::cluster::NS),
+                        ("datadump.dev/namespace", w.ns.as_str()),
                         ("datadump.dev/name", name.as_str()),
                         ("datadump.dev/uid", uid.as_str()),
                         ("datadump.dev/media-type", m),

@@ -24,7 +24,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { printf '\033[31mdemo failed: %s\033[0m\n' "$*" >&2; exit 1; }
 
 START=$(date +%s)
-DATADUMP_SKIP_WORKER_BUILD=1 scripts/setup.sh
+DATADUMP_DEMO_ONLY=1 scripts/setup.sh
 export PATH="$ROOT/.venv/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 step "cargo build (datadump, examples/parquet_rows)"
 cargo build --quiet --bin datadump --example parquet_rows

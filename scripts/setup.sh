@@ -7,6 +7,9 @@
 #   - cargo-zigbuild, and the worker binary built with it (glibc 2.28 floor, this machine's
 #     architecture) into target/ARCH-unknown-linux-gnu/debug/datadump
 #   - odbc2parquet (cargo install, pinned)
+#   - .tools/k8s/bin/: etcd, kube-apiserver and kubectl built with Go from tests/k8s/go.mod
+#     (k8s.io/kubernetes v1.37.2, etcd v3.7.0) for the tests' real API server; built once,
+#     rebuilt when tests/k8s/go.mod or go.sum change
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,14 +41,36 @@ if ! command -v odbc2parquet >/dev/null || [ "$(odbc2parquet --version | awk '{p
   log "cargo install odbc2parquet $ODBC2PARQUET_VERSION (a few minutes)"
   cargo install --locked --quiet odbc2parquet --version "$ODBC2PARQUET_VERSION"
 fi
+# The tests' Kubernetes API server: Go from the module proxy, nothing else.
+K8S_BIN=.tools/k8s/bin
+K8S_STAMP="$K8S_BIN/.built-from"
+# the version the binaries report (`kubectl version`, /version), stamped as a release build does
+kv="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2}' tests/k8s/go.mod)"
+k8s_ldflags="-s"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  k8s_ldflags="$k8s_ldflags -X $pkg.gitVersion=$kv -X $pkg.gitMajor=1 -X $pkg.gitMinor=$(echo "$kv" | cut -d. -f2) -X $pkg.gitTreeState=clean"
+done
+k8s_want="$( (cat tests/k8s/go.mod tests/k8s/go.sum tests/k8s/etcd/main.go; echo "$k8s_ldflags") | sha256sum | cut -c1-16)"
+# (The demo needs neither the API server nor the glibc-floor worker: DATADUMP_DEMO_ONLY=1.)
+if [ "${DATADUMP_DEMO_ONLY:-}" != 1 ] && { [ ! -x "$K8S_BIN/kube-apiserver" ] || [ ! -x "$K8S_BIN/kubectl" ] \
+   || [ ! -x "$K8S_BIN/etcd" ] || [ "$(cat "$K8S_STAMP" 2>/dev/null)" != "$k8s_want" ]; }; then
+  command -v go >/dev/null || { echo "setup.sh: Go (1.26) is needed to build the test API server" >&2; exit 1; }
+  log "go build etcd, kube-apiserver, kubectl (tests/k8s/go.mod; a few minutes the first time)"
+  mkdir -p "$K8S_BIN"
+  start=$(date +%s)
+  (cd tests/k8s && GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
+    go build -trimpath -ldflags="$k8s_ldflags" -o "../../$K8S_BIN/" \
+      ./etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
+  echo "$k8s_want" > "$K8S_STAMP"
+  log "test API server built in $(( $(date +%s) - start )) s"
+fi
 if ! command -v cargo-zigbuild >/dev/null || [ "$(cargo-zigbuild --version | awk '{print $2}')" != "$ZIGBUILD_VERSION" ]; then
   log "cargo install cargo-zigbuild $ZIGBUILD_VERSION"
   cargo install --locked --quiet cargo-zigbuild --version "$ZIGBUILD_VERSION"
 fi
 # The worker binary EC2 instances run, linked against glibc 2.28 so that it runs on Amazon Linux
 # 2023 (2.34) and newer; incremental, so cheap when nothing changed.
-# (The demo runs workers from its own build and skips this: DATADUMP_SKIP_WORKER_BUILD=1.)
-if [ "${DATADUMP_SKIP_WORKER_BUILD:-}" != 1 ]; then
+if [ "${DATADUMP_DEMO_ONLY:-}" != 1 ]; then
   log "worker binary with a glibc floor (cargo zigbuild)"
   PATH="$PWD/.venv/bin:$PATH" cargo zigbuild --locked --quiet --target "$(uname -m)-unknown-linux-gnu.2.28" --bin datadump
 fi

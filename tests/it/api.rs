@@ -89,7 +89,7 @@ fn example_is_valid() {
 }
 
 /// The base of every bad case: valid on its own.
-const BASE: &str = r#"
+pub(crate) const BASE: &str = r#"
 apiVersion: datadump.dev/v1alpha1
 kind: DataDump
 metadata: {name: bad, namespace: data}
@@ -102,7 +102,7 @@ spec:
 
 /// Each case: what it is, the spec fields it overrides (YAML), and the field path the error
 /// must name.
-const BAD: &[(&str, &str, &str)] = &[
+pub(crate) const BAD: &[(&str, &str, &str)] = &[
     ("upper-case media type", "mediaTypes: [Image]", "spec.mediaTypes[0]"),
     ("shell metacharacter in media type", "mediaTypes: ['a;b']", "spec.mediaTypes[0]"),
     ("media type with a space", "mediaTypes: [image, 'au dio']", "spec.mediaTypes[1]"),
@@ -286,7 +286,7 @@ const BAD: &[(&str, &str, &str)] = &[
 
 /// Builds a document from BASE with `overrides` replacing top-level spec fields (`XXXX`
 /// stands for 8,000 characters of filler).
-fn bad_doc(overrides: &str) -> String {
+pub(crate) fn bad_doc(overrides: &str) -> String {
     let filler = (0..2000).map(|i| format!("{i:04}")).collect::<Vec<_>>().join(",");
     let overrides = &overrides.replace("XXXX", &filler[..8000]);
     let mut doc: serde_yaml::Value = serde_yaml::from_str(BASE).unwrap();

@@ -65,7 +65,7 @@ fn helper(args: &[&str], stdin: Option<&str>) -> Value {
 
 /// A rendered chart: its objects (CRDs first), the file each came from, and NOTES.txt.
 pub(crate) struct Rendered {
-    objects: Vec<Value>,
+    pub(crate) objects: Vec<Value>,
     sources: Vec<String>,
     notes: String,
 }
@@ -138,12 +138,12 @@ impl Rendered {
     }
 }
 
-fn default_render() -> &'static Rendered {
+pub(crate) fn default_render() -> &'static Rendered {
     static R: OnceLock<Rendered> = OnceLock::new();
     R.get_or_init(|| Rendered::of(None))
 }
 
-fn full_render() -> &'static Rendered {
+pub(crate) fn full_render() -> &'static Rendered {
     static R: OnceLock<Rendered> = OnceLock::new();
     R.get_or_init(|| Rendered::of(Some(&full_values())))
 }
@@ -386,11 +386,11 @@ fn differences(a: &Value, b: &Value, path: String, out: &mut Vec<String>, limit:
 
 #[test]
 fn manifests_equal_the_chart_with_default_values() {
-    let out = Command::new("kubectl")
+    let out = Command::new(crate::support::kube::tool("kubectl"))
         .args(["kustomize", "manifests/"])
         .current_dir(repo())
         .output()
-        .unwrap_or_else(|e| panic!("kubectl is needed for `kubectl kustomize manifests/` ({e}); install kubectl 1.32"));
+        .unwrap_or_else(|e| panic!("`kubectl kustomize manifests/`: {e}"));
     assert!(
         out.status.success(),
         "kubectl kustomize manifests/: {}",

@@ -1,5 +1,5 @@
-//! The controller end to end: the real `datadump controller` binary against the Kubernetes API
-//! stand-in and moto. Each scenario ends with no instance of its object left pending, running
+//! The controller end to end: the real `datadump controller` binary, as the chart's
+//! ServiceAccount, against the real Kubernetes API server and moto. Each scenario ends with no instance of its object left pending, running
 //! or stopping, and counts instances per attempt token to prove there is never a duplicate.
 
 use std::collections::BTreeMap;
@@ -61,7 +61,7 @@ async fn happy_path_two_media_types() {
     for i in &instances {
         let media = &i.tags["datadump.dev/media-type"];
         assert_eq!(i.tags["datadump.dev/name"], "catalog");
-        assert_eq!(i.tags["datadump.dev/namespace"], "data");
+        assert_eq!(i.tags["datadump.dev/namespace"], w.ns);
         assert_eq!(i.tags["datadump.dev/attempt"], "1");
         assert_eq!(i.tags["datadump.dev/managed-by"], "datadump-operator");
         assert_eq!(
@@ -115,10 +115,7 @@ async fn happy_path_two_media_types() {
         assert!(reasons.iter().any(|x| x == r), "event {r} missing from {reasons:?}");
     }
     // what `kubectl get datadumps` shows
-    let out = std::process::Command::new("kubectl")
-        .args(["--kubeconfig", w.kubeconfig.to_str().unwrap(), "get", "datadumps", "-n", "data"])
-        .output()
-        .expect("kubectl");
+    let out = crate::support::kube::kubectl_run(&w.kubeconfig, &["get", "datadumps"], "");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("catalog") && text.contains("Succeeded") && text.contains("2/2") && text.contains("datasets"),
@@ -307,8 +304,8 @@ async fn suspend_terminates_and_resume_relaunches() {
 async fn a_refused_spec_says_why_and_launches_nothing() {
     let mut w = World::start().await;
     w.start_controller(&[]);
-    // passes the CRD schema's patterns, but every media type would export the same rows
-    let dd = w.create("wrong", "query: SELECT 1").await;
+    // passes the CRD's schema and CEL rules (the server stores it), but the query would write
+    let dd = w.create("wrong", "query: 'DELETE FROM {media_type}'").await;
     let uid = dd.uid().unwrap();
     let d = w
         .wait_dump("wrong", "SpecValid=False", |d| {

@@ -1,5 +1,6 @@
-//! The soak: many DataDumps through every fault at once — the API stand-in failing a share of
-//! requests (500s and 409s) and dropping watches, the fault proxy throttling and 5xx-ing a share
+//! The soak: many DataDumps through every fault at once — the real API server behind a fault
+//! proxy that fails a share of the controller's requests (500s and 409s) and drops its watches,
+//! the AWS fault proxy throttling and 5xx-ing a share
 //! of AWS calls with latency, and the controller SIGKILLed at seeded random moments and
 //! restarted — while the test plays the workers (most succeed, some fail once and are retried,
 //! some fail for good). Then, with the faults off, every dump must end as scripted, and a table
@@ -190,7 +191,6 @@ impl Log {
     async fn tick(&mut self, w: &World, names: &[Option<String>]) {
         for (i, name) in names.iter().enumerate() {
             let Some(name) = name else { continue };
-            // the stand-in fails a share of our reads too; the next tick reads again
             let Ok(Some(d)) = w.dumps().get_opt(name).await else { continue };
             let Some(status) = d.status.as_ref() else { continue };
             if let Some(was) = self.terminal_seen.get(&i)
@@ -266,7 +266,7 @@ async fn soak_many_dumps_through_faults_and_restarts() {
             .mix(FaultMix::Alternate)
             .latency(Duration::ZERO, Duration::from_millis(60)),
     );
-    w.api.set_fail_ratio(cfg.api_fail_ratio, 500);
+    w.kube.proxy.set_fail_ratio(cfg.api_fail_ratio, 500);
     let mut kill_at: Vec<Duration> = (0..cfg.kills)
         .map(|_| Duration::from_millis(rng.u64(2_000..cfg.chaos.as_millis() as u64)))
         .collect();
@@ -290,9 +290,9 @@ async fn soak_many_dumps_through_faults_and_restarts() {
         for i in 0..cfg.dumps {
             if names[i].is_none() && t >= create_at[i] {
                 // each under its own prefix: dumps sharing PREFIX/DATE/MEDIA/ see each other's
-                // semaphores. The stand-in fails a share of our writes too: try again next tick.
+                // semaphores.
                 let spec = serde_json::json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDump",
-                    "metadata": {"name": all_names[i], "namespace": crate::support::cluster::NS},
+                    "metadata": {"name": all_names[i], "namespace": w.ns},
                     "spec": {"mediaTypes": MEDIA, "backoffLimit": 1, "destination": {"bucket": "datasets", "prefix": all_names[i]},
                         "database": {"connectionSecretRef": {"name": "catalog-db", "key": "connectionString"}},
                         "instance": {"iamInstanceProfile": "datadump-worker", "instanceType": "t4g.nano", "ebsVolumeSizeGb": 8}}});
@@ -318,13 +318,13 @@ async fn soak_many_dumps_through_faults_and_restarts() {
             all_terminal_at = Some(t);
         }
         if t >= next_drop {
-            w.api.drop_watches();
+            w.kube.proxy.drop_watches();
             watch_drops += 1;
             next_drop = t + Duration::from_millis(rng.u64(2_000..6_000));
         }
         if t >= next_flip {
             status_500 = !status_500;
-            w.api.set_fail_ratio(cfg.api_fail_ratio, if status_500 { 500 } else { 409 });
+            w.kube.proxy.set_fail_ratio(cfg.api_fail_ratio, if status_500 { 500 } else { 409 });
             next_flip = t + Duration::from_secs(5);
         }
         if kill_at.last().is_some_and(|k| t >= *k) {
@@ -349,7 +349,7 @@ async fn soak_many_dumps_through_faults_and_restarts() {
 
     // faults off; the dumps must all end as scripted
     proxy.faults_off();
-    w.api.set_fail_ratio(0.0, 500);
+    w.kube.proxy.set_fail_ratio(0.0, 500);
     let chaos_calls = proxy.calls().len();
     let aws_faults = proxy.injected();
     let drain_deadline = Instant::now() + Duration::from_secs(120);
@@ -446,7 +446,7 @@ async fn soak_many_dumps_through_faults_and_restarts() {
     for uid in &uids {
         w.assert_nothing_left_running(uid).await;
     }
-    let api_faults = w.api.requests().iter().filter(|r| r.status == 500 || r.status == 409).count();
+    let api_faults = w.kube.proxy.requests().iter().filter(|r| r.status == 500 || r.status == 409).count();
     let panicked = w.logs().matches("panicked").count();
 
     let rows = [
@@ -469,7 +469,7 @@ async fn soak_many_dumps_through_faults_and_restarts() {
         ("controller SIGKILLs + restarts", format!("{kills}")),
         ("controller exits we did not cause", format!("{self_exits}")),
         ("panics in controller logs", format!("{panicked}")),
-        ("API stand-in answers 500/409 (injected + conflicts)", format!("{api_faults}")),
+        ("API answers 500/409 to the controller (injected + real conflicts)", format!("{api_faults}")),
         ("watch drops", format!("{watch_drops}")),
         (
             "AWS faults injected / AWS calls during faults",

@@ -1,7 +1,9 @@
-//! A whole test world for the controller: the Kubernetes API stand-in with the committed CRD,
+//! A whole test world for the controller: a namespace of its own on the real API server (the
+//! committed CRD installed; the chart's RBAC and ServiceAccount applied, see `kube::tenant`),
 //! moto (EC2, S3, SSM, IAM) with a bucket and an instance profile, a Secret holding a
 //! connection string, and the real `datadump controller` binary as a child process (so a test
-//! can kill and restart it at any step). Helpers play the worker by writing semaphores.
+//! can kill and restart it at any step) that authenticates as that ServiceAccount through the
+//! fault proxy. Helpers play the worker by writing semaphores.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -13,12 +15,10 @@ use datadump::api::DataDump;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::apiserver::ApiServer;
+use super::kube::tenant::Tenant;
 use super::moto::Moto;
 use super::net::wait_for;
 
-/// The namespace every test object lives in.
-pub const NS: &str = "data";
 /// The bucket.
 pub const BUCKET: &str = "datasets";
 /// The instance profile.
@@ -57,10 +57,15 @@ pub struct Ec2Instance {
 
 /// The test world.
 pub struct World {
-    pub api: ApiServer,
+    /// The test's namespace, identity and fault proxy on the shared API server.
+    pub kube: Tenant,
+    /// The namespace every object of this test lives in.
+    pub ns: String,
     pub moto: Moto,
     pub dir: tempfile::TempDir,
+    /// The admin's kubeconfig (default namespace [`ns`](Self::ns)), for the test and `kubectl`.
     pub kubeconfig: PathBuf,
+    /// The admin's client (default namespace [`ns`](Self::ns)).
     pub client: kube::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub s3: aws_sdk_s3::Client,
@@ -72,17 +77,18 @@ pub struct World {
 impl World {
     /// Starts everything but the controller.
     pub async fn start() -> World {
-        let api = ApiServer::start().await;
-        api.register_crd_yaml(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/datadump.dev_datadumps.yaml")).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let test = std::thread::current().name().unwrap_or_default().rsplit("::").next().unwrap_or_default().to_string();
+        let kube = Tenant::create(dir.path(), &test).await;
+        let ns = kube.ns.clone();
         let moto = Moto::start().await;
         moto.create_bucket(BUCKET).await;
         moto.create_instance_profile(PROFILE).await;
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = api.write_kubeconfig(dir.path());
-        let client = api.client();
-        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), NS);
+        let kubeconfig = kube.admin_kubeconfig.clone();
+        let client = kube.client.clone();
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
         let secret = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "catalog-db", "namespace": NS},
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "catalog-db", "namespace": ns},
             "stringData": {"connectionString": connection_string()},
             "data": {"connectionString": base64_encode(&connection_string())}
         }))
@@ -92,7 +98,8 @@ impl World {
             ec2: moto.ec2().await,
             s3: moto.s3().await,
             ssm: moto.ssm().await,
-            api,
+            kube,
+            ns,
             moto,
             dir,
             kubeconfig,
@@ -104,9 +111,9 @@ impl World {
 
     /// Creates a Secret with one key in the test namespace.
     pub async fn create_secret(&self, name: &str, key: &str, value: &str) {
-        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(self.client.clone(), NS);
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(self.client.clone(), &self.ns);
         let secret = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": self.ns},
             "data": {key: base64_encode(value)}
         }))
         .unwrap();
@@ -114,7 +121,9 @@ impl World {
     }
 
     /// Starts `datadump controller` as a child process; `env` adds or overrides variables
-    /// (e.g. `DATADUMP_FAIL_AT`). Its log goes to `controller-N.log` in the world's dir.
+    /// (e.g. `DATADUMP_FAIL_AT`). It watches the world's namespace with the chart's RBAC, as its
+    /// ServiceAccount, through the fault proxy. Its log goes to `controller-N.log` in the
+    /// world's dir.
     pub fn start_controller(&mut self, env: &[(&str, &str)]) -> usize {
         self.log_count += 1;
         let log = self.dir.path().join(format!("controller-{}.log", self.log_count));
@@ -123,7 +132,9 @@ impl World {
             .env_clear()
             .env("DATADUMP_HTTP_ADDR", "127.0.0.1:0")
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", &self.kube.controller_kubeconfig)
+            .env("DATADUMP_NAMESPACE", &self.ns)
+            .env("POD_NAMESPACE", &self.ns)
             .env("DATADUMP_POLL_INTERVAL", "1s")
             .env("DATADUMP_SWEEP_INTERVAL", "2s")
             .env("DATADUMP_LAUNCH_GRACE", "20s")
@@ -191,7 +202,7 @@ impl World {
 
     /// The DataDump API in the test namespace.
     pub fn dumps(&self) -> Api<DataDump> {
-        Api::namespaced(self.client.clone(), NS)
+        Api::namespaced(self.client.clone(), &self.ns)
     }
 
     /// Creates a DataDump from the spec fields given as YAML (merged into a valid base).
@@ -207,7 +218,7 @@ impl World {
             }
         }
         let obj =
-            json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDump", "metadata": {"name": name, "namespace": NS}, "spec": spec});
+            json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDump", "metadata": {"name": name, "namespace": self.ns}, "spec": spec});
         let dd: DataDump = serde_json::from_value(obj).unwrap();
         self.dumps().create(&PostParams::default(), &dd).await.unwrap()
     }
@@ -250,7 +261,7 @@ impl World {
 
     /// Every Event in the test namespace as (reason, note).
     pub async fn events(&self) -> Vec<(String, String)> {
-        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), NS);
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
         api.list(&Default::default()).await.unwrap().items.into_iter().map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default())).collect()
     }
 
@@ -478,6 +489,10 @@ impl Drop for World {
         for c in &mut self.controllers {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if std::thread::panicking() && std::env::var_os("DATADUMP_KUBE_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!("kept the failed test's logs and kubeconfigs in {}", dir.keep().display());
         }
     }
 }
