@@ -1,33 +1,48 @@
-//! Benchmark 3 of issue 7: dump throughput of an Openverse-shaped `image` table (1M rows by
-//! default) in a local PostgreSQL, three ways side by side in one run:
+//! Benchmark 3: dump throughput of an Openverse-shaped `image` table (1M rows by default) in a
+//! local PostgreSQL, every way side by side on the same table in one run:
 //!
-//! 1. **worker**: the rendered user data with the spec's defaults, run locally by bash as in
-//!    `tests/it/worker.rs` (moto for S3 and SSM). Wall time of the whole script; peak RSS of its
-//!    odbc2parquet, measured by GNU time through an `odbc2parquet` wrapper first on PATH;
-//! 2. **plain odbc2parquet**: `odbc2parquet query` with its own defaults and the driver's (no
-//!    `UseDeclareFetch`), under GNU time;
-//! 3. **floor**: `psql -c "COPY (SELECT * FROM image) TO STDOUT" > /dev/null`, under GNU time.
+//! 1. **text floor**: `psql -c "COPY (SELECT * FROM image) TO STDOUT" > /dev/null`;
+//! 2. **binary floor**: the same with `(FORMAT binary)` — what the native engine reads;
+//! 3. **native, 1 stream** and 4. **native, 2 streams**: the project's engine
+//!    (`datadump::worker::pg::export`) through `target/release/examples/pg_export` into local
+//!    files, with the worker's defaults: zstd, 64 MiB row groups (`DEFAULT_ROW_GROUP_BYTES`),
+//!    2 GiB files;
+//! 5. **odbc2parquet**: `odbc2parquet query` with the worker's flags (`odbc2parquet_args`) and
+//!    ODBC driver options (`driver_options`: cursor fetching etc.), `PGTZ=UTC`, into a temp dir;
+//! 6. **DuckDB** (the fastest exporter known), `threads=2` and `threads=1`:
+//!    `COPY (SELECT * FROM postgres_scan(conninfo, 'public', 'image')) TO 'out.parquet'
+//!    (FORMAT parquet, COMPRESSION zstd)` from Python.
 //!
-//! Every client logs in over TCP on 127.0.0.1 with the same password. The methods run in a
-//! rotating order for `--repeats` rounds after one untimed warm-up COPY; the table reports
-//! medians. Ratios to the floor are what matter: nothing here asserts a timing. The results go
-//! to stdout and to `target/bench-results/dump_throughput.md`.
+//! Every client logs in over TCP on 127.0.0.1 with the same password. After one untimed
+//! warm-up COPY the methods run in a rotating order for `--repeats` rounds; the table reports
+//! medians of wall time and CPU, and the highest peak RSS (GNU time's `%M`: the largest
+//! process of the child's tree). Output size, files and row groups come from the Parquet
+//! footers (first round). `--memory-rows N` then grows the table to N rows and runs the
+//! native methods once more, for their peak RSS on a bigger table. Ratios matter, nothing here
+//! asserts a timing. Results go to stdout and `target/bench-results/dump_throughput.md`.
 //!
 //! ```text
-//! cargo bench --bench dump_throughput                                  # 1M rows, 3 rounds
-//! cargo bench --bench dump_throughput -- --rows 100000 --repeats 1
-//! cargo bench --bench dump_throughput -- --worker-arg=--batch-size-memory=1GiB
+//! cargo build --release --example pg_export
+//! cargo bench --bench dump_throughput -- --rows 1000000 --repeats 2 --memory-rows 4000000
 //! ```
 //!
-//! Needs what the worker e2e test needs (PostgreSQL 15 server binaries, unixODBC with the
-//! `PostgreSQL Unicode` driver, odbc2parquet 11 on PATH or in ~/.cargo/bin, the AWS CLI and
-//! moto_server from `scripts/setup.sh`) plus GNU time at /usr/bin/time (`apt-get install -y
-//! time`). Under `cargo test --all-targets` (no `--bench` argument) it runs a 2,000-row smoke
-//! round and writes no results file.
+//! Needs PostgreSQL server binaries (`/usr/lib/postgresql/*/bin`, or `$PG_BIN`), GNU time at
+//! /usr/bin/time (`apt-get install -y time`) and the release `pg_export` example (else the
+//! debug one; `$DATADUMP_BENCH_PG_EXPORT` overrides). Optional, skipped with a note if absent:
+//! odbc2parquet 11 (on PATH, in ~/.cargo/bin or `$ODBC2PARQUET`) with unixODBC's
+//! `PostgreSQL Unicode` driver, as `scripts/setup.sh` installs them; and DuckDB in a venv,
+//! found through `$DATADUMP_BENCH_DUCKDB_PYTHON` or `.bench-venv/bin/python` (gitignored):
+//!
+//! ```text
+//! python3 -m venv .bench-venv
+//! .bench-venv/bin/pip install duckdb==1.4.4 duckdb-ext-postgres==1.4.4.20260205
+//! ```
+//!
+//! (the second package ships only the `postgres` extension file; the bench loads it from
+//! `duckdb_ext/extensions` with autoinstall off, so nothing is downloaded at run time).
+//! Without a `--bench` argument (`cargo test --all-targets`) it runs a 2,000-row smoke round
+//! and writes no results file.
 
-#[allow(dead_code)]
-#[path = "../tests/it/support/moto.rs"]
-mod moto;
 #[allow(dead_code)]
 #[path = "../tests/it/support/net.rs"]
 mod net;
@@ -40,28 +55,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use datadump::api::{DataDumpSpec, ExtraArg, MediaType};
-use datadump::worker::contract::{self, Manifest};
-use datadump::worker::{WorkerJob, render};
+use datadump::api::{Odbc2ParquetSpec, OutputSpec};
+use datadump::worker::job::DEFAULT_ROW_GROUP_BYTES;
+use datadump::worker::odbc::effective_connection;
+use datadump::worker::{driver_options, odbc2parquet_args};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
-use moto::Moto;
 use postgres::{Postgres, USER};
 
 const DB: &str = "openledger";
-const BUCKET: &str = "open-datasets";
-const PREFIX: &str = "data-dump";
-const DATE: &str = "2026-11-01";
-const PARAMETER: &str = "/datadump/bench/openledger";
 const TIME: &str = "/usr/bin/time";
 /// GNU time: wall seconds, max RSS (KiB), user and system CPU seconds.
 const TIME_FORMAT: &str = "%e %M %U %S";
-const COPY_SQL: &str = "COPY (SELECT * FROM image) TO STDOUT";
+const QUERY: &str = "SELECT * FROM image";
 
-/// The Openverse catalog's `image` columns. Text, jsonb and array values stay under 1020 bytes
-/// so that plain odbc2parquet (which sizes jsonb and arrays from the driver's 255-character
-/// `MaxVarcharSize`, i.e. 1020 bytes) reads them without truncation errors.
-const IMAGE_SQL: &str = r#"
+/// The Openverse catalog's `image` columns.
+const CREATE_SQL: &str = r#"
 CREATE TABLE image (
   identifier uuid NOT NULL, created_on timestamptz NOT NULL, updated_on timestamptz NOT NULL,
   ingestion_type text, provider text, source text, foreign_identifier text, foreign_landing_url text,
@@ -69,6 +78,10 @@ CREATE TABLE image (
   license text NOT NULL, license_version text, creator text, creator_url text, title text,
   meta_data jsonb, tags jsonb, watermarked boolean, last_synced_with_source timestamptz,
   removed_from_source boolean NOT NULL, filetype text, category text[], standardized_popularity double precision);
+"#;
+
+/// Rows `@FROM@..=@TO@` of the table. Text, jsonb and array values stay under 1020 bytes.
+const IMAGE_SQL: &str = r#"
 INSERT INTO image
 SELECT md5('image' || g)::uuid,
   timestamptz '2019-01-01 00:00:00+00' + g * interval '37 seconds',
@@ -103,25 +116,31 @@ SELECT md5('image' || g)::uuid,
   CASE WHEN g % 11 = 0 THEN NULL ELSE (ARRAY['jpg', 'png', 'gif', 'jpg', 'svg'])[1 + g % 5] END,
   CASE WHEN g % 7 = 0 THEN NULL ELSE ARRAY[(ARRAY['photograph', 'digitized_artwork', 'illustration'])[1 + g % 3]] END,
   CASE WHEN g % 19 = 0 THEN NULL ELSE ((g::bigint * 7919) % 100000) / 100000.0 END
-FROM generate_series(1, @ROWS@) AS g,
+FROM generate_series(@FROM@, @TO@) AS g,
   LATERAL (SELECT (ARRAY['flickr', 'wikimedia', 'stocksnap', 'smithsonian', 'met', 'rawpixel'])[1 + g % 6] AS p,
     (ARRAY['by', 'by-sa', 'cc0', 'by-nc', 'by-nd', 'pdm'])[1 + (g / 7) % 6] AS lic) AS v;
+"#;
+
+/// DuckDB's side: argv = threads, output file; the conninfo comes in `$PGCONNINFO`.
+const DUCKDB_PY: &str = r#"
+import os, sys, duckdb
+ext = os.path.join(os.path.dirname(duckdb.__file__), '..', 'duckdb_ext', 'extensions')
+con = duckdb.connect()
+con.execute("SET autoinstall_known_extensions=false")
+con.execute("SET extension_directory='%s'" % os.path.abspath(ext).replace("'", "''"))
+con.execute("LOAD postgres")
+con.execute("SET threads=%d" % int(sys.argv[1]))
+conninfo = os.environ['PGCONNINFO'].replace("'", "''")
+con.execute("COPY (SELECT * FROM postgres_scan('%s', 'public', 'image')) TO '%s' (FORMAT parquet, COMPRESSION zstd)"
+            % (conninfo, sys.argv[2].replace("'", "''")))
 "#;
 
 struct Opts {
     rows: u64,
     repeats: usize,
-    /// Extra `spec.odbc2parquet.extraArgs` for the worker (to try alternatives).
-    worker_args: Vec<String>,
-    file_size_threshold: Option<String>,
+    memory_rows: Option<u64>,
     /// Run by `cargo test`: a small smoke round, no results file.
     smoke: bool,
-}
-
-impl Opts {
-    fn custom(&self) -> bool {
-        !self.worker_args.is_empty() || self.file_size_threshold.is_some()
-    }
 }
 
 fn parse_args() -> Opts {
@@ -130,69 +149,74 @@ fn parse_args() -> Opts {
     let mut o = Opts {
         rows: if smoke { 2_000 } else { 1_000_000 },
         repeats: if smoke { 1 } else { 3 },
-        worker_args: Vec::new(),
-        file_size_threshold: None,
+        memory_rows: None,
         smoke,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") && !f.starts_with("--worker-arg") => (f.to_string(), Some(v.to_string())),
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let mut value = |name: &str| {
-            inline
+        let mut value = |name: &str| -> u64 {
+            let v = inline
                 .clone()
                 .or_else(|| it.next())
-                .unwrap_or_else(|| panic!("{name} needs a value"))
+                .unwrap_or_else(|| panic!("{name} needs a value"));
+            v.replace(['_', ','], "").parse().unwrap_or_else(|_| panic!("{name} N, not {v:?}"))
         };
         match flag.as_str() {
             "--bench" => {}
-            "--rows" => o.rows = value("--rows").replace('_', "").parse().expect("--rows N"),
-            "--repeats" => o.repeats = value("--repeats").parse().expect("--repeats N"),
-            "--file-size-threshold" => o.file_size_threshold = Some(value("--file-size-threshold")),
-            "--worker-arg" => o.worker_args.push(value("--worker-arg")),
-            f if f.starts_with("--worker-arg=") => o.worker_args.push(f["--worker-arg=".len()..].to_string()),
+            "--rows" => o.rows = value("--rows"),
+            "--repeats" => o.repeats = value("--repeats") as usize,
+            "--memory-rows" => o.memory_rows = Some(value("--memory-rows")),
             "--help" | "-h" => {
-                println!(
-                    "dump_throughput [--rows N (1000000)] [--repeats N (3)] [--file-size-threshold SIZE] [--worker-arg=--FLAG=VALUE]..."
-                );
+                println!("dump_throughput [--rows N (1000000)] [--repeats N (3)] [--memory-rows N]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other:?} (try --help)"),
         }
     }
     assert!(o.rows > 0 && o.repeats > 0, "--rows and --repeats must be positive");
+    if let Some(m) = o.memory_rows {
+        assert!(m > o.rows, "--memory-rows must exceed --rows (the table grows to it)");
+    }
     o
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Method {
-    Worker,
-    Plain,
-    Floor,
+    TextFloor,
+    BinaryFloor,
+    Native1,
+    Native2,
+    Odbc2Parquet,
+    DuckDb2,
+    DuckDb1,
 }
 
 impl Method {
-    const ALL: [Method; 3] = [Method::Worker, Method::Plain, Method::Floor];
+    const ALL: [Method; 7] = [
+        Method::TextFloor,
+        Method::BinaryFloor,
+        Method::Native1,
+        Method::Native2,
+        Method::Odbc2Parquet,
+        Method::DuckDb2,
+        Method::DuckDb1,
+    ];
 
-    /// `custom`: the worker runs with `--worker-arg` or `--file-size-threshold` overrides.
-    fn label(self, custom: bool) -> &'static str {
+    fn label(self) -> &'static str {
         match self {
-            Method::Worker if custom => "worker (with overrides, see Facts)",
-            Method::Worker => "worker (defaults, cursor fetch, S3 upload)",
-            Method::Plain => "plain odbc2parquet (defaults)",
-            Method::Floor => "floor: psql COPY TO STDOUT",
+            Method::TextFloor => "text floor: psql `COPY … TO STDOUT` > /dev/null",
+            Method::BinaryFloor => "binary floor: psql `COPY … TO STDOUT (FORMAT binary)` > /dev/null",
+            Method::Native1 => "native engine, 1 stream",
+            Method::Native2 => "native engine, 2 streams",
+            Method::Odbc2Parquet => "odbc2parquet (worker's flags and driver options)",
+            Method::DuckDb2 => "DuckDB postgres_scan, threads=2",
+            Method::DuckDb1 => "DuckDB postgres_scan, threads=1",
         }
     }
-}
-
-/// What GNU time reports for one process.
-#[derive(Clone, Copy, Debug, Default)]
-struct Usage {
-    wall: f64,
-    max_rss_kib: u64,
-    cpu: f64,
 }
 
 /// The Parquet output of one run.
@@ -202,23 +226,18 @@ struct Output {
     files: usize,
     rows: i64,
     row_groups: usize,
-    footer_bytes: u64,
 }
 
-#[derive(Clone, Debug)]
+/// One run: wall time, then GNU time's peak RSS (KiB) and CPU (user + system) of the child.
 struct Sample {
-    /// Wall time of the whole command (for the worker: the whole script).
     wall: Duration,
-    /// The measured client process (psql or odbc2parquet).
-    client: Usage,
+    rss_kib: u64,
+    cpu: f64,
     output: Option<Output>,
-    /// For the worker: how many times the script ran the AWS CLI (from its log).
-    aws_calls: usize,
 }
 
-/// Parses the last line GNU time wrote to `file` (earlier lines may be notes such as "Command
-/// exited with non-zero status").
-fn read_usage(file: &Path) -> Usage {
+/// Peak RSS and CPU from the last line GNU time wrote to `file` (earlier lines may be notes).
+fn read_usage(file: &Path) -> (u64, f64) {
     let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     let line = text
         .lines()
@@ -226,29 +245,55 @@ fn read_usage(file: &Path) -> Usage {
         .find(|l| l.split(' ').count() == 4)
         .unwrap_or_else(|| panic!("GNU time wrote {text:?}"));
     let f: Vec<f64> = line.split(' ').map(|v| v.parse().unwrap()).collect();
-    Usage {
-        wall: f[0],
-        max_rss_kib: f[1] as u64,
-        cpu: f[2] + f[3],
-    }
+    (f[1] as u64, f[2] + f[3])
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| format!("{}/target", env!("CARGO_MANIFEST_DIR")))
+        .into()
 }
 
 /// `$ODBC2PARQUET`, else the first `odbc2parquet` on PATH, else ~/.cargo/bin's.
-fn odbc2parquet_binary() -> PathBuf {
+fn odbc2parquet_binary() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("ODBC2PARQUET") {
-        return p.into();
+        return Some(p.into());
     }
-    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo"));
     std::env::var("PATH")
         .unwrap_or_default()
         .split(':')
         .chain([format!("{cargo_home}/bin").as_str()])
         .map(|d| Path::new(d).join("odbc2parquet"))
         .find(|p| p.is_file())
-        .expect("odbc2parquet not found: cargo install --locked odbc2parquet@11.0.1 (or set ODBC2PARQUET)")
 }
 
-fn command_line(program: &str, args: &[&str]) -> String {
+/// `$DATADUMP_BENCH_PG_EXPORT`, else the release example, else the debug one.
+fn pg_export_binary() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("DATADUMP_BENCH_PG_EXPORT") {
+        return Some(p.into());
+    }
+    ["release", "debug"]
+        .iter()
+        .map(|p| target_dir().join(p).join("examples/pg_export"))
+        .find(|p| p.is_file())
+}
+
+/// `$DATADUMP_BENCH_DUCKDB_PYTHON`, else `.bench-venv/bin/python`, if it imports duckdb.
+fn duckdb_python() -> Option<PathBuf> {
+    let py: PathBuf = std::env::var("DATADUMP_BENCH_DUCKDB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".bench-venv/bin/python"));
+    let ok = Command::new(&py)
+        .args(["-c", "import duckdb"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(py)
+}
+
+fn command_line(program: &Path, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .output()
@@ -261,215 +306,169 @@ fn command_line(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// Row count, row groups and footer size of local Parquet files.
-fn inspect_parquet(files: &[PathBuf]) -> Output {
-    let mut out = Output {
-        files: files.len(),
-        ..Output::default()
-    };
-    for path in files {
-        let bytes = std::fs::read(path).unwrap();
-        let n = bytes.len();
-        assert!(n >= 8 && &bytes[n - 4..] == b"PAR1", "{} is not Parquet", path.display());
-        out.bytes += n as u64;
-        out.footer_bytes += u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as u64;
-        let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).expect("readable Parquet");
+/// Bytes, row count and row groups of the Parquet files in `dir` (footers only).
+fn inspect_parquet(dir: &Path) -> Output {
+    let mut out = Output::default();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let file = std::fs::File::open(&path).unwrap();
+        out.files += 1;
+        out.bytes += file.metadata().unwrap().len();
+        let reader = SerializedFileReader::new(file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         out.rows += reader.metadata().file_metadata().num_rows();
         out.row_groups += reader.metadata().num_row_groups();
     }
     out
 }
 
+struct Tools {
+    pg_export: Option<PathBuf>,
+    odbc2parquet: Option<PathBuf>,
+    duckdb: Option<PathBuf>,
+}
+
+impl Tools {
+    /// The program `m` runs, if present.
+    fn of(&self, m: Method) -> Option<&Path> {
+        match m {
+            Method::TextFloor | Method::BinaryFloor => Some(Path::new("psql")),
+            Method::Native1 | Method::Native2 => self.pg_export.as_deref(),
+            Method::Odbc2Parquet => self.odbc2parquet.as_deref(),
+            Method::DuckDb2 | Method::DuckDb1 => self.duckdb.as_deref(),
+        }
+    }
+}
+
 struct Bench {
     pg: Postgres,
-    moto: Moto,
     dir: tempfile::TempDir,
-    odbc2parquet: PathBuf,
+    tools: Tools,
     opts: Opts,
 }
 
 impl Bench {
-    fn floor(&self, round: usize) -> Sample {
-        let time_file = self.dir.path().join(format!("floor-{round}.time"));
-        let started = Instant::now();
-        let out = Command::new(TIME)
-            .args(["-f", TIME_FORMAT, "-o"])
-            .arg(&time_file)
-            .args(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
-            .arg(self.pg.port().to_string())
-            .args(["-U", USER, "-d", DB, "-c", COPY_SQL])
-            .env("PGPASSWORD", self.pg.password())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run /usr/bin/time psql");
-        let wall = started.elapsed();
-        assert!(out.status.success(), "COPY failed: {}", String::from_utf8_lossy(&out.stderr));
-        Sample {
-            wall,
-            client: read_usage(&time_file),
-            output: None,
-            aws_calls: 0,
+    /// Runs `m`'s program under GNU time; `out` (created, inspected, removed) gets its Parquet.
+    fn run(&self, m: Method, round: &str, out: Option<&Path>, args: &[&str], env: &[(&str, String)]) -> Sample {
+        let program = self.tools.of(m).unwrap();
+        let tag = format!("{m:?}-{round}");
+        let time_file = self.dir.path().join(format!("{tag}.time"));
+        let log = self.dir.path().join(format!("{tag}.log"));
+        if let Some(out) = out {
+            std::fs::create_dir_all(out).unwrap();
         }
-    }
-
-    fn plain(&self, round: usize, inspect: bool) -> Sample {
-        let dir = self.dir.path().join(format!("plain-{round}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let time_file = dir.join("odbc2parquet.time");
-        let parquet = dir.join("image.parquet");
-        let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
         let started = Instant::now();
         let status = Command::new(TIME)
             .args(["-f", TIME_FORMAT, "-o"])
             .arg(&time_file)
-            .arg(&self.odbc2parquet)
-            .args(["query", "--connection-string", &self.pg.odbc_connection_string(DB)])
-            .arg(&parquet)
-            .arg("SELECT * FROM image")
+            .arg(program)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr)
+            .stderr(std::fs::File::create(&log).unwrap())
             .status()
-            .expect("run /usr/bin/time odbc2parquet");
+            .unwrap_or_else(|e| panic!("run {TIME} {}: {e}", program.display()));
         let wall = started.elapsed();
-        let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
-        assert!(status.success(), "plain odbc2parquet failed: {log}");
-        let output = if inspect {
-            inspect_parquet(std::slice::from_ref(&parquet))
-        } else {
-            Output {
-                bytes: std::fs::metadata(&parquet).unwrap().len(),
-                files: 1,
-                ..Output::default()
-            }
-        };
-        let client = read_usage(&time_file);
-        std::fs::remove_dir_all(&dir).unwrap();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(status.success(), "{} failed ({status}): {text}", m.label());
+        let output = out.map(|dir| {
+            let o = inspect_parquet(dir);
+            std::fs::remove_dir_all(dir).unwrap();
+            o
+        });
+        let (rss_kib, cpu) = read_usage(&time_file);
         Sample {
             wall,
-            client,
-            output: Some(output),
-            aws_calls: 0,
+            rss_kib,
+            cpu,
+            output,
         }
     }
 
-    fn spec(&self) -> DataDumpSpec {
-        let mut spec: DataDumpSpec = serde_yaml::from_str(&format!(
-            "mediaTypes: [image]\ndestination: {{bucket: {BUCKET}, prefix: {PREFIX}}}\ndatabase: {{ssmParameterName: {PARAMETER}}}\n"
-        ))
-        .unwrap();
-        if let Some(t) = &self.opts.file_size_threshold {
-            spec.odbc2parquet.file_size_threshold = t.clone();
+    fn sample(&self, m: Method, round: &str) -> Sample {
+        let pw = ("PGPASSWORD", self.pg.password().to_string());
+        let conninfo = ("PGCONNINFO", self.pg.connection_string(DB));
+        let out = self.dir.path().join(format!("{m:?}-{round}"));
+        let port = self.pg.port().to_string();
+        match m {
+            Method::TextFloor | Method::BinaryFloor => {
+                let sql = format!(
+                    "COPY ({QUERY}) TO STDOUT{}",
+                    if m == Method::TextFloor { "" } else { " (FORMAT binary)" }
+                );
+                let mut args: Vec<&str> = "-X -v ON_ERROR_STOP=1 -h 127.0.0.1 -d".split(' ').collect();
+                args.extend([DB, "-U", USER, "-p", &port, "-c", &sql]);
+                self.run(m, round, None, &args, &[pw])
+            }
+            Method::Native1 | Method::Native2 => {
+                let streams = if m == Method::Native1 { "1" } else { "2" };
+                let mib = (DEFAULT_ROW_GROUP_BYTES >> 20).to_string();
+                let dir = out.to_str().unwrap();
+                let args = ["-", "SELECT * FROM {media_type}", "image", streams, dir, &mib];
+                self.run(m, round, Some(&out), &args, &[conninfo])
+            }
+            Method::Odbc2Parquet => {
+                let options = driver_options(&Odbc2ParquetSpec::default());
+                let (conn, _) = effective_connection(&self.pg.odbc_connection_string(DB), &options);
+                let mut args = vec!["query".to_string()];
+                args.extend(odbc2parquet_args(&Odbc2ParquetSpec::default(), &OutputSpec::default()));
+                args.push(out.join("image.parquet").display().to_string());
+                args.push(QUERY.into());
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let env = [("ODBC_CONNECTION_STRING", conn), ("PGTZ", "UTC".into())];
+                self.run(m, round, Some(&out), &args, &env)
+            }
+            Method::DuckDb2 | Method::DuckDb1 => {
+                let threads = if m == Method::DuckDb2 { "2" } else { "1" };
+                let file = out.join("image.parquet").display().to_string();
+                let args = ["-c", DUCKDB_PY, threads, &file];
+                self.run(m, round, Some(&out), &args, &[conninfo])
+            }
         }
-        spec.odbc2parquet
-            .extra_args
-            .extend(self.opts.worker_args.iter().cloned().map(ExtraArg));
-        spec
     }
 
-    /// Runs the rendered user data like EC2 would, with the local overrides (no install, a
-    /// work directory, a shutdown stub that only records its arguments) and otherwise the
-    /// script's defaults (progress every 60 s, polling every 2 s).
-    async fn worker(&self, round: usize, inspect: bool) -> Sample {
-        let spec = self.spec();
-        let media_type = MediaType("image".into());
-        let job = WorkerJob {
-            spec: &spec,
-            media_type: &media_type,
-            dump_date: DATE,
-            attempt: 1,
-            token: &format!("ddt-bench-{round}"),
-            deadline: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2),
-            ssm_parameter: PARAMETER,
-            region: "us-east-1",
-        };
-        let script = render(&job).expect("render");
-        let dir = self.dir.path().join(format!("worker-{round}"));
-        let bin = dir.join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        let user_data = dir.join("user-data");
-        std::fs::write(&user_data, &script).unwrap();
-        let stub = dir.join("shutdown-stub");
-        let real = self.odbc2parquet.display().to_string();
-        assert!(!real.contains('\''), "odbc2parquet path with a quote: {real}");
-        let time_file = bin.join("odbc2parquet.time");
-        let executable = |path: &Path, text: String| {
-            std::fs::write(path, text).unwrap();
-            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        };
-        executable(&stub, "#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/shutdown.log\"\n".into());
-        // `--version` calls go straight through; the dump runs under GNU time.
-        executable(
-            &bin.join("odbc2parquet"),
-            format!(
-                "#!/bin/sh\nif [ \"$1\" = --version ]; then exec '{real}' \"$@\"; fi\n\
-                 exec {TIME} -a -o '{}' -f '{TIME_FORMAT}' '{real}' \"$@\"\n",
-                time_file.display()
-            ),
-        );
-        let env = self.moto.child_env();
-        let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
-        let workdir = dir.join("work");
+    /// One untimed warm-up COPY, then `repeats` rounds of `methods` in rotating order.
+    fn pass(&self, methods: &[Method], repeats: usize, rows: u64) -> Vec<(Method, Sample)> {
+        self.sample(Method::TextFloor, &format!("warm-up-{rows}"));
+        let mut samples = Vec::new();
+        for round in 0..repeats {
+            for i in 0..methods.len() {
+                let m = methods[(i + round) % methods.len()];
+                let s = self.sample(m, &format!("{rows}-{round}"));
+                let rss = mib(s.rss_kib as f64 * 1024.0);
+                eprintln!(
+                    "{rows} rows, round {round}: {:<68} {:>7.2} s, peak RSS {rss}",
+                    m.label(),
+                    s.wall.as_secs_f64()
+                );
+                if let Some(o) = &s.output {
+                    assert_eq!(o.rows, rows as i64, "{m:?} wrote {} rows", o.rows);
+                }
+                samples.push((m, s));
+            }
+        }
+        samples
+    }
+
+    /// Adds rows `from..=to` of the generator.
+    fn fill(&self, from: u64, to: u64) -> Duration {
         let started = Instant::now();
-        let status = Command::new("bash")
-            .arg(&user_data)
-            .envs(env)
-            .env("PATH", format!("{}:{path}", bin.display()))
-            .env("DATADUMP_SHUTDOWN_CMD", &stub)
-            .env("DATADUMP_WORKDIR", &workdir)
-            .env("DATADUMP_SKIP_INSTALL", "1")
-            .env_remove("DATADUMP_PROGRESS_INTERVAL")
-            .env_remove("DATADUMP_POLL_INTERVAL")
-            .env_remove("DATADUMP_LIB")
-            .stdout(Stdio::null())
-            .status()
-            .expect("bash");
-        let wall = started.elapsed();
-        let log = std::fs::read_to_string(workdir.join("worker.log")).unwrap_or_default();
-        assert!(status.success(), "the worker failed ({status}):\n{log}");
-        let s3 = self.moto.s3().await;
-        let get = |key: String| {
-            let s3 = s3.clone();
-            async move {
-                let out = s3
-                    .get_object()
-                    .bucket(BUCKET)
-                    .key(&key)
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| panic!("{key}: {e:?}"));
-                out.body.collect().await.unwrap().into_bytes().to_vec()
-            }
-        };
-        let manifest: Manifest = serde_json::from_slice(&get(contract::key(PREFIX, DATE, "image", contract::MANIFEST)).await).unwrap();
-        assert_eq!(manifest.rows, Some(self.opts.rows), "rows in the manifest");
-        let output = if inspect {
-            let mut files = Vec::new();
-            for (i, f) in manifest.files.iter().enumerate() {
-                let local = dir.join(format!("part-{i}.parquet"));
-                std::fs::write(&local, get(f.key.clone()).await).unwrap();
-                files.push(local);
-            }
-            inspect_parquet(&files)
-        } else {
-            Output {
-                bytes: manifest.bytes(),
-                files: manifest.files.len(),
-                rows: manifest.rows.unwrap_or_default() as i64,
-                ..Output::default()
-            }
-        };
-        std::fs::remove_dir_all(dir.join("work")).ok();
-        for i in 0..output.files {
-            std::fs::remove_file(dir.join(format!("part-{i}.parquet"))).ok();
-        }
-        Sample {
-            wall,
-            client: read_usage(&time_file),
-            output: Some(output),
-            // The SSM read, then one call per object written or part uploaded.
-            aws_calls: 1 + log.lines().filter(|l| l.contains(" wrote ") || l.contains(" uploaded ")).count(),
-        }
+        let sql = IMAGE_SQL.replace("@FROM@", &from.to_string()).replace("@TO@", &to.to_string());
+        self.pg.psql(DB, &sql);
+        self.pg.psql(DB, "VACUUM (FREEZE, ANALYZE) image");
+        let count: u64 = self.pg.psql(DB, "SELECT count(*) FROM image").trim().parse().unwrap();
+        assert_eq!(count, to);
+        started.elapsed()
+    }
+
+    fn table_size(&self) -> String {
+        self.pg
+            .psql(DB, "SELECT pg_size_pretty(pg_total_relation_size('image'))")
+            .trim()
+            .to_string()
     }
 }
 
@@ -489,24 +488,19 @@ fn mib(bytes: f64) -> String {
     }
 }
 
-fn meminfo_total() -> String {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .next()
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<f64>().unwrap_or(0.0))
-        })
-        .map(|kib| mib(kib * 1024.0))
-        .unwrap_or_else(|| "?".into())
+/// `1234567` → `1,234,567`.
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let comma = |i: usize| (i > 0 && (s.len() - i) % 3 == 0).then_some(',');
+    s.chars().enumerate().flat_map(|(i, c)| comma(i).into_iter().chain([c])).collect()
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
+fn proc_line(file: &str, prefix: &str) -> String {
+    std::fs::read_to_string(file)
         .ok()
         .and_then(|c| {
             c.lines()
-                .find(|l| l.starts_with("model name"))
+                .find(|l| l.starts_with(prefix))
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| "?".into())
@@ -518,177 +512,185 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-/// A markdown report: the comparison table, the worker's breakdown, and the facts of the run.
-fn report(b: &Bench, samples: &[(Method, Sample)], build: (Duration, String), load: (String, String)) -> String {
-    let rows = b.opts.rows as f64;
-    let of = |m: Method| samples.iter().filter(move |(k, _)| *k == m).map(|(_, s)| s);
-    let wall = |m: Method| median(of(m).map(|s| s.wall.as_secs_f64()).collect());
-    let floor = wall(Method::Floor);
-    let custom = b.opts.custom();
-    let mut md = String::new();
-    let _ = writeln!(md, "# Dump throughput: {} rows of an Openverse-shaped `image` table\n", b.opts.rows);
+/// One markdown table of `samples` (of `rows` rows each) against the text floor.
+fn table(md: &mut String, rows: u64, samples: &[(Method, Sample)], floor: Option<f64>) {
     let _ = writeln!(
         md,
-        "Medians of {} round(s); peak RSS is the measured client process (psql or odbc2parquet), the highest over the rounds. \
-         The worker's wall time is the whole script (SSM read, dump, S3 uploads, manifest); its odbc2parquet alone is in the next table.\n",
-        b.opts.repeats
+        "| method | wall s | rows/s | × text floor | peak RSS | CPU s | output | files | row groups |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
-    let _ = writeln!(
-        md,
-        "| method | rows/s | wall s | × floor wall | peak RSS | client CPU s | Parquet size | files | row groups | Parquet footer |"
-    );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for m in Method::ALL {
-        let w = wall(m);
-        let rss = of(m).map(|s| s.client.max_rss_kib).max().unwrap_or(0) as f64 * 1024.0;
-        let cpu = median(of(m).map(|s| s.client.cpu).collect());
-        let out = of(m).find_map(|s| s.output.clone().filter(|o| o.row_groups > 0 || o.bytes > 0));
-        let (size, files, groups, footer) = match &out {
-            Some(o) if o.row_groups > 0 => (
-                mib(o.bytes as f64),
-                o.files.to_string(),
-                o.row_groups.to_string(),
-                mib(o.footer_bytes as f64),
-            ),
-            Some(o) => (mib(o.bytes as f64), o.files.to_string(), "–".into(), "–".into()),
-            None => ("–".into(), "–".into(), "–".into(), "–".into()),
+        let of: Vec<&Sample> = samples.iter().filter(|(k, _)| *k == m).map(|(_, s)| s).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let walls: Vec<f64> = of.iter().map(|s| s.wall.as_secs_f64()).collect();
+        let wall = median(walls.clone());
+        let runs = walls.iter().map(|w| format!("{w:.1}")).collect::<Vec<_>>().join(", ");
+        let runs = if walls.len() > 1 { format!(" ({runs})") } else { String::new() };
+        let rss = of.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 * 1024.0;
+        let cpu = median(of.iter().map(|s| s.cpu).collect());
+        let ratio = floor.map(|f| format!("{:.2}", wall / f)).unwrap_or_else(|| "–".into());
+        let (bytes, files, groups) = match of.iter().find_map(|s| s.output.clone()) {
+            Some(o) => (mib(o.bytes as f64), o.files.to_string(), thousands(o.row_groups as u64)),
+            None => ("–".into(), "–".into(), "–".into()),
         };
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {size} | {files} | {groups} | {footer} |",
-            m.label(custom),
-            rows / w,
-            w,
-            w / floor,
+            "| {} | {wall:.2}{runs} | {} | {ratio} | {} | {cpu:.1} | {bytes} | {files} | {groups} |",
+            m.label(),
+            thousands((rows as f64 / wall) as u64),
             mib(rss),
-            cpu
         );
     }
-    let o2p = median(of(Method::Worker).map(|s| s.client.wall).collect());
-    let worker = wall(Method::Worker);
-    let _ = writeln!(md, "\n| worker breakdown (medians) | s | × floor wall |\n|---|---:|---:|");
-    let _ = writeln!(md, "| odbc2parquet inside the worker | {o2p:.2} | {:.2} |", o2p / floor);
+}
+
+struct Facts {
+    build: Duration,
+    size: String,
+    load: (String, String),
+    notes: Vec<&'static str>,
+    memory: Option<(u64, String, Duration, Vec<(Method, Sample)>)>,
+}
+
+fn report(b: &Bench, samples: &[(Method, Sample)], f: &Facts) -> String {
+    let floor = median(
+        samples
+            .iter()
+            .filter(|(m, _)| *m == Method::TextFloor)
+            .map(|(_, s)| s.wall.as_secs_f64())
+            .collect(),
+    );
+    let mut md = String::new();
     let _ = writeln!(
         md,
-        "| rest of the script ({} AWS CLI calls incl. the uploads, 2 s polls) | {:.2} | {:.2} |",
-        of(Method::Worker).map(|s| s.aws_calls).max().unwrap_or(0),
-        worker - o2p,
-        (worker - o2p) / floor
+        "# Dump throughput: {} rows of an Openverse-shaped `image` table\n",
+        thousands(b.opts.rows)
     );
-    let _ = writeln!(md, "\nEvery run (wall s):\n");
-    for m in Method::ALL {
-        let runs: Vec<String> = of(m).map(|s| format!("{:.2}", s.wall.as_secs_f64())).collect();
-        let _ = writeln!(md, "- {}: {}", m.label(custom), runs.join(", "));
+    let _ = writeln!(
+        md,
+        "{} in PostgreSQL. Medians of {} round(s) in rotating order (every run's wall s in parentheses); peak RSS is GNU time's `%M` for the child \
+         (the largest process of its tree), the highest over the rounds; CPU s is user + system of the tree; \
+         output, files and row groups from the Parquet footers.\n",
+        f.size, b.opts.repeats
+    );
+    table(&mut md, b.opts.rows, samples, Some(floor));
+    if let Some((rows, size, build, mem)) = &f.memory {
+        let _ = writeln!(
+            md,
+            "\nMemory pass: the table grown to {} rows ({size}, {:.0} s to add the rows), each native method once:\n",
+            thousands(*rows),
+            build.as_secs_f64()
+        );
+        table(&mut md, *rows, mem, None);
     }
-    let extra = if !custom {
-        "none (spec defaults)".to_string()
-    } else {
-        format!(
-            "fileSizeThreshold {:?}, extraArgs {:?}",
-            b.opts.file_size_threshold, b.opts.worker_args
-        )
-    };
+    let tool = |p: &Option<PathBuf>, args: &[&str]| p.as_ref().map(|p| command_line(p, args)).unwrap_or_else(|| "absent".into());
     let _ = writeln!(
         md,
         "\n## Facts\n\n\
          - machine: {} CPUs ({}), {} RAM, kernel {}; load average {} before, {} after\n\
-         - table: {} rows, {} in PostgreSQL ({}); built with generate_series + VACUUM (FREEZE, ANALYZE) in {:.1} s (not compared)\n\
-         - odbc2parquet {}; {}; {}\n\
-         - worker overrides: {extra}\n\
-         - peak RSS from GNU time (`/usr/bin/time -f '%M'`, the kernel's getrusage max RSS of the child); the worker's odbc2parquet runs \
-         under it through a wrapper first on PATH\n\
-         - reproduce: `cargo bench --bench dump_throughput [-- --rows N --repeats N]`",
+         - {}; table built with generate_series + VACUUM (FREEZE, ANALYZE) in {:.1} s\n\
+         - native: `{}` with {} MiB row groups, zstd, 2 GiB files\n\
+         - odbc2parquet: {}; flags {:?}\n\
+         - DuckDB: {}\n\
+         - {}\n\
+         - reproduce: `cargo build --release --example pg_export && cargo bench --bench dump_throughput -- --rows {} --repeats {}{}`",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        cpu_model(),
-        meminfo_total(),
-        command_line("uname", &["-r"]),
-        load.0,
-        load.1,
-        b.opts.rows,
-        build.1,
+        proc_line("/proc/cpuinfo", "model name"),
+        mib(proc_line("/proc/meminfo", "MemTotal")
+            .trim_end_matches(" kB")
+            .parse::<f64>()
+            .unwrap_or(0.0)
+            * 1024.0),
+        command_line(Path::new("uname"), &["-r"]),
+        f.load.0,
+        f.load.1,
         b.pg.psql(DB, "SELECT version()").trim().split(" on ").next().unwrap_or("?"),
-        build.0.as_secs_f64(),
-        command_line(&b.odbc2parquet.display().to_string(), &["--version"]).trim_start_matches("odbc2parquet "),
-        command_line("psql", &["--version"]),
-        command_line(&format!("{}/aws", moto::venv_bin().display()), &["--version"]),
+        f.build.as_secs_f64(),
+        b.tools.pg_export.as_ref().map_or("absent".into(), |p| p.display().to_string()),
+        DEFAULT_ROW_GROUP_BYTES >> 20,
+        tool(&b.tools.odbc2parquet, &["--version"]),
+        odbc2parquet_args(&Odbc2ParquetSpec::default(), &OutputSpec::default()),
+        tool(&b.tools.duckdb, &["-c", "import duckdb; print('duckdb', duckdb.__version__)"]),
+        command_line(Path::new("psql"), &["--version"]),
+        b.opts.rows,
+        b.opts.repeats,
+        b.opts.memory_rows.map(|m| format!(" --memory-rows {m}")).unwrap_or_default(),
     );
+    for note in &f.notes {
+        let _ = writeln!(md, "- note: {note}");
+    }
     md
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
     let opts = parse_args();
     assert!(Path::new(TIME).exists(), "GNU time is missing: apt-get install -y time");
-    let odbc2parquet = odbc2parquet_binary();
+    let tools = Tools {
+        pg_export: pg_export_binary(),
+        odbc2parquet: odbc2parquet_binary(),
+        duckdb: duckdb_python(),
+    };
+    let debug = tools.pg_export.as_ref().is_some_and(|p| p.to_string_lossy().contains("/debug/"));
+    let notes: Vec<&str> = [
+        (
+            tools.pg_export.is_none(),
+            "native engine skipped: `cargo build --release --example pg_export` first",
+        ),
+        (debug, "native engine: the DEBUG pg_export example (no release build found)"),
+        (
+            tools.odbc2parquet.is_none(),
+            "odbc2parquet skipped: not on PATH nor in ~/.cargo/bin",
+        ),
+        (
+            tools.duckdb.is_none(),
+            "DuckDB skipped: no .bench-venv/bin/python with duckdb (see the bench's header)",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(on, note)| on.then_some(note))
+    .collect();
     let load_before = loadavg();
-
     let pg = Postgres::start();
     pg.create_database(DB);
-    eprintln!("building the image table ({} rows)…", opts.rows);
-    let started = Instant::now();
-    pg.psql(DB, &IMAGE_SQL.replace("@ROWS@", &opts.rows.to_string()));
-    pg.psql(DB, "VACUUM (FREEZE, ANALYZE) image");
-    let build_time = started.elapsed();
-    let count: u64 = pg.psql(DB, "SELECT count(*) FROM image").trim().parse().unwrap();
-    assert_eq!(count, opts.rows);
-    let size = pg
-        .psql(DB, "SELECT pg_size_pretty(pg_total_relation_size('image'))")
-        .trim()
-        .to_string();
-    eprintln!("built in {:.1} s: {size}", build_time.as_secs_f64());
-
-    let moto = Moto::start().await;
-    moto.create_bucket(BUCKET).await;
-    moto.ssm()
-        .await
-        .put_parameter()
-        .name(PARAMETER)
-        .value(pg.odbc_connection_string(DB))
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
+    pg.psql(DB, CREATE_SQL);
     let bench = Bench {
         pg,
-        moto,
         dir: tempfile::Builder::new().prefix("dump-throughput").tempdir().unwrap(),
-        odbc2parquet,
+        tools,
         opts,
     };
+    eprintln!("building the image table ({} rows)…", bench.opts.rows);
+    let build = bench.fill(1, bench.opts.rows);
+    let size = bench.table_size();
+    eprintln!("built in {:.1} s: {size}", build.as_secs_f64());
 
-    bench.floor(usize::MAX); // warm-up: the table is read once before anything is timed
-    let mut samples = Vec::new();
-    for round in 0..bench.opts.repeats {
-        for i in 0..Method::ALL.len() {
-            let m = Method::ALL[(i + round) % Method::ALL.len()];
-            let inspect = round == 0;
-            let s = match m {
-                Method::Worker => bench.worker(round, inspect).await,
-                Method::Plain => bench.plain(round, inspect),
-                Method::Floor => bench.floor(round),
-            };
-            eprintln!(
-                "round {round}: {:<45} {:>7.2} s, peak RSS {}",
-                m.label(bench.opts.custom()),
-                s.wall.as_secs_f64(),
-                mib(s.client.max_rss_kib as f64 * 1024.0)
-            );
-            if let Some(o) = &s.output {
-                assert!(o.rows == 0 || o.rows == bench.opts.rows as i64, "{m:?} wrote {} rows", o.rows);
-            }
-            samples.push((m, s));
-        }
-    }
+    let methods: Vec<Method> = Method::ALL.into_iter().filter(|m| bench.tools.of(*m).is_some()).collect();
+    let samples = bench.pass(&methods, bench.opts.repeats, bench.opts.rows);
+    let memory = bench.opts.memory_rows.filter(|_| bench.tools.pg_export.is_some()).map(|rows| {
+        eprintln!("growing the table to {rows} rows…");
+        let grow = bench.fill(bench.opts.rows + 1, rows);
+        (
+            rows,
+            bench.table_size(),
+            grow,
+            bench.pass(&[Method::Native1, Method::Native2], 1, rows),
+        )
+    });
 
-    let md = report(&bench, &samples, (build_time, size), (load_before, loadavg()));
+    let facts = Facts {
+        build,
+        size,
+        load: (load_before, loadavg()),
+        notes,
+        memory,
+    };
+    let md = report(&bench, &samples, &facts);
     println!("{md}");
     if bench.opts.smoke {
         eprintln!("smoke run (no --bench argument): no results file written");
         return;
     }
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{}/target", env!("CARGO_MANIFEST_DIR")));
-    let out = Path::new(&target).join("bench-results");
+    let out = target_dir().join("bench-results");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("dump_throughput.md"), &md).unwrap();
     eprintln!("wrote {}", out.join("dump_throughput.md").display());
