@@ -279,6 +279,11 @@ pub fn destination_is_valid(d: &Destination) -> bool {
     r.0.is_empty()
 }
 
+/// Whether a media type is a lower-case SQL identifier (what the status schema accepts).
+pub fn media_type_is_valid(m: &str) -> bool {
+    PATTERNS.media_type.is_match(m)
+}
+
 /// Whether an instance type is well-formed (worth asking EC2 about).
 pub fn instance_type_is_valid(t: &str) -> bool {
     t.len() <= 64 && PATTERNS.instance_type.is_match(t)

@@ -65,12 +65,15 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
     };
 
     // One entry per media type in the spec, in its order; entries of removed media types stay
-    // only while they still have an instance to end.
-    let mut media: Vec<MediaStatus> = spec
-        .media_types
-        .iter()
-        .map(|m| old.media(m.as_str()).cloned().unwrap_or_else(|| MediaStatus::new(m.clone())))
-        .collect();
+    // only while they still have an instance to end. A name that is no SQL identifier gets no
+    // entry (the status schema would refuse the whole status, SpecValid=False included; the
+    // condition names the field).
+    let mut media: Vec<MediaStatus> = Vec::new();
+    for m in spec.media_types.iter().filter(|m| crate::api::validate::media_type_is_valid(m.as_str())) {
+        if !media.iter().any(|x| x.media_type == *m) {
+            media.push(old.media(m.as_str()).cloned().unwrap_or_else(|| MediaStatus::new(m.clone())));
+        }
+    }
     let mut out = Out::default();
     for ms in &mut media {
         ms.s3_uri = Some(format!(
@@ -83,7 +86,7 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
     }
     // Instances of media types no longer in the spec, and strays, are terminated.
     for i in &obs.instances {
-        if !spec.media_types.iter().any(|m| m.as_str() == i.media_type) && i.state.needs_terminate() {
+        if !media.iter().any(|m| m.media_type.as_str() == i.media_type) && i.state.needs_terminate() {
             out.terminate.push(i.id.clone());
         }
     }

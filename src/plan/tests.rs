@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use super::*;
-use crate::api::{AttemptOutcome, COMPLETE, DataDump, DumpPhase, FAILED, MediaPhase, SPEC_VALID};
+use crate::api::{AttemptOutcome, COMPLETE, DataDump, DumpPhase, FAILED, MediaPhase, MediaType, SPEC_VALID};
 
 const UID: &str = "0b6e2c1a-1111-2222-3333-444455556666";
 
@@ -421,6 +421,20 @@ fn suspend_terminates_and_resume_starts_a_fresh_attempt_without_spending_a_retry
     let m = media(&p, "image");
     assert_eq!((m.phase, m.attempt, m.failed_attempts), (MediaPhase::Launching, 2, 0));
     assert_eq!(p.status.as_ref().unwrap().start_time, Some(at(0)), "the deadline is never reset");
+}
+
+#[test]
+fn media_types_that_are_no_identifiers_get_no_status_entry() {
+    // stored behind the schema's back: the status schema would refuse the whole status
+    let mut d = dd("");
+    d.spec.media_types = vec![MediaType("image".into()), MediaType("Image; DROP".into()), MediaType("image".into())];
+    let p = plan(&d, &Observed::default(), &ctx(), t0());
+    let s = p.status.as_ref().unwrap();
+    let names: Vec<&str> = s.media.iter().map(|m| m.media_type.as_str()).collect();
+    assert_eq!(names, ["image"]);
+    let c = s.condition(SPEC_VALID).unwrap();
+    assert!(c.status == "False" && c.message.contains("spec.mediaTypes[1]"), "{}", c.message);
+    assert!(p.actions.is_empty());
 }
 
 #[test]
