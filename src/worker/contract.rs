@@ -63,8 +63,6 @@ pub enum Stage {
     PreparingDisk,
     /// Reading the connection string from SSM.
     ReadingCredentials,
-    /// Connecting, taking the snapshot and reading the column types.
-    Preparing,
     /// The engine is streaming rows into Parquet files on S3.
     Dumping,
     /// Every part is uploaded; writing the manifest and `_success`.

@@ -241,7 +241,6 @@ struct Ctx {
     ssm: aws_sdk_ssm::Client,
     progress: Arc<Progress>,
     stage: Mutex<Stage>,
-    files: std::sync::atomic::AtomicU64,
     started: Timestamp,
     clock: Instant,
     secrets: Secrets,
@@ -291,7 +290,7 @@ impl Ctx {
         };
         ProgressReport {
             stage: self.stage(),
-            files: self.files.load(Ordering::Relaxed),
+            files: self.progress.files.load(Ordering::Relaxed),
             bytes: self.progress.bytes.load(Ordering::Relaxed),
             rows: Some(rows),
             estimated_rows: (estimated > 0).then_some(estimated),
@@ -481,7 +480,6 @@ pub async fn run(args: WorkerArgs, tail: LogTail) -> i32 {
         ssm: aws_sdk_ssm::Client::new(&config),
         progress: Arc::new(Progress::default()),
         stage: Mutex::new(Stage::Starting),
-        files: Default::default(),
         started,
         clock: Instant::now(),
         secrets: Secrets::default(),
@@ -536,10 +534,7 @@ pub async fn run(args: WorkerArgs, tail: LogTail) -> i32 {
     sink.drain().await;
     let result = match result {
         // committing: nothing interrupts writing the manifest and `_success` now
-        Ok(out) => {
-            ctx.files.store(out.parts.len() as u64, Ordering::Relaxed);
-            ctx.finish(out).await
-        }
+        Ok(out) => ctx.finish(out).await,
         Err(e) => Err(e),
     };
     match result {

@@ -244,6 +244,7 @@ impl PartWriter for S3Part {
         };
         self.tx.blocking_send(Msg::Finish(last, done)).map_err(|_| failed())?;
         result.blocking_recv().map_err(|_| failed())??;
+        self.progress.files.fetch_add(1, Ordering::Relaxed);
         tracing::info!(key = %self.key, bytes = self.size, rows, "uploaded");
         Ok(PartInfo {
             name: self.name.clone(),

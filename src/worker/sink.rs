@@ -90,6 +90,8 @@ pub struct Progress {
     pub estimated_rows: AtomicU64,
     /// Bytes of finished and in-flight output written so far.
     pub bytes: AtomicU64,
+    /// Files finished so far.
+    pub files: AtomicU64,
 }
 
 impl Progress {
@@ -153,6 +155,7 @@ impl PartWriter for DirPart {
             source,
         };
         self.file.flush().map_err(io)?;
+        self.progress.files.fetch_add(1, Ordering::Relaxed);
         let hash = std::mem::take(&mut self.hash);
         Ok(PartInfo {
             name: self.path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
