@@ -38,15 +38,15 @@ pub async fn observe<C: Compute, S: ObjectStore>(
         instances: compute.instances(InstanceFilter::Owner(&uid)).await?,
         ..Default::default()
     };
+    // an invalid spec is not looked into (the planner reports it as SpecValid=False at once,
+    // whatever S3 or EC2 would answer: a missing bucket must not hide the condition)
+    if dd.metadata.deletion_timestamp.is_some() || crate::api::validate(&dd.spec, site).is_err() {
+        return Ok(observed);
+    }
     if may_launch(dd)
         && let Some(resolved) = crate::api::resolve_instance(&dd.spec.instance, site)
-        && crate::api::validate::instance_type_is_valid(&resolved.instance_type)
     {
         observed.architecture = Some(compute.architecture(&resolved.instance_type).await?);
-    }
-    // an invalid destination is not looked at (the planner reports it as SpecValid=False)
-    if dd.metadata.deletion_timestamp.is_some() || !crate::api::validate::destination_is_valid(&dd.spec.destination) {
-        return Ok(observed);
     }
     let date = date_of(dd, now);
     let bucket = bucket_of(dd);

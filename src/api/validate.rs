@@ -271,22 +271,9 @@ fn check_secret_ref(r: &mut Report, field: &str, s: &SecretKeyRef) {
     );
 }
 
-/// Whether the destination (bucket, prefix, region) passes its checks. The controller looks
-/// into S3 only then: the S3 client panics on some malformed bucket names and overlong keys.
-pub fn destination_is_valid(d: &Destination) -> bool {
-    let mut r = Report(Vec::new());
-    check_destination(&mut r, d);
-    r.0.is_empty()
-}
-
 /// Whether a media type is a lower-case SQL identifier (what the status schema accepts).
 pub fn media_type_is_valid(m: &str) -> bool {
     PATTERNS.media_type.is_match(m)
-}
-
-/// Whether an instance type is well-formed (worth asking EC2 about).
-pub fn instance_type_is_valid(t: &str) -> bool {
-    t.len() <= 64 && PATTERNS.instance_type.is_match(t)
 }
 
 fn check_destination(r: &mut Report, d: &Destination) {
