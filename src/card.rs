@@ -1,6 +1,7 @@
 //! The dataset card: when a dump succeeds, `PREFIX/DATE/README.md` with Hugging Face
 //! dataset-card front matter (one config per media type with its Parquet files), each media
-//! type's columns and types read from the Parquet schema, rows and size, an "as-is" notice and
+//! type's columns and types read from the Parquet schema with the descriptions the worker found
+//! in the database (`COMMENT ON`, via the manifest), rows and size, an "as-is" notice and
 //! a pointer to the license fields of the records. `render` is pure; `write` reads the manifests
 //! and one footer per media type and puts the card (I/O through [`ObjectStore`]).
 
@@ -24,6 +25,10 @@ pub struct MediaCard {
     pub files: u64,
     /// Columns as (name, type), from the first file's schema.
     pub columns: Vec<(String, String)>,
+    /// Column descriptions (`COMMENT ON COLUMN`, from the manifest) by column name.
+    pub descriptions: std::collections::BTreeMap<String, String>,
+    /// The table's description (`COMMENT ON TABLE`, from the manifest).
+    pub description: Option<String>,
 }
 
 /// The card's key: `PREFIX/DATE/README.md`.
@@ -61,9 +66,15 @@ pub fn render(dd: &DataDump, status: &DataDumpStatus, media: &[MediaCard]) -> St
             "## {}\n\n{rows} rows in {} file(s), {} bytes (zstd Parquet).\n",
             m.media_type, m.files, m.bytes
         );
-        out.push_str("| column | type |\n|---|---|\n");
+        if let Some(d) = &m.description {
+            let _ = writeln!(out, "{}\n", one_line(d));
+        }
+        out.push_str("| column | type | description |\n|---|---|---|\n");
         for (c, t) in &m.columns {
-            let _ = writeln!(out, "| `{c}` | {t} |");
+            // a list's leaf is `tags.list.element`: the description is the column's
+            let top = c.split('.').next().unwrap_or(c);
+            let d = m.descriptions.get(top).map(|d| one_line(d)).unwrap_or_default();
+            let _ = writeln!(out, "| `{c}` | {t} | {d} |");
         }
         out.push('\n');
     }
@@ -85,6 +96,11 @@ pub fn render(dd: &DataDump, status: &DataDumpStatus, media: &[MediaCard]) -> St
         );
     }
     out
+}
+
+/// A description as one Markdown table cell: no line breaks, no `|`.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|")
 }
 
 /// Gathers what the card needs from S3 and writes it; returns the card's `s3://` URI.
@@ -122,6 +138,12 @@ pub async fn write<S: ObjectStore>(store: &S, dd: &DataDump, status: &DataDumpSt
             bytes: m.bytes.unwrap_or_default(),
             files: m.files.unwrap_or_default(),
             columns,
+            descriptions: manifest
+                .iter()
+                .flat_map(|mf| mf.columns.iter())
+                .filter_map(|c| Some((c.name.clone(), c.description.clone()?)))
+                .collect(),
+            description: manifest.and_then(|mf| mf.description),
         });
     }
     let key = card_key(dd, status);
@@ -134,4 +156,43 @@ pub async fn write<S: ObjectStore>(store: &S, dd: &DataDump, status: &DataDumpSt
         )
         .await?;
     Ok(format!("s3://{}/{key}", dd.spec.destination.bucket))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_carry_the_databases_descriptions_as_one_line_cells() {
+        let dd: DataDump = serde_yaml::from_str(
+            "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata: {name: catalog}\nspec:\n  mediaTypes: [image]\n  destination: {bucket: b}\n  database: {ssmParameterName: /p}\n",
+        )
+        .unwrap();
+        let status = DataDumpStatus {
+            dump_date: Some("2026-11-01".into()),
+            ..Default::default()
+        };
+        let media = [MediaCard {
+            media_type: "image".into(),
+            rows: Some(3),
+            bytes: 10,
+            files: 1,
+            columns: vec![
+                ("license".into(), "String".into()),
+                ("tags.list.element".into(), "String".into()),
+                ("id".into(), "INT32".into()),
+            ],
+            descriptions: [
+                ("license".to_string(), "The CC license\nslug | short".to_string()),
+                ("tags".to_string(), "Tags from the source".to_string()),
+            ]
+            .into(),
+            description: Some("Openly licensed images".into()),
+        }];
+        let card = render(&dd, &status, &media);
+        assert!(card.contains("Openly licensed images\n"), "{card}");
+        assert!(card.contains("| `license` | String | The CC license slug \\| short |"), "{card}");
+        assert!(card.contains("| `tags.list.element` | String | Tags from the source |"), "{card}");
+        assert!(card.contains("| `id` | INT32 |  |"), "{card}");
+    }
 }
