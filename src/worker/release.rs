@@ -122,8 +122,10 @@ impl WorkerRelease {
         if self.published.lock().expect("published").contains(&id) {
             return Ok(key);
         }
-        let body = std::fs::read(&bin.path).map_err(read_error(&bin.path))?;
-        if store.head(bucket, &key).await? != Some(body.len() as u64) {
+        let size = std::fs::metadata(&bin.path).map_err(read_error(&bin.path))?.len();
+        // read the file only when it must be uploaded
+        if store.head(bucket, &key).await? != Some(size) {
+            let body = std::fs::read(&bin.path).map_err(read_error(&bin.path))?;
             store.put(bucket, &key, body, "application/octet-stream").await?;
             tracing::info!(bucket = bucket.name, key = %key, "published the worker binary");
         }
