@@ -15,18 +15,20 @@ pub struct LogArgs {
 
 /// Installs the global subscriber (once; later calls are ignored).
 pub fn init(args: &LogArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = if args.json { builder.json().try_init() } else { builder.try_init() };
+    install(args, std::io::stderr, std::io::stderr().is_terminal());
 }
 
 /// Installs the worker's subscriber: like [`init`], also keeping the log's tail for `_failure`.
 pub fn init_worker(args: &LogArgs, tail: crate::worker::runtime::LogTail) {
+    install(args, tail, false);
+}
+
+fn install<W>(args: &LogArgs, writer: W, ansi: bool)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_new(&args.level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(tail).with_ansi(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     let _ = if args.json { builder.json().try_init() } else { builder.try_init() };
 }
