@@ -43,31 +43,21 @@ pub async fn observe<C: Compute, S: ObjectStore>(
     if dd.metadata.deletion_timestamp.is_some() || crate::api::validate(&dd.spec, site).is_err() {
         return Ok(observed);
     }
-    if may_launch(dd)
-        && let Some(resolved) = crate::api::resolve_instance(&dd.spec.instance, site)
-    {
+    // the media types still in play; while any is, and the dump may launch, the instance
+    // type's architecture decides which worker binary a launch needs
+    let media = plan::media_to_observe(dd);
+    let may_launch = !media.is_empty() && !dd.spec.suspend && dd.status.as_ref().is_none_or(|s| s.completion_time.is_none());
+    if may_launch && let Some(resolved) = crate::api::resolve_instance(&dd.spec.instance, site) {
         observed.architecture = Some(compute.architecture(&resolved.instance_type).await?);
     }
     let date = date_of(dd, now);
     let bucket = bucket_of(dd);
-    for media in plan::media_to_observe(dd) {
+    for media in media {
         let prefix = contract::media_prefix(&dd.spec.destination.prefix, &date, &media);
         let objects = media_objects(store, bucket, &prefix).await?;
         observed.objects.insert(media, objects);
     }
     Ok(observed)
-}
-
-/// Whether a media type of the dump may still launch an attempt.
-fn may_launch(dd: &DataDump) -> bool {
-    use crate::api::MediaPhase::*;
-    let status = dd.status.clone().unwrap_or_default();
-    dd.metadata.deletion_timestamp.is_none()
-        && !dd.spec.suspend
-        && status.completion_time.is_none()
-        && dd.spec.media_types.iter().any(|m| {
-            matches!(status.media(m.as_str()).map(|s| s.phase), None | Some(Pending) | Some(Launching) | Some(Running) | Some(Terminating))
-        })
 }
 
 async fn media_objects<S: ObjectStore>(store: &S, bucket: Bucket<'_>, prefix: &str) -> Result<MediaObjects, BackendError> {
