@@ -1,6 +1,7 @@
 //! The job of one worker run: everything `datadump worker` needs, as JSON. It never holds a
 //! secret: the connection string stays in SSM and only the parameter's name is here. The
-//! controller builds it ([`Job::new`]); the bootstrap carries it base64-encoded to the worker.
+//! controller builds it ([`Job::new`]) and writes it next to the output, where the worker reads
+//! it with its instance role (`--job-s3`; `--job-file` for local workers).
 //! Pure, no I/O.
 
 use jiff::Timestamp;
@@ -87,13 +88,6 @@ pub struct OdbcJob {
     pub driver_options: Vec<DriverOption>,
 }
 
-fn is_sql_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some('a'..='z' | '_'))
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
-        && s.len() <= 63
-}
-
 impl Job {
     /// Builds the job of a worker run, checking what the worker relies on.
     pub fn new(w: &WorkerJob<'_>) -> Result<Job, RenderError> {
@@ -101,7 +95,7 @@ impl Job {
         if w.spec.query.contains('\0') {
             return Err(RenderError::NulByte("spec.query"));
         }
-        if !is_sql_identifier(media) {
+        if !crate::api::validate::media_type_is_valid(media) {
             return Err(RenderError::InvalidMediaType(media.to_string()));
         }
         let date = w.dump_date;
