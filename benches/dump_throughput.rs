@@ -412,7 +412,7 @@ impl Bench {
             }
             Method::Odbc2Parquet => {
                 let options = driver_options(&Odbc2ParquetSpec::default());
-                let (conn, _) = effective_connection(&self.pg.odbc_connection_string(DB), &options);
+                let conn = effective_connection(&self.pg.odbc_connection_string(DB), &options);
                 let mut args = vec!["query".to_string()];
                 args.extend(odbc2parquet_args(&Odbc2ParquetSpec::default(), &OutputSpec::default()));
                 args.push(out.join("image.parquet").display().to_string());

@@ -79,7 +79,7 @@ pub struct RenderArgs {
     /// The media type to render the worker for (default: the first one).
     #[arg(long)]
     pub media_type: Option<String>,
-    /// Also print the job the bootstrap carries, decoded.
+    /// Also print the job the controller writes to S3 for the worker.
     #[arg(long)]
     pub expand: bool,
 }
@@ -99,7 +99,7 @@ pub fn render(args: &RenderArgs, out: &mut impl std::io::Write) -> anyhow::Resul
     let (script, job) = crate::worker::render_preview(&dd.spec, media)?;
     out.write_all(script.as_bytes())?;
     if args.expand {
-        writeln!(out, "\n# ---- the job (base64 above), decoded:")?;
+        writeln!(out, "\n# ---- the job the controller writes to S3 at launch:")?;
         writeln!(out, "{}", serde_json::to_string_pretty(&job)?)?;
     }
     Ok(())

@@ -241,7 +241,7 @@ impl Compute for LocalCompute {
             .arg(s.progress_interval.to_string())
             .current_dir(&dir)
             .envs(s.env.iter().map(|(k, v)| (k, v)))
-            .env_remove("DATADUMP_JOB_BASE64")
+            .env_remove("DATADUMP_JOB_S3")
             .stdin(Stdio::null())
             .stdout(console.try_clone().map_err(|e| io("console.log", e))?)
             .stderr(console)

@@ -105,15 +105,18 @@ pub fn odbc_pairs(s: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The connection string with each driver option it does not set (by name or alias)
-/// appended, and the secrets in it (the password, for redaction).
-pub fn effective_connection(conn: &str, options: &[DriverOption]) -> (String, Vec<String>) {
-    let pairs = odbc_pairs(conn);
-    let secrets = pairs
-        .iter()
+/// The passwords in a connection string (`Pwd`/`Password`), for redaction.
+pub fn passwords(conn: &str) -> Vec<String> {
+    odbc_pairs(conn)
+        .into_iter()
         .filter(|(k, v)| (k == "pwd" || k == "password") && v.len() >= 3)
-        .map(|(_, v)| v.clone())
-        .collect();
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// The connection string with each driver option it does not set (by name or alias) appended.
+pub fn effective_connection(conn: &str, options: &[DriverOption]) -> String {
+    let pairs = odbc_pairs(conn);
     let mut out = conn.to_string();
     for o in options {
         let set = pairs
@@ -126,7 +129,7 @@ pub fn effective_connection(conn: &str, options: &[DriverOption]) -> (String, Ve
             out.push_str(&format!("{}={}", o.name, o.value));
         }
     }
-    (out, secrets)
+    out
 }
 
 /// Parts in `dir`, in file order (`_99` before `_100`).
@@ -189,7 +192,7 @@ pub async fn export(
     if odbc_pairs(conn).iter().any(|(k, _)| k == "connsettings" || k == "a6") {
         return Err(OdbcError::Reserved("ConnSettings"));
     }
-    let (conn, _) = effective_connection(conn, &job.driver_options);
+    let conn = effective_connection(conn, &job.driver_options);
     let out = workdir.join("parts");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).map_err(OdbcError::Start)?;
@@ -279,8 +282,8 @@ mod tests {
             ]
         );
         let opts = crate::worker::driver_options(&Default::default());
-        let (conn, secrets) = effective_connection("Driver={PostgreSQL Unicode};B6=0;Pwd=secret", &opts);
-        assert_eq!(secrets, ["secret"]);
+        let conn = effective_connection("Driver={PostgreSQL Unicode};B6=0;Pwd=secret", &opts);
+        assert_eq!(passwords("Driver={PostgreSQL Unicode};B6=0;Pwd=secret"), ["secret"]);
         assert!(conn.starts_with("Driver={PostgreSQL Unicode};B6=0;Pwd=secret;Fetch=20000;"), "{conn}");
         assert!(!conn.contains("UseDeclareFetch"), "B6 is its alias: {conn}");
     }

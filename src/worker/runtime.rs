@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use jiff::Timestamp;
 
 use super::contract::{self, FailureReport, Manifest, ManifestColumn, ManifestFile, ProgressReport, Stage, SuccessReport};
@@ -24,9 +23,6 @@ use crate::backend::{BackendError, Bucket, ObjectStore};
 /// `datadump worker` settings (the job comes from the bootstrap or the local runner).
 #[derive(Clone, Debug, clap::Args)]
 pub struct WorkerArgs {
-    /// The job, base64-encoded JSON (as the EC2 bootstrap passes it).
-    #[arg(long = "job-base64", env = "DATADUMP_JOB_BASE64", conflicts_with = "job_file")]
-    pub job_base64: Option<String>,
     /// The job as a JSON file.
     #[arg(long = "job-file", env = "DATADUMP_JOB_FILE", conflicts_with = "job_s3")]
     pub job_file: Option<PathBuf>,
@@ -181,17 +177,11 @@ impl Secrets {
     }
 }
 
-/// Reads the job from the arguments: inline, a file, or S3.
+/// Reads the job from the arguments: a file, or S3.
 pub async fn read_job(args: &WorkerArgs) -> Result<Job, WorkerError> {
-    let text = match (&args.job_base64, &args.job_file, &args.job_s3) {
-        (Some(b64), _, _) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|e| WorkerError::Job(format!("--job-base64 is not base64: {e}")))?;
-            String::from_utf8(bytes).map_err(|_| WorkerError::Job("the job is not UTF-8".into()))?
-        }
-        (None, Some(path), _) => std::fs::read_to_string(path).map_err(|e| WorkerError::Job(format!("{}: {e}", path.display())))?,
-        (None, None, Some(uri)) => {
+    let text = match (&args.job_file, &args.job_s3) {
+        (Some(path), _) => std::fs::read_to_string(path).map_err(|e| WorkerError::Job(format!("{}: {e}", path.display())))?,
+        (None, Some(uri)) => {
             let (bucket, key) = uri
                 .strip_prefix("s3://")
                 .and_then(|r| r.split_once('/'))
@@ -203,7 +193,7 @@ pub async fn read_job(args: &WorkerArgs) -> Result<Job, WorkerError> {
             let body = body.ok_or_else(|| WorkerError::Job(format!("the job {uri} does not exist")))?;
             String::from_utf8(body).map_err(|_| WorkerError::Job("the job is not UTF-8".into()))?
         }
-        (None, None, None) => return Err(WorkerError::Job("give the job with --job-s3, --job-file or --job-base64".into())),
+        (None, None) => return Err(WorkerError::Job("give the job with --job-s3 or --job-file".into())),
     };
     Job::from_json(&text).map_err(WorkerError::Job)
 }
@@ -380,8 +370,7 @@ impl Ctx {
                     .odbc2parquet
                     .as_ref()
                     .ok_or_else(|| WorkerError::Job("the job has no odbc2parquet settings".into()))?;
-                let (_, passwords) = super::odbc::effective_connection(conn, &[]);
-                passwords.into_iter().for_each(|p| self.secrets.add(p));
+                super::odbc::passwords(conn).into_iter().for_each(|p| self.secrets.add(p));
                 let secrets = self.secrets.clone();
                 let summary = super::odbc::export(
                     conn,
