@@ -238,14 +238,7 @@ impl FaultProxy {
             released: tokio::sync::watch::Sender::new(0),
         });
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let shutdown = super::net::serve(listener, app);
         FaultProxy {
             inner,
             addr,

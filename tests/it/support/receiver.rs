@@ -51,14 +51,7 @@ impl Receiver {
             "http://{}/services/T0DATADUMP/B0HOOK/xoxb-webhook-secret-token",
             listener.local_addr().unwrap()
         );
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = super::net::serve(listener, app);
         Receiver {
             state,
             url,

@@ -172,14 +172,7 @@ impl KubeProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let app = axum::Router::new().fallback(forward).with_state(shared.clone());
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let shutdown = crate::support::net::serve(listener, app);
         KubeProxy { shared, addr, _shutdown: shutdown }
     }
 
