@@ -30,11 +30,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/aws ] || [ ! -x .venv/bin/kubernetes-validate ] \
-   || ! .venv/bin/python -c 'import helm_python, pyarrow, ziglang' 2>/dev/null; then
-  log "python venv .venv (moto, awscli, kubernetes-validate, helm-python-sdk, pyarrow, ziglang)"
+   || ! .venv/bin/python -c 'import helm_python, pyarrow, ziglang, datasets, huggingface_hub' 2>/dev/null; then
+  log "python venv .venv (moto, awscli, kubernetes-validate, helm-python-sdk, pyarrow, ziglang, datasets, huggingface_hub)"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check \
-    'moto[ec2,s3,ssm,iam,server]>=5.2,<6' awscli kubernetes-validate helm-python-sdk 'pyarrow>=20' 'ziglang==0.17.0'
+    'moto[ec2,s3,ssm,iam,server]>=5.2,<6' awscli kubernetes-validate helm-python-sdk 'pyarrow>=20' 'ziglang==0.17.0' \
+    'datasets>=4,<6' 'huggingface_hub>=1,<3'
 fi
 
 if ! command -v odbc2parquet >/dev/null || [ "$(odbc2parquet --version | awk '{print $2}')" != "$ODBC2PARQUET_VERSION" ]; then

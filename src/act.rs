@@ -86,6 +86,9 @@ pub struct Done {
     /// Whether a notification was attempted, and its error when it failed (a failed send does
     /// not stop the other actions or the status write).
     pub notify: Option<Result<(), String>>,
+    /// Whether the bucket now makes requesters pay, or why the controller could not make it
+    /// (a refusal stops no other action: the planner launched nothing meanwhile).
+    pub requester_pays: Option<Result<(), String>>,
 }
 
 /// Performs the actions in order.
@@ -99,6 +102,7 @@ pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
     for action in actions {
         match action {
             Action::AddFinalizer => home.add_finalizer(dd).await?,
+            Action::EnsureRequesterPays => done.requester_pays = Some(ensure_requester_pays(&backends.store, dd).await?),
             Action::RemoveFinalizer => home.remove_finalizer(dd).await?,
             Action::StageCredentials { parameter, .. } => {
                 let Some(Credentials::Secret(secret)) = dd.spec.database.credentials() else {
@@ -131,8 +135,8 @@ pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
             }
             Action::DeleteCredentials { parameters } => backends.stage.delete(parameters).await?,
             Action::WriteDatasetCard => {
-                let status = dd.status.clone().unwrap_or_default();
-                done.card = Some(crate::card::write(&backends.store, dd, &status).await?);
+                let date = dd.status.as_ref().and_then(|s| s.dump_date.clone()).unwrap_or_default();
+                done.card = Some(crate::card::write(&backends.store, dd, &date).await?);
             }
             Action::Notify => {
                 let Some(slack) = dd.spec.notification.as_ref().and_then(|n| n.slack.as_ref()) else {
@@ -154,16 +158,77 @@ pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
     Ok(done)
 }
 
+/// Reads the bucket's request payment and sets it to `Requester` when it is not. A refusal
+/// (permissions, a missing bucket) is the outcome, with its fix; only transient errors fail.
+async fn ensure_requester_pays<S: ObjectStore>(store: &S, dd: &DataDump) -> Result<Result<(), String>, ActError> {
+    let bucket = crate::observe::bucket_of(dd);
+    let refused = |e: BackendError| -> Result<Result<(), String>, ActError> {
+        if e.is_transient() {
+            return Err(e.into());
+        }
+        Ok(Err(format!(
+            "{e}; fix: allow the controller s3:GetBucketRequestPayment and s3:PutBucketRequestPayment on \
+             arn:aws:s3:::{b}, or have the bucket owner run `aws s3api put-bucket-request-payment --bucket {b} \
+             --request-payment-configuration Payer=Requester`",
+            b = bucket.name
+        )))
+    };
+    match store.requester_pays(bucket).await {
+        Ok(true) => Ok(Ok(())),
+        Ok(false) => match store.enable_requester_pays(bucket).await {
+            Ok(()) => Ok(Ok(())),
+            Err(e) => refused(e),
+        },
+        Err(e) => refused(e),
+    }
+}
+
 /// Folds what acting found into the planned status and the Events: a failed notification is
-/// recorded (not sent, one more attempt, the error, when) instead of the planned "sent".
-pub fn settle(status: &mut Option<crate::api::DataDumpStatus>, done: &Done, now: jiff::Timestamp) -> Vec<crate::plan::Note> {
+/// recorded (not sent, one more attempt, the error, when) instead of the planned "sent"; the
+/// requester-pays outcome is recorded with its condition.
+pub fn settle(dd: &DataDump, status: &mut Option<crate::api::DataDumpStatus>, done: &Done, now: jiff::Timestamp) -> Vec<crate::plan::Note> {
     use crate::plan::{MAX_NOTIFY_ATTEMPTS, Note, NoteKind};
     let mut notes = Vec::new();
+    if let (Some(outcome), Some(s)) = (&done.requester_pays, status.as_mut()) {
+        let before = s.requester_pays.clone();
+        s.requester_pays = Some(crate::api::RequesterPaysStatus {
+            enabled: outcome.is_ok(),
+            checked_time: now,
+            message: outcome.as_ref().err().cloned(),
+        });
+        if let Some((ok, reason, message)) = crate::plan::requester_pays_condition(dd, s) {
+            let changed = before.is_none_or(|b| b.enabled != ok || b.message.as_deref() != outcome.as_ref().err().map(String::as_str));
+            if changed {
+                notes.push(if ok {
+                    Note {
+                        kind: NoteKind::Normal,
+                        reason: "RequesterPaysEnabled".into(),
+                        message: message.clone(),
+                    }
+                } else {
+                    Note {
+                        kind: NoteKind::Warning,
+                        reason: "RequesterPaysRefused".into(),
+                        message: message.clone(),
+                    }
+                });
+            }
+            crate::plan::set_condition(s, crate::api::REQUESTER_PAYS, ok, reason, message, dd.metadata.generation, now);
+        }
+    }
     if let Some(card) = &done.card {
-        notes.push(Note { kind: NoteKind::Normal, reason: "DatasetCardWritten".into(), message: format!("dataset card written to {card}") });
+        notes.push(Note {
+            kind: NoteKind::Normal,
+            reason: "DatasetCardWritten".into(),
+            message: format!("dataset card written to {card}"),
+        });
     }
     match (&done.notify, status.as_mut()) {
-        (Some(Ok(())), _) => notes.push(Note { kind: NoteKind::Normal, reason: "Notified".into(), message: "Slack message sent".into() }),
+        (Some(Ok(())), _) => notes.push(Note {
+            kind: NoteKind::Normal,
+            reason: "Notified".into(),
+            message: "Slack message sent".into(),
+        }),
         (Some(Err(e)), Some(s)) => {
             let n = s.notification.get_or_insert_with(Default::default);
             n.sent = false;
@@ -175,7 +240,11 @@ pub fn settle(status: &mut Option<crate::api::DataDumpStatus>, done: &Done, now:
             } else {
                 format!("Slack message not sent: {e}; will retry")
             };
-            notes.push(Note { kind: NoteKind::Warning, reason: "NotifyFailed".into(), message });
+            notes.push(Note {
+                kind: NoteKind::Warning,
+                reason: "NotifyFailed".into(),
+                message,
+            });
         }
         _ => {}
     }

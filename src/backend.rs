@@ -108,6 +108,29 @@ pub struct Bucket<'a> {
     pub name: &'a str,
     /// Its region (`None`: the default one).
     pub region: Option<&'a str>,
+    /// Whether requests say `x-amz-request-payer: requester` (a Requester Pays bucket; the
+    /// bucket owner's own requests work either way, another account's need it).
+    pub requester_pays: bool,
+}
+
+impl<'a> Bucket<'a> {
+    /// A bucket in the client's default region, requests not marked requester-pays.
+    pub fn named(name: &'a str) -> Self {
+        Bucket {
+            name,
+            region: None,
+            requester_pays: false,
+        }
+    }
+}
+
+/// An object's size and SHA-256, computed while reading it through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Digest {
+    /// Bytes read.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of those bytes.
+    pub sha256: String,
 }
 
 /// One object's listing entry.
@@ -130,13 +153,36 @@ pub trait ObjectStore: Send + Sync {
     /// The last `len` bytes of an object.
     fn get_tail(&self, bucket: Bucket<'_>, key: &str, len: u64) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send;
     /// Writes an object.
-    fn put(&self, bucket: Bucket<'_>, key: &str, body: Vec<u8>, content_type: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn put(
+        &self,
+        bucket: Bucket<'_>,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// An object's size, or `None` when it does not exist.
     fn head(&self, bucket: Bucket<'_>, key: &str) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send;
+    /// Reads an object through (streaming, memory flat in its size) and returns its size and
+    /// SHA-256, or `None` when it does not exist.
+    fn digest(&self, bucket: Bucket<'_>, key: &str) -> impl Future<Output = Result<Option<Digest>, BackendError>> + Send;
+    /// Whether the bucket makes requesters pay (GetBucketRequestPayment).
+    fn requester_pays(&self, bucket: Bucket<'_>) -> impl Future<Output = Result<bool, BackendError>> + Send;
+    /// Makes the bucket's requesters pay (PutBucketRequestPayment `Payer=Requester`).
+    fn enable_requester_pays(&self, bucket: Bucket<'_>) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// A URL that lets anyone holding it GET the object until it expires (no request is made).
-    fn presign_get(&self, bucket: Bucket<'_>, key: &str, expires: std::time::Duration) -> impl Future<Output = Result<String, BackendError>> + Send;
+    fn presign_get(
+        &self,
+        bucket: Bucket<'_>,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send;
     /// A URL that lets anyone holding it PUT the object until it expires (no request is made).
-    fn presign_put(&self, bucket: Bucket<'_>, key: &str, expires: std::time::Duration) -> impl Future<Output = Result<String, BackendError>> + Send;
+    fn presign_put(
+        &self,
+        bucket: Bucket<'_>,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send;
 }
 
 /// Where credentials are staged for workers (SSM SecureString).

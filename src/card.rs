@@ -1,16 +1,54 @@
-//! The dataset card: when a dump succeeds, `PREFIX/DATE/README.md` with Hugging Face
-//! dataset-card front matter (one config per media type with its Parquet files), each media
-//! type's columns and types read from the Parquet schema with the descriptions the worker found
-//! in the database (`COMMENT ON`, via the manifest), rows and size, an "as-is" notice and
-//! a pointer to the license fields of the records. `render` is pure; `write` reads the manifests
-//! and one footer per media type and puts the card (I/O through [`ObjectStore`]).
+//! The dataset card: when a dump succeeds, `PREFIX/DATE/README.md`, a dataset card a dataset
+//! host (Hugging Face) reads: YAML front matter (pretty name, license, size category, one
+//! config per media type listing exactly its data files, gated-access fields), then the
+//! description, how to download (with `--request-payer requester` on a Requester Pays bucket),
+//! per media type its columns (name, Parquet type, PostgreSQL type, nullable, description),
+//! rows, files, bytes and the SHA-256 of every file, the terms and an "as-is" notice.
+//!
+//! Every fact comes from what the worker wrote (the manifests and the first file's Parquet
+//! schema); `spec.datasetCard` only adds text. [`render`] is pure; [`gather`] and [`write`]
+//! read S3 through [`ObjectStore`].
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::api::{DataDump, DataDumpStatus};
+use arrow_schema::{DataType, TimeUnit};
+use serde::Serialize;
+
+use crate::api::{DataDump, DatasetCardSpec};
 use crate::backend::{BackendError, ObjectStore};
+use crate::notify::human_bytes;
 use crate::observe::{bucket_of, parquet_footer};
 use crate::worker::contract::{self, Manifest};
+
+/// One column as the card shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardColumn {
+    /// The column name.
+    pub name: String,
+    /// The type readers see, in Arrow's names (`string`, `int64`, `timestamp[us, tz=UTC]`,
+    /// `list<string>`), from the Parquet schema.
+    pub parquet_type: String,
+    /// The PostgreSQL type, from the manifest (when the engine reported it).
+    pub source_type: Option<String>,
+    /// Whether the column may hold NULL (the Parquet field's repetition).
+    pub nullable: bool,
+    /// `spec.datasetCard.columns`, else the database's `COMMENT ON COLUMN`.
+    pub description: Option<String>,
+}
+
+/// One data file as the card lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardFile {
+    /// The path relative to the card, `MEDIA/MEDIA_01.parquet`.
+    pub path: String,
+    /// Rows in the file.
+    pub rows: Option<u64>,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Lower-case hex SHA-256.
+    pub sha256: String,
+}
 
 /// What the card says about one media type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,140 +56,342 @@ pub struct MediaCard {
     /// The media type.
     pub media_type: String,
     /// Rows exported.
-    pub rows: Option<u64>,
-    /// Bytes exported.
-    pub bytes: u64,
-    /// Parquet files.
-    pub files: u64,
-    /// Columns as (name, type), from the first file's schema.
-    pub columns: Vec<(String, String)>,
-    /// Column descriptions (`COMMENT ON COLUMN`, from the manifest) by column name.
-    pub descriptions: std::collections::BTreeMap<String, String>,
+    pub rows: u64,
+    /// The data files, in order.
+    pub files: Vec<CardFile>,
+    /// The columns, from the Parquet schema.
+    pub columns: Vec<CardColumn>,
     /// The table's description (`COMMENT ON TABLE`, from the manifest).
     pub description: Option<String>,
+    /// What wrote the files (`datadump 0.2.0 postgres (2 streams)`).
+    pub writer: String,
+}
+
+impl MediaCard {
+    /// Total bytes of the files.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes).sum()
+    }
 }
 
 /// The card's key: `PREFIX/DATE/README.md`.
-pub fn card_key(dd: &DataDump, status: &DataDumpStatus) -> String {
+pub fn card_key(dd: &DataDump, date: &str) -> String {
+    format!("{}README.md", dump_prefix(dd, date))
+}
+
+/// The dump's folder, `PREFIX/DATE/` (slashes around the prefix ignored).
+pub fn dump_prefix(dd: &DataDump, date: &str) -> String {
+    let prefix = dd.spec.destination.prefix.trim_matches('/');
+    if prefix.is_empty() {
+        format!("{date}/")
+    } else {
+        format!("{prefix}/{date}/")
+    }
+}
+
+/// How to copy a dump with the AWS CLI (`--request-payer requester` on a Requester Pays
+/// bucket); `date: None` before the dump's date is fixed.
+pub fn download_command(dd: &DataDump, date: Option<&str>) -> String {
+    let date = date.unwrap_or("DATE");
+    let payer = if dd.spec.destination.requester_pays {
+        " --request-payer requester"
+    } else {
+        ""
+    };
     format!(
-        "{}/{}/README.md",
-        dd.spec.destination.prefix,
-        status.dump_date.clone().unwrap_or_default()
+        "aws s3 cp --recursive{payer} s3://{}/{} ./{date}/",
+        dd.spec.destination.bucket,
+        dump_prefix(dd, date)
     )
 }
 
-/// Renders the card.
-pub fn render(dd: &DataDump, status: &DataDumpStatus, media: &[MediaCard]) -> String {
-    let mut out = String::from("---\nconfigs:\n");
-    for m in media {
-        let _ = write!(
-            out,
-            "- config_name: {0}\n  data_files:\n  - split: train\n    path: \"{0}/*.parquet\"\n",
-            m.media_type
-        );
-    }
-    out.push_str("---\n\n");
+/// The host's size category for a row count.
+pub fn size_category(rows: u64) -> &'static str {
+    const BOUNDS: [(u64, &str); 10] = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+        (10_000_000_000, "1B<n<10B"),
+        (100_000_000_000, "10B<n<100B"),
+        (1_000_000_000_000, "100B<n<1T"),
+    ];
+    BOUNDS.iter().find(|(below, _)| rows < *below).map_or("n>1T", |(_, c)| c)
+}
+
+/// The front matter, as the host reads it.
+#[derive(Serialize)]
+struct FrontMatter<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pretty_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    license: Option<&'a str>,
+    size_categories: [&'static str; 1],
+    configs: Vec<Config>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra_gated_prompt: Option<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    extra_gated_fields: BTreeMap<&'a str, GatedFieldYaml<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra_gated_button_content: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Config {
+    config_name: String,
+    data_files: Vec<DataFiles>,
+}
+
+#[derive(Serialize)]
+struct DataFiles {
+    split: &'static str,
+    path: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum GatedFieldYaml<'a> {
+    Plain(&'static str),
+    Select {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        options: &'a [String],
+    },
+}
+
+/// Renders the card for the dump's `date`.
+pub fn render(dd: &DataDump, date: &str, media: &[MediaCard]) -> String {
+    let card = dd.spec.dataset_card.clone().unwrap_or_default();
     let name = dd.metadata.name.clone().unwrap_or_default();
-    let date = status.dump_date.clone().unwrap_or_default();
-    let _ = writeln!(out, "# {name} ({date})\n");
+    let rows: u64 = media.iter().map(|m| m.rows).sum();
+    let gated = card.gated.as_ref();
+    let front = FrontMatter {
+        pretty_name: card.pretty_name.as_deref(),
+        license: card.license.as_deref(),
+        size_categories: [size_category(rows)],
+        configs: media
+            .iter()
+            .map(|m| Config {
+                config_name: m.media_type.clone(),
+                data_files: vec![DataFiles {
+                    split: "train",
+                    path: m.files.iter().map(|f| f.path.clone()).collect(),
+                }],
+            })
+            .collect(),
+        extra_gated_prompt: gated.map(|g| g.prompt.as_str()),
+        extra_gated_fields: gated
+            .iter()
+            .flat_map(|g| &g.fields)
+            .map(|f| {
+                let value = match f.kind {
+                    crate::api::GatedFieldType::Select => GatedFieldYaml::Select {
+                        kind: "select",
+                        options: &f.options,
+                    },
+                    kind => GatedFieldYaml::Plain(kind.as_str()),
+                };
+                (f.name.as_str(), value)
+            })
+            .collect(),
+        extra_gated_button_content: gated.and_then(|g| g.button_content.as_deref()),
+    };
+    let mut out = format!("---\n{}---\n\n", serde_yaml::to_string(&front).expect("front matter serializes"));
+
+    let title = card.pretty_name.clone().unwrap_or_else(|| name.clone());
+    let _ = writeln!(out, "# {title}\n");
+    if let Some(d) = &card.description {
+        let _ = writeln!(out, "{}\n", d.trim());
+    }
+    let files: usize = media.iter().map(|m| m.files.len()).sum();
+    let bytes: u64 = media.iter().map(MediaCard::bytes).sum();
+    let compression = format!("{:?}", dd.spec.output.compression).to_lowercase();
     let _ = writeln!(
         out,
-        "Parquet export of {} table(s), written by datadump-operator on {date}.\n",
-        media.len()
+        "Exported from PostgreSQL on {date} by datadump-operator (DataDump `{}/{name}`): {} table(s), \
+         {rows} rows in {files} {compression} Parquet file(s), {}.\n",
+        dd.metadata.namespace.clone().unwrap_or_default(),
+        media.len(),
+        human_bytes(bytes),
     );
-    for m in media {
-        let rows = m.rows.map(|r| r.to_string()).unwrap_or_else(|| "unknown".into());
+
+    out.push_str("## Download\n\n");
+    if dd.spec.destination.requester_pays {
         let _ = writeln!(
             out,
-            "## {}\n\n{rows} rows in {} file(s), {} bytes (zstd Parquet).\n",
-            m.media_type, m.files, m.bytes
+            "The bucket is **Requester Pays**: you pay for the requests and the transfer, and every \
+             request must say so (`--request-payer requester` with the AWS CLI, \
+             `RequestPayer=\"requester\"` with boto3).\n"
         );
+    }
+    let _ = writeln!(out, "```sh\n{}\n```\n", download_command(dd, Some(date)));
+    let first = media.first().map(|m| m.media_type.as_str()).unwrap_or("MEDIA");
+    let _ = writeln!(
+        out,
+        "Each table is a config of this card; from a local copy:\n\n```python\nfrom datasets import load_dataset\n\
+         ds = load_dataset(\"./{date}\", \"{first}\", split=\"train\")\n```\n"
+    );
+
+    for m in media {
+        let _ = writeln!(out, "## {}\n", m.media_type);
         if let Some(d) = &m.description {
-            let _ = writeln!(out, "{}\n", one_line(d));
+            let _ = writeln!(out, "{}\n", d.trim());
         }
-        out.push_str("| column | type | description |\n|---|---|---|\n");
-        for (c, t) in &m.columns {
-            // a list's leaf is `tags.list.element`: the description is the column's
-            let top = c.split('.').next().unwrap_or(c);
-            let d = m.descriptions.get(top).map(|d| one_line(d)).unwrap_or_default();
-            let _ = writeln!(out, "| `{c}` | {t} | {d} |");
+        let _ = writeln!(
+            out,
+            "{} rows in {} file(s), {} ({} bytes), written by {}.\n",
+            m.rows,
+            m.files.len(),
+            human_bytes(m.bytes()),
+            m.bytes(),
+            m.writer
+        );
+        out.push_str("| column | type | PostgreSQL type | nullable | description |\n|---|---|---|---|---|\n");
+        for c in &m.columns {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} |",
+                c.name,
+                cell(&c.parquet_type),
+                c.source_type.as_deref().map(cell).unwrap_or_default(),
+                if c.nullable { "yes" } else { "no" },
+                c.description.as_deref().map(cell).unwrap_or_default()
+            );
+        }
+        out.push_str("\n| file | rows | bytes | SHA-256 |\n|---|---:|---:|---|\n");
+        for f in &m.files {
+            let rows = f.rows.map(|r| r.to_string()).unwrap_or_default();
+            let _ = writeln!(out, "| `{}` | {rows} | {} | `{}` |", f.path, f.bytes, f.sha256);
         }
         out.push('\n');
     }
-    let license_columns: Vec<&str> = media
+
+    if let Some(terms) = &card.terms {
+        let _ = writeln!(out, "## Terms\n\n{}\n", terms.trim());
+    }
+    let license_columns: Vec<String> = media
         .iter()
-        .flat_map(|m| m.columns.iter().map(|(c, _)| c.as_str()))
+        .flat_map(|m| m.columns.iter().map(|c| c.name.as_str()))
         .filter(|c| c.starts_with("license"))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
+        .map(|c| format!("`{c}`"))
         .collect();
     out.push_str("## Notice\n\nThis dataset is provided as-is, without warranty of any kind. ");
     if license_columns.is_empty() {
         out.push_str("Each record's reuse terms are those of its source; check them before reuse.\n");
     } else {
-        let cols = license_columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
         let _ = writeln!(
             out,
-            "Each record carries its own license: read the {cols} field(s) of every record before reuse."
+            "Each record carries its own license: read the {} field(s) of every record before reuse.",
+            license_columns.join(", ")
         );
     }
     out
 }
 
-/// A description as one Markdown table cell: no line breaks, no `|`.
-fn one_line(s: &str) -> String {
+/// Text as one Markdown table cell: no line breaks, no `|`.
+fn cell(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|")
 }
 
-/// Gathers what the card needs from S3 and writes it; returns the card's `s3://` URI.
-pub async fn write<S: ObjectStore>(store: &S, dd: &DataDump, status: &DataDumpStatus) -> Result<String, BackendError> {
-    let bucket = bucket_of(dd);
-    let date = status.dump_date.clone().unwrap_or_default();
-    let mut media = Vec::new();
-    for m in &status.media {
-        let prefix = contract::media_prefix(&dd.spec.destination.prefix, &date, m.media_type.as_str());
-        let manifest: Option<Manifest> = store
-            .get(bucket, &format!("{prefix}{}", contract::MANIFEST))
-            .await?
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let mut columns = Vec::new();
-        if let Some(first) = manifest.as_ref().and_then(|mf| mf.files.first())
-            && let Ok(meta) = parquet_footer(store, bucket, &first.key, first.size).await?
-        {
-            columns = meta
-                .file_metadata()
-                .schema_descr()
-                .columns()
-                .iter()
-                .map(|c| {
-                    let ty = match c.logical_type_ref() {
-                        Some(l) => format!("{l:?}"),
-                        None => format!("{}", c.physical_type()),
-                    };
-                    (c.path().string(), ty)
-                })
-                .collect();
-        }
-        media.push(MediaCard {
-            media_type: m.media_type.to_string(),
-            rows: m.rows,
-            bytes: m.bytes.unwrap_or_default(),
-            files: m.files.unwrap_or_default(),
-            columns,
-            descriptions: manifest
-                .iter()
-                .flat_map(|mf| mf.columns.iter())
-                .filter_map(|c| Some((c.name.clone(), c.description.clone()?)))
-                .collect(),
-            description: manifest.and_then(|mf| mf.description),
-        });
+/// An Arrow type in the names readers print (`string`, `int64`, `list<string>`).
+pub fn type_name(t: &DataType) -> String {
+    let unit = |u: &TimeUnit| match u {
+        TimeUnit::Second => "s",
+        TimeUnit::Millisecond => "ms",
+        TimeUnit::Microsecond => "us",
+        TimeUnit::Nanosecond => "ns",
+    };
+    match t {
+        DataType::Boolean => "bool".into(),
+        DataType::Utf8 | DataType::Utf8View => "string".into(),
+        DataType::LargeUtf8 => "large_string".into(),
+        DataType::Binary | DataType::BinaryView => "binary".into(),
+        DataType::Float32 => "float".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Timestamp(u, None) => format!("timestamp[{}]", unit(u)),
+        DataType::Timestamp(u, Some(tz)) => format!("timestamp[{}, tz={tz}]", unit(u)),
+        DataType::Time32(u) => format!("time32[{}]", unit(u)),
+        DataType::Time64(u) => format!("time64[{}]", unit(u)),
+        DataType::Decimal128(p, s) => format!("decimal128({p}, {s})"),
+        DataType::Decimal256(p, s) => format!("decimal256({p}, {s})"),
+        DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) => format!("list<{}>", type_name(f.data_type())),
+        other => other.to_string().to_lowercase(),
     }
-    let key = card_key(dd, status);
+}
+
+/// The card's facts about one finished media type: its manifest and the first file's schema
+/// (`None` when the manifest is missing or unreadable).
+pub async fn media_card<S: ObjectStore>(store: &S, dd: &DataDump, date: &str, media_type: &str) -> Result<Option<MediaCard>, BackendError> {
+    let bucket = bucket_of(dd);
+    let prefix = contract::media_prefix(&dd.spec.destination.prefix, date, media_type);
+    let Some(manifest) = store
+        .get(bucket, &format!("{prefix}{}", contract::MANIFEST))
+        .await?
+        .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+    else {
+        return Ok(None);
+    };
+    let mut columns = Vec::new();
+    if let Some(first) = manifest.files.first()
+        && let Ok(meta) = parquet_footer(store, bucket, &first.key, first.size).await?
+        && let Ok(schema) =
+            parquet::arrow::parquet_to_arrow_schema(meta.file_metadata().schema_descr(), meta.file_metadata().key_value_metadata())
+    {
+        let spec = dd.spec.dataset_card.clone().unwrap_or_default();
+        columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let from_db = manifest.columns.iter().find(|c| &c.name == f.name());
+                CardColumn {
+                    name: f.name().clone(),
+                    parquet_type: type_name(f.data_type()),
+                    source_type: from_db.map(|c| c.source_type.clone()),
+                    nullable: f.is_nullable(),
+                    description: DatasetCardSpec::column_description(&spec, media_type, f.name())
+                        .map(str::to_string)
+                        .or_else(|| from_db.and_then(|c| c.description.clone())),
+                }
+            })
+            .collect();
+    }
+    let dump = dump_prefix(dd, date);
+    Ok(Some(MediaCard {
+        media_type: media_type.to_string(),
+        rows: manifest.rows.unwrap_or_else(|| manifest.files.iter().filter_map(|f| f.rows).sum()),
+        files: manifest
+            .files
+            .iter()
+            .map(|f| CardFile {
+                path: f.key.strip_prefix(&dump).unwrap_or(&f.key).to_string(),
+                rows: f.rows,
+                bytes: f.size,
+                sha256: f.sha256.clone(),
+            })
+            .collect(),
+        columns,
+        description: manifest.description.clone(),
+        writer: manifest.writer.clone(),
+    }))
+}
+
+/// Gathers what the card needs from S3 and writes it; returns the card's `s3://` URI.
+pub async fn write<S: ObjectStore>(store: &S, dd: &DataDump, date: &str) -> Result<String, BackendError> {
+    let mut media = Vec::new();
+    for m in &dd.spec.media_types {
+        media.extend(media_card(store, dd, date, m.as_str()).await?);
+    }
+    let key = card_key(dd, date);
     store
         .put(
-            bucket,
+            bucket_of(dd),
             &key,
-            render(dd, status, &media).into_bytes(),
+            render(dd, date, &media).into_bytes(),
             "text/markdown; charset=utf-8",
         )
         .await?;
@@ -162,37 +402,98 @@ pub async fn write<S: ObjectStore>(store: &S, dd: &DataDump, status: &DataDumpSt
 mod tests {
     use super::*;
 
-    #[test]
-    fn columns_carry_the_databases_descriptions_as_one_line_cells() {
-        let dd: DataDump = serde_yaml::from_str(
-            "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata: {name: catalog}\nspec:\n  mediaTypes: [image]\n  destination: {bucket: b}\n  database: {ssmParameterName: /p}\n",
-        )
-        .unwrap();
-        let status = DataDumpStatus {
-            dump_date: Some("2026-11-01".into()),
-            ..Default::default()
-        };
-        let media = [MediaCard {
+    fn dump(extra: &str) -> DataDump {
+        serde_yaml::from_str(&format!(
+            "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata: {{name: catalog, namespace: data}}\nspec:\n  mediaTypes: [image]\n  destination: {{bucket: b, requesterPays: true}}\n  database: {{ssmParameterName: /p}}\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    fn image() -> MediaCard {
+        MediaCard {
             media_type: "image".into(),
-            rows: Some(3),
-            bytes: 10,
-            files: 1,
+            rows: 12_345,
+            files: vec![CardFile {
+                path: "image/image_01.parquet".into(),
+                rows: Some(12_345),
+                bytes: 2048,
+                sha256: "ab".repeat(32),
+            }],
             columns: vec![
-                ("license".into(), "String".into()),
-                ("tags.list.element".into(), "String".into()),
-                ("id".into(), "INT32".into()),
+                CardColumn {
+                    name: "license".into(),
+                    parquet_type: "string".into(),
+                    source_type: Some("character varying(50)".into()),
+                    nullable: false,
+                    description: Some("The CC license\nslug | short".into()),
+                },
+                CardColumn {
+                    name: "tags".into(),
+                    parquet_type: "list<string>".into(),
+                    source_type: None,
+                    nullable: true,
+                    description: None,
+                },
             ],
-            descriptions: [
-                ("license".to_string(), "The CC license\nslug | short".to_string()),
-                ("tags".to_string(), "Tags from the source".to_string()),
-            ]
-            .into(),
             description: Some("Openly licensed images".into()),
-        }];
-        let card = render(&dd, &status, &media);
-        assert!(card.contains("Openly licensed images\n"), "{card}");
-        assert!(card.contains("| `license` | String | The CC license slug \\| short |"), "{card}");
-        assert!(card.contains("| `tags.list.element` | String | Tags from the source |"), "{card}");
-        assert!(card.contains("| `id` | INT32 |  |"), "{card}");
+            writer: "datadump 0.2.0 postgres (1 stream)".into(),
+        }
+    }
+
+    #[test]
+    fn the_card_lists_exactly_the_manifest_files_and_says_how_to_download() {
+        let dd = dump(
+            "  datasetCard:\n    prettyName: \"Openverse: images\"\n    license: other\n    terms: Each record has its own license.\n    gated:\n      prompt: \"Agree: no misuse\"\n      fields:\n      - {name: Affiliation}\n      - {name: Use, type: select, options: [research, other]}\n",
+        );
+        let card = render(&dd, "2026-11-01", &[image()]);
+        let (front, body) = card.trim_start_matches("---\n").split_once("---\n").unwrap();
+        let yaml: serde_yaml::Value = serde_yaml::from_str(front).unwrap();
+        assert_eq!(yaml["pretty_name"], "Openverse: images");
+        assert_eq!(yaml["license"], "other");
+        assert_eq!(yaml["size_categories"][0], "10K<n<100K");
+        assert_eq!(yaml["configs"][0]["config_name"], "image");
+        assert_eq!(yaml["configs"][0]["data_files"][0]["path"][0], "image/image_01.parquet");
+        assert_eq!(yaml["extra_gated_prompt"], "Agree: no misuse");
+        assert_eq!(yaml["extra_gated_fields"]["Affiliation"], "text");
+        assert_eq!(yaml["extra_gated_fields"]["Use"]["options"][1], "other");
+        assert!(body.starts_with("\n# Openverse: images\n"), "{body}");
+        assert!(
+            body.contains("aws s3 cp --recursive --request-payer requester s3://b/data-dump/2026-11-01/ ./2026-11-01/"),
+            "{body}"
+        );
+        assert!(
+            body.contains("| `license` | string | character varying(50) | no | The CC license slug \\| short |"),
+            "{body}"
+        );
+        assert!(body.contains("| `tags` | list<string> |  | yes |  |"), "{body}");
+        assert!(
+            body.contains(&format!("| `image/image_01.parquet` | 12345 | 2048 | `{}` |", "ab".repeat(32))),
+            "{body}"
+        );
+        assert!(body.contains("## Terms\n\nEach record has its own license."), "{body}");
+        assert!(body.contains("read the `license` field(s)"), "{body}");
+    }
+
+    #[test]
+    fn size_categories_follow_the_hosts_bounds() {
+        assert_eq!(size_category(0), "n<1K");
+        assert_eq!(size_category(999), "n<1K");
+        assert_eq!(size_category(1_000), "1K<n<10K");
+        assert_eq!(size_category(70_000), "10K<n<100K");
+        assert_eq!(size_category(5_000_000_000_000), "n>1T");
+    }
+
+    #[test]
+    fn type_names_are_the_ones_readers_print() {
+        use std::sync::Arc;
+        assert_eq!(type_name(&DataType::Utf8), "string");
+        assert_eq!(type_name(&DataType::Int64), "int64");
+        assert_eq!(
+            type_name(&DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))),
+            "timestamp[us, tz=UTC]"
+        );
+        assert_eq!(type_name(&DataType::Decimal128(12, 2)), "decimal128(12, 2)");
+        let item = Arc::new(arrow_schema::Field::new("element", DataType::Utf8, true));
+        assert_eq!(type_name(&DataType::List(item)), "list<string>");
     }
 }

@@ -35,6 +35,11 @@ pub enum Command {
     /// Check DataDump documents without a cluster: prints every problem with its field path
     /// and exits non-zero when any document is invalid.
     Validate(ValidateArgs),
+    /// Check that a finished dump is complete before handing it to a dataset host (every
+    /// file present with its size and SHA-256, every Parquet footer readable), print a summary
+    /// and, with --grant-read, the bucket policy that lets a principal read it. Changes nothing;
+    /// exits 1 when anything is missing or wrong.
+    Handoff(Box<crate::handoff::HandoffArgs>),
 }
 
 /// `datadump controller`.
@@ -93,8 +98,17 @@ pub fn render(args: &RenderArgs, out: &mut impl std::io::Write) -> anyhow::Resul
         .ok_or_else(|| anyhow::anyhow!("{}: no DataDump document", args.file.display()))?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let media = match &args.media_type {
-        Some(m) => dd.spec.media_types.iter().find(|x| x.as_str() == m).ok_or_else(|| anyhow::anyhow!("{m} is not in spec.mediaTypes"))?,
-        None => dd.spec.media_types.first().ok_or_else(|| anyhow::anyhow!("spec.mediaTypes is empty"))?,
+        Some(m) => dd
+            .spec
+            .media_types
+            .iter()
+            .find(|x| x.as_str() == m)
+            .ok_or_else(|| anyhow::anyhow!("{m} is not in spec.mediaTypes"))?,
+        None => dd
+            .spec
+            .media_types
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("spec.mediaTypes is empty"))?,
     };
     let (script, job) = crate::worker::render_preview(&dd.spec, media)?;
     out.write_all(script.as_bytes())?;
@@ -184,6 +198,12 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Render(args) => {
             render(&args, &mut std::io::stdout())?;
             Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Handoff(args) => {
+            crate::telemetry::init(&args.log);
+            let runtime = tokio::runtime::Runtime::new()?;
+            let ok = runtime.block_on(crate::handoff::run(*args, &mut std::io::stdout()))?;
+            Ok(std::process::ExitCode::from(if ok { 0 } else { 1 }))
         }
         Command::Validate(args) => {
             let ok = validate(&args, &mut std::io::stdout())?;

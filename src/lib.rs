@@ -10,6 +10,7 @@ pub mod card;
 pub mod cli;
 pub mod controller;
 pub mod failpoint;
+pub mod handoff;
 pub mod http;
 pub mod instance_cache;
 pub mod metrics;

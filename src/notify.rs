@@ -88,7 +88,8 @@ impl Notifier for SlackNotifier {
     }
 }
 
-fn human_bytes(b: u64) -> String {
+/// `1.2 GiB`-style sizes.
+pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
     let mut u = 0;
@@ -133,6 +134,15 @@ pub fn slack_message(dd: &DataDump, status: &DataDumpStatus) -> serde_json::Valu
             _ => format!("• `{}`: {:?} — {}", m.media_type, m.phase, m.message.clone().unwrap_or_default()),
         };
         lines.push(line);
+    }
+    if status.phase == DumpPhase::Succeeded {
+        lines.push(format!(
+            "Download: `{}`",
+            crate::card::download_command(dd, status.dump_date.as_deref())
+        ));
+        if let Some(card) = &status.dataset_card {
+            lines.push(format!("Dataset card: {card}"));
+        }
     }
     serde_json::json!({ "text": lines.join("\n") })
 }

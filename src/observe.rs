@@ -13,7 +13,11 @@ use crate::worker::contract::{self, FailureReport, Manifest, ProgressReport};
 
 /// The destination bucket (with its region when the spec names one).
 pub fn bucket_of(dd: &DataDump) -> Bucket<'_> {
-    Bucket { name: &dd.spec.destination.bucket, region: dd.spec.destination.region.as_deref() }
+    Bucket {
+        name: &dd.spec.destination.bucket,
+        region: dd.spec.destination.region.as_deref(),
+        requester_pays: dd.spec.destination.requester_pays,
+    }
 }
 
 /// The DATE folder the planner will use at `now`.
@@ -110,7 +114,11 @@ fn stage_name(stage: contract::Stage) -> String {
 pub fn failure_summary(r: &FailureReport) -> String {
     if !r.message.trim().is_empty() {
         let cause: String = r.message.trim().chars().take(600).collect();
-        return format!("worker failed in step {} with exit code {}: {cause}", stage_name(r.step), r.exit_code);
+        return format!(
+            "worker failed in step {} with exit code {}: {cause}",
+            stage_name(r.step),
+            r.exit_code
+        );
     }
     let lines: Vec<&str> = r.log_tail.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     // PostgreSQL's own message (ERROR:/FATAL:) says more than the script's summary line
@@ -147,28 +155,60 @@ pub async fn verify<S: ObjectStore>(store: &S, bucket: Bucket<'_>, prefix: &str)
         rows: Some(0),
     };
     for file in &manifest.files {
-        let key = if file.key.starts_with(prefix) {
-            file.key.clone()
-        } else {
-            format!("{prefix}{}", file.key)
-        };
-        let Some(meta) = listed.iter().find(|o| o.key == key) else {
-            return Ok(Err(format!("{key} is in the manifest but missing from S3")));
-        };
-        if meta.size != file.size {
-            return Ok(Err(format!(
-                "{key} has {} bytes in S3 but {} in the manifest (truncated upload?)",
-                meta.size, file.size
-            )));
+        match check_part(store, bucket, prefix, &listed, file).await? {
+            Ok(part) => {
+                output.rows = output.rows.map(|r| r + part.rows);
+                output.files += 1;
+                output.bytes += part.size;
+            }
+            Err(why) => return Ok(Err(why)),
         }
-        match parquet_footer(store, bucket, &key, meta.size).await? {
-            Ok(m) => output.rows = output.rows.map(|r| r + m.file_metadata().num_rows().max(0) as u64),
-            Err(why) => return Ok(Err(format!("{key}: {why}"))),
-        }
-        output.files += 1;
-        output.bytes += meta.size;
     }
     Ok(Ok(output))
+}
+
+/// A part of the manifest as found in S3.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartFound {
+    /// Its full key.
+    pub key: String,
+    /// Its size in S3 (equal to the manifest's).
+    pub size: u64,
+    /// Rows, from its Parquet footer.
+    pub rows: u64,
+}
+
+/// Checks one file of a manifest against S3 (`listed`: the objects under `prefix`): present,
+/// with the manifest's size and a readable Parquet footer; or what is wrong with it.
+pub async fn check_part<S: ObjectStore>(
+    store: &S,
+    bucket: Bucket<'_>,
+    prefix: &str,
+    listed: &[crate::backend::ObjectMeta],
+    file: &contract::ManifestFile,
+) -> Result<Result<PartFound, String>, BackendError> {
+    let key = if file.key.starts_with(prefix) {
+        file.key.clone()
+    } else {
+        format!("{prefix}{}", file.key)
+    };
+    let Some(meta) = listed.iter().find(|o| o.key == key) else {
+        return Ok(Err(format!("{key} is in the manifest but missing from S3")));
+    };
+    if meta.size != file.size {
+        return Ok(Err(format!(
+            "{key} has {} bytes in S3 but {} in the manifest (truncated upload?)",
+            meta.size, file.size
+        )));
+    }
+    Ok(match parquet_footer(store, bucket, &key, meta.size).await? {
+        Ok(m) => Ok(PartFound {
+            size: meta.size,
+            rows: m.file_metadata().num_rows().max(0) as u64,
+            key,
+        }),
+        Err(why) => Err(format!("{key}: {why}")),
+    })
 }
 
 /// Reads a Parquet file's footer with two ranged GETs: its metadata, or why it is unreadable.
@@ -214,13 +254,19 @@ mod tests {
             time: jiff::Timestamp::UNIX_EPOCH,
         };
         let s = failure_summary(&report);
-        assert!(s.contains("relation \"image\" does not exist") && s.contains("dumping") && s.contains("exit code 1"), "{s}");
+        assert!(
+            s.contains("relation \"image\" does not exist") && s.contains("dumping") && s.contains("exit code 1"),
+            "{s}"
+        );
         // a worker's own message wins over the log
         let report = FailureReport {
             message: "column \"taken_on\" row 7: timestamp 'infinity' has no Parquet counterpart; fix: cast it".into(),
             ..report
         };
         let s = failure_summary(&report);
-        assert!(s.ends_with("row 7: timestamp 'infinity' has no Parquet counterpart; fix: cast it"), "{s}");
+        assert!(
+            s.ends_with("row 7: timestamp 'infinity' has no Parquet counterpart; fix: cast it"),
+            "{s}"
+        );
     }
 }

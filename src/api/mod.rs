@@ -1,6 +1,7 @@
 //! The DataDump API: the custom resource types, layered defaults, validation and the CRD.
 //! Pure, no I/O.
 
+pub mod card;
 pub mod resolve;
 pub mod spec;
 pub mod status;
@@ -9,6 +10,7 @@ pub mod validate;
 #[cfg(test)]
 mod fuzz_tests;
 
+pub use card::{DatasetCardSpec, GatedAccess, GatedField, GatedFieldType};
 pub use resolve::{SiteDefaults, resolve_instance};
 pub use spec::*;
 pub use status::*;

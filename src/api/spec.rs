@@ -145,6 +145,12 @@ pub struct DataDumpSpec {
     /// Whom to tell when the dump ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification: Option<Notification>,
+
+    /// The dataset card written next to a finished dump (`PREFIX/DATE/README.md`): name,
+    /// description, license, terms, gated-access form and column descriptions. The card's facts
+    /// (files, rows, sizes, checksums, column types) come from what the worker wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_card: Option<super::card::DatasetCardSpec>,
 }
 
 /// A table to export: a lower-case SQL identifier (`^[a-z_][a-z0-9_]{0,62}$`).
@@ -184,6 +190,15 @@ pub struct Destination {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = REGION_PATTERN))]
     pub region: Option<String>,
+
+    /// Make downloaders pay for their requests and transfer (S3 Requester Pays). Before the
+    /// first launch the controller sets the bucket's request payment to `Requester` (it needs
+    /// `s3:PutBucketRequestPayment`; without it a `RequesterPays=False` condition says what is
+    /// missing and nothing is launched). The card, the Slack message and the condition then
+    /// say how to download (`--request-payer requester`). Default: false (the bucket's setting
+    /// is never read or changed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requester_pays: bool,
 }
 
 /// Where the connection string comes from. Exactly one of the two fields.
@@ -551,4 +566,3 @@ fn default_backoff_limit() -> u32 {
 pub fn default_odbc2parquet_version() -> String {
     "11.0.1".into()
 }
-

@@ -18,6 +18,9 @@ pub const FAILED: &str = "Failed";
 pub const PROGRESSING: &str = "Progressing";
 /// Condition type: the spec passed the controller's checks (False: see its message).
 pub const SPEC_VALID: &str = "SpecValid";
+/// Condition type (only with `spec.destination.requesterPays`): the bucket makes requesters
+/// pay (True: the message says how to download; False: what is missing, nothing is launched).
+pub const REQUESTER_PAYS: &str = "RequesterPays";
 
 /// The dump as a whole.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
@@ -218,6 +221,20 @@ pub struct NotificationStatus {
     pub last_error: Option<String>,
 }
 
+/// The destination bucket's Requester Pays setting.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequesterPaysStatus {
+    /// Whether the bucket makes requesters pay (confirmed by GetBucketRequestPayment or set by
+    /// the controller). Workers are launched only once it is true.
+    pub enabled: bool,
+    /// When the controller last read or set the setting.
+    pub checked_time: Timestamp,
+    /// Why it is not enabled: the refused call and the permission or command that fixes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 /// What the controller observed and decided.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -259,7 +276,12 @@ pub struct DataDumpStatus {
     /// The dataset card written when the dump succeeded (`s3://BUCKET/PREFIX/DATE/README.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_card: Option<String>,
-    /// Complete, Failed, Progressing and SpecValid, as `metav1.Condition`s.
+    /// The bucket's Requester Pays setting, as the controller found or made it (only with
+    /// `spec.destination.requesterPays`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester_pays: Option<RequesterPaysStatus>,
+    /// Complete, Failed, Progressing, SpecValid and (with requesterPays) RequesterPays, as
+    /// `metav1.Condition`s.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

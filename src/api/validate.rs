@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::card::{DatasetCardSpec, GatedFieldType};
 use super::resolve::SiteDefaults;
 use super::spec::*;
 
@@ -214,6 +215,9 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
     if let Some(slack) = spec.notification.as_ref().and_then(|n| n.slack.as_ref()) {
         check_secret_ref(&mut r, "spec.notification.slack.webhookSecretRef", &slack.webhook_secret_ref);
     }
+    if let Some(card) = &spec.dataset_card {
+        check_dataset_card(&mut r, card, &spec.media_types);
+    }
 
     if r.0.is_empty() {
         check_user_data_size(&mut r, spec);
@@ -235,14 +239,21 @@ fn check_user_data_size(r: &mut Report, spec: &DataDumpSpec) {
         Ok((script, _)) => script.len(),
         Err(crate::worker::RenderError::TooLarge { size, .. }) => size,
         Err(e) => {
-            r.add("spec", format!("the worker script cannot be rendered: {e}"), "fix the field it names");
+            r.add(
+                "spec",
+                format!("the worker script cannot be rendered: {e}"),
+                "fix the field it names",
+            );
             return;
         }
     };
     if size + USER_DATA_MARGIN > crate::worker::USER_DATA_LIMIT {
         r.add(
             "spec.destination.prefix",
-            format!("makes the worker bootstrap about {size} bytes, over EC2's {} byte user-data limit", crate::worker::USER_DATA_LIMIT),
+            format!(
+                "makes the worker bootstrap about {size} bytes, over EC2's {} byte user-data limit",
+                crate::worker::USER_DATA_LIMIT
+            ),
             "shorten spec.destination.prefix",
         );
     }
@@ -374,11 +385,19 @@ fn check_output(r: &mut Report, spec: &DataDumpSpec) {
     if let Some(v) = o.row_group_size.as_deref().and_then(super::spec::parse_size)
         && !(1 << 20..=4 << 30).contains(&v)
     {
-        r.add("spec.output.rowGroupSize", format!("{v} bytes is outside 1MiB..4GiB"), "use a size like 64MiB");
+        r.add(
+            "spec.output.rowGroupSize",
+            format!("{v} bytes is outside 1MiB..4GiB"),
+            "use a size like 64MiB",
+        );
     }
     if let Some(n) = o.parallelism {
         if !(1..=32).contains(&n) {
-            r.add("spec.output.parallelism", format!("{n} is outside 1..32"), "use 1 to 32 streams, or leave it unset");
+            r.add(
+                "spec.output.parallelism",
+                format!("{n} is outside 1..32"),
+                "use 1 to 32 streams, or leave it unset",
+            );
         } else if spec.engine == Engine::Odbc2parquet && n > 1 {
             r.add(
                 "spec.output.parallelism",
@@ -552,6 +571,108 @@ fn check_instance(r: &mut Report, i: &InstanceSpec, site: &SiteDefaults) {
     }
 }
 
+fn check_dataset_card(r: &mut Report, card: &DatasetCardSpec, media_types: &[MediaType]) {
+    use crate::api::card::{LICENSE_PATTERN, MAX_CARD_COLUMNS, MAX_CARD_TEXT, MAX_GATED_FIELDS};
+    static LICENSE: LazyLock<Regex> = LazyLock::new(|| Regex::new(LICENSE_PATTERN).expect("license pattern"));
+    let long = |r: &mut Report, field: &str, text: &str, max: usize| {
+        if text.chars().count() > max {
+            r.add(
+                field,
+                format!("is longer than {max} characters"),
+                "shorten it, or link to a longer text",
+            );
+        }
+    };
+    if let Some(name) = &card.pretty_name {
+        if name.trim().is_empty() || name.contains(['\n', '\r']) {
+            r.add(
+                "spec.datasetCard.prettyName",
+                "is empty or spans several lines",
+                "use a one-line name, e.g. Openverse images",
+            );
+        }
+        long(r, "spec.datasetCard.prettyName", name, 200);
+    }
+    if let Some(license) = &card.license {
+        r.pattern(
+            "spec.datasetCard.license",
+            license,
+            &LICENSE,
+            "a license identifier as the dataset host spells it (cc-by-4.0, odc-by, other)",
+        );
+    }
+    for (field, text) in [
+        ("spec.datasetCard.description", &card.description),
+        ("spec.datasetCard.terms", &card.terms),
+    ] {
+        if let Some(text) = text {
+            long(r, field, text, MAX_CARD_TEXT);
+        }
+    }
+    if let Some(gated) = &card.gated {
+        if gated.prompt.trim().is_empty() {
+            r.add("spec.datasetCard.gated.prompt", "is empty", "say what downloaders agree to");
+        }
+        long(r, "spec.datasetCard.gated.prompt", &gated.prompt, MAX_CARD_TEXT);
+        if gated.fields.len() > MAX_GATED_FIELDS {
+            r.add(
+                "spec.datasetCard.gated.fields",
+                format!("has more than {MAX_GATED_FIELDS} fields"),
+                "ask for less",
+            );
+        }
+        let mut names = BTreeSet::new();
+        for (i, f) in gated.fields.iter().enumerate() {
+            let field = format!("spec.datasetCard.gated.fields[{i}]");
+            if f.name.trim().is_empty() || f.name.contains(['\n', '\r']) {
+                r.add(
+                    format!("{field}.name"),
+                    "is empty or spans several lines",
+                    "use a one-line label, e.g. Affiliation",
+                );
+            } else if !names.insert(f.name.as_str()) {
+                r.add(
+                    format!("{field}.name"),
+                    format!("{} is used twice", quote(&f.name)),
+                    "give each field its own label",
+                );
+            }
+            long(r, &format!("{field}.name"), &f.name, 200);
+            match (f.kind == GatedFieldType::Select, f.options.is_empty()) {
+                (true, true) => r.add(format!("{field}.options"), "is empty for a select field", "list the choices"),
+                (false, false) => r.add(
+                    format!("{field}.options"),
+                    format!("is set for a {} field", f.kind.as_str()),
+                    "remove options, or use type: select",
+                ),
+                _ => {}
+            }
+        }
+    }
+    if card.columns.len() > MAX_CARD_COLUMNS {
+        r.add(
+            "spec.datasetCard.columns",
+            format!("has more than {MAX_CARD_COLUMNS} entries"),
+            "describe fewer columns",
+        );
+    }
+    for (key, text) in &card.columns {
+        let field = format!("spec.datasetCard.columns[{}]", quote(key));
+        if key.is_empty() {
+            r.add(&field, "key is empty", "use COLUMN or MEDIA.COLUMN, e.g. image.title");
+        } else if let Some((media, _)) = key.split_once('.')
+            && !media_types.iter().any(|m| m.as_str() == media)
+        {
+            r.add(
+                &field,
+                format!("names media type {} which is not in spec.mediaTypes", quote(media)),
+                "use COLUMN for every media type, or MEDIA.COLUMN with a listed media type",
+            );
+        }
+        long(r, &field, text, 2000);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,6 +729,34 @@ mod tests {
             !fields.contains(&"spec.mediaTypes[1]".to_string()),
             "first `image` is fine: {fields:?}"
         );
+    }
+
+    #[test]
+    fn dataset_card_fields_are_checked_with_their_paths() {
+        let s = spec(&format!(
+            "{OK}datasetCard:\n  prettyName: \"a\\nb\"\n  license: CC-BY\n  gated:\n    prompt: \" \"\n    fields:\n    - {{name: Country, type: country}}\n    - {{name: Country, type: select}}\n    - {{name: Use, type: text, options: [a]}}\n  columns: {{video.title: x, title: y}}\n"
+        ));
+        let fields: Vec<_> = validate(&s, &SiteDefaults::default())
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.datasetCard.prettyName",
+                "spec.datasetCard.license",
+                "spec.datasetCard.gated.prompt",
+                "spec.datasetCard.gated.fields[1].name",
+                "spec.datasetCard.gated.fields[1].options",
+                "spec.datasetCard.gated.fields[2].options",
+                "spec.datasetCard.columns[\"video.title\"]",
+            ]
+        );
+        let good = spec(&format!(
+            "{OK}datasetCard:\n  prettyName: Openverse\n  license: other\n  gated:\n    prompt: Agree\n    fields:\n    - {{name: Affiliation}}\n    - {{name: Use, type: select, options: [research, other]}}\n  columns: {{image.title: x, title: y}}\n"
+        ));
+        assert_eq!(validate(&good, &SiteDefaults::default()), Ok(()));
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Payer, RequestPayer, RequestPaymentConfiguration};
 
 use super::{call, classify};
-use crate::backend::{BackendError, Bucket, ObjectMeta, ObjectStore};
+use crate::backend::{BackendError, Bucket, Digest, ObjectMeta, ObjectStore};
 use crate::metrics::METRICS;
 
 /// S3 through the AWS SDK.
@@ -55,7 +56,12 @@ fn timestamp(t: Option<&aws_sdk_s3::primitives::DateTime>) -> jiff::Timestamp {
 
 impl ObjectStore for S3Store {
     async fn list(&self, bucket: Bucket<'_>, prefix: &str) -> Result<Vec<ObjectMeta>, BackendError> {
-        let Bucket { name: bucket, region } = bucket;
+        let Bucket {
+            name: bucket,
+            region,
+            requester_pays,
+        } = bucket;
+        let payer = request_payer(requester_pays);
         let client = self.client(region);
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -65,6 +71,7 @@ impl ObjectStore for S3Store {
                 client
                     .list_objects_v2()
                     .bucket(bucket)
+                    .set_request_payer(payer.clone())
                     .prefix(prefix)
                     .set_continuation_token(token.take())
                     .send(),
@@ -84,8 +91,21 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, bucket: Bucket<'_>, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        let Bucket { name: bucket, region } = bucket;
-        match self.client(region).get_object().bucket(bucket).key(key).send().await {
+        let Bucket {
+            name: bucket,
+            region,
+            requester_pays,
+        } = bucket;
+        let payer = request_payer(requester_pays);
+        match self
+            .client(region)
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_request_payer(payer)
+            .send()
+            .await
+        {
             Ok(o) => {
                 METRICS.aws_call("GetObject", "ok");
                 let bytes = o.body.collect().await.map_err(|e| BackendError::Unavailable {
@@ -103,13 +123,19 @@ impl ObjectStore for S3Store {
     }
 
     async fn get_tail(&self, bucket: Bucket<'_>, key: &str, len: u64) -> Result<Vec<u8>, BackendError> {
-        let Bucket { name: bucket, region } = bucket;
+        let Bucket {
+            name: bucket,
+            region,
+            requester_pays,
+        } = bucket;
+        let payer = request_payer(requester_pays);
         let o = call(
             "GetObject",
             self.client(region)
                 .get_object()
                 .bucket(bucket)
                 .key(key)
+                .set_request_payer(payer)
                 .range(format!("bytes=-{len}"))
                 .send(),
         )
@@ -122,13 +148,19 @@ impl ObjectStore for S3Store {
     }
 
     async fn put(&self, bucket: Bucket<'_>, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), BackendError> {
-        let Bucket { name: bucket, region } = bucket;
+        let Bucket {
+            name: bucket,
+            region,
+            requester_pays,
+        } = bucket;
+        let payer = request_payer(requester_pays);
         call(
             "PutObject",
             self.client(region)
                 .put_object()
                 .bucket(bucket)
                 .key(key)
+                .set_request_payer(payer)
                 .content_type(content_type)
                 .body(ByteStream::from(body))
                 .send(),
@@ -138,8 +170,21 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, bucket: Bucket<'_>, key: &str) -> Result<Option<u64>, BackendError> {
-        let Bucket { name: bucket, region } = bucket;
-        match self.client(region).head_object().bucket(bucket).key(key).send().await {
+        let Bucket {
+            name: bucket,
+            region,
+            requester_pays,
+        } = bucket;
+        let payer = request_payer(requester_pays);
+        match self
+            .client(region)
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_request_payer(payer)
+            .send()
+            .await
+        {
             Ok(o) => {
                 METRICS.aws_call("HeadObject", "ok");
                 Ok(Some(o.content_length().unwrap_or_default().max(0) as u64))
@@ -152,19 +197,98 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn digest(&self, bucket: Bucket<'_>, key: &str) -> Result<Option<Digest>, BackendError> {
+        use sha2::Digest as _;
+        let Bucket {
+            name: bucket,
+            region,
+            requester_pays,
+        } = bucket;
+        let payer = request_payer(requester_pays);
+        let mut object = match self
+            .client(region)
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_request_payer(payer)
+            .send()
+            .await
+        {
+            Ok(o) => {
+                METRICS.aws_call("GetObject", "ok");
+                o
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                METRICS.aws_call("GetObject", "not_found");
+                return Ok(None);
+            }
+            Err(e) => return crate::metrics::count("GetObject", Err(classify("GetObject", e))),
+        };
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = object.body.try_next().await.map_err(|e| BackendError::Unavailable {
+            api: "GetObject",
+            message: e.to_string(),
+        })? {
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(Some(Digest {
+            size,
+            sha256: crate::worker::sink::hex(&hasher.finalize()),
+        }))
+    }
+
+    async fn requester_pays(&self, bucket: Bucket<'_>) -> Result<bool, BackendError> {
+        let out = call(
+            "GetBucketRequestPayment",
+            self.client(bucket.region).get_bucket_request_payment().bucket(bucket.name).send(),
+        )
+        .await?;
+        Ok(out.payer() == Some(&Payer::Requester))
+    }
+
+    async fn enable_requester_pays(&self, bucket: Bucket<'_>) -> Result<(), BackendError> {
+        let config = RequestPaymentConfiguration::builder()
+            .payer(Payer::Requester)
+            .build()
+            .map_err(|e| BackendError::Rejected {
+                api: "PutBucketRequestPayment",
+                code: "InvalidRequest".into(),
+                message: e.to_string(),
+            })?;
+        call(
+            "PutBucketRequestPayment",
+            self.client(bucket.region)
+                .put_bucket_request_payment()
+                .bucket(bucket.name)
+                .request_payment_configuration(config)
+                .send(),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn presign_get(&self, bucket: Bucket<'_>, key: &str, expires: std::time::Duration) -> Result<String, BackendError> {
-        let Bucket { name: bucket, region } = bucket;
+        // no request-payer header: whoever holds the URL would have to send it too
+        let Bucket { name: bucket, region, .. } = bucket;
         let config = presigning(expires)?;
         let req = self.client(region).get_object().bucket(bucket).key(key).presigned(config).await;
         req.map(|r| r.uri().to_string()).map_err(|e| classify("PresignGetObject", e))
     }
 
     async fn presign_put(&self, bucket: Bucket<'_>, key: &str, expires: std::time::Duration) -> Result<String, BackendError> {
-        let Bucket { name: bucket, region } = bucket;
+        // no request-payer header: whoever holds the URL would have to send it too
+        let Bucket { name: bucket, region, .. } = bucket;
         let config = presigning(expires)?;
         let req = self.client(region).put_object().bucket(bucket).key(key).presigned(config).await;
         req.map(|r| r.uri().to_string()).map_err(|e| classify("PresignPutObject", e))
     }
+}
+
+/// The request-payer header of a call (`None`: not sent).
+fn request_payer(requester_pays: bool) -> Option<RequestPayer> {
+    requester_pays.then_some(RequestPayer::Requester)
 }
 
 /// Presigning settings (SigV4 allows at most seven days).

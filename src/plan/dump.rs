@@ -9,7 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::media::{self, Env, Out};
 use super::{Action, FINALIZER, Note, NoteKind, Observed, Plan, PlanContext};
 use crate::api::{
-    COMPLETE, DataDump, DataDumpStatus, DumpPhase, FAILED, MediaPhase, MediaStatus, PROGRESSING, SPEC_VALID, resolve_instance, validate,
+    COMPLETE, DataDump, DataDumpStatus, DumpPhase, FAILED, MediaPhase, MediaStatus, PROGRESSING, REQUESTER_PAYS, SPEC_VALID,
+    resolve_instance, validate,
 };
 use crate::worker::contract::media_prefix;
 
@@ -50,12 +51,18 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
     let deadline_passed = deadline.is_some_and(|d| now >= d);
     // The deadline for a dump about to start is counted from now.
     let launch_deadline = deadline.or_else(|| now.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
+    let may_launch = validity.is_ok() && resolved.is_some() && !spec.suspend && !deadline_passed && status.completion_time.is_none();
+    let payment = if may_launch {
+        requester_pays(dd, &old, ctx, now)
+    } else {
+        Payment::Settled
+    };
     let env = Env {
         dd,
         uid: &uid,
         ctx,
         now,
-        can_launch: validity.is_ok() && resolved.is_some() && !spec.suspend && !deadline_passed && status.completion_time.is_none(),
+        can_launch: may_launch && payment == Payment::Settled,
         suspend: spec.suspend,
         deadline_passed,
         date: &date,
@@ -69,7 +76,11 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
     // entry (the status schema would refuse the whole status, SpecValid=False included; the
     // condition names the field).
     let mut media: Vec<MediaStatus> = Vec::new();
-    for m in spec.media_types.iter().filter(|m| crate::api::validate::media_type_is_valid(m.as_str())) {
+    for m in spec
+        .media_types
+        .iter()
+        .filter(|m| crate::api::validate::media_type_is_valid(m.as_str()))
+    {
         if !media.iter().any(|x| x.media_type == *m) {
             media.push(old.media(m.as_str()).cloned().unwrap_or_else(|| MediaStatus::new(m.clone())));
         }
@@ -127,7 +138,11 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         });
     }
 
-    let mut actions = out.stage;
+    let mut actions = Vec::new();
+    if payment == Payment::Check {
+        actions.push(Action::EnsureRequesterPays);
+    }
+    actions.extend(out.stage);
     if !out.terminate.is_empty() {
         out.terminate.sort();
         out.terminate.dedup();
@@ -144,12 +159,12 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
 
     // Side effects of the end run only once the terminal status is persisted.
     let mut requeue_after = requeue(&status, &actions, ctx, deadline, now);
+    if let Payment::RetryIn(wait) = payment {
+        requeue_after = Some(requeue_after.map_or(wait, |r| r.min(wait)));
+    }
     if old.phase == DumpPhase::Succeeded && status.phase == DumpPhase::Succeeded && old.dataset_card.is_none() {
         actions.push(Action::WriteDatasetCard);
-        status.dataset_card = Some(format!(
-            "s3://{}/{}/{}/README.md",
-            spec.destination.bucket, spec.destination.prefix, date
-        ));
+        status.dataset_card = Some(format!("s3://{}/{}", spec.destination.bucket, crate::card::card_key(dd, &date)));
         requeue_after = Some(ctx.fast_requeue);
     }
     if old.phase.is_terminal() && spec.notification.as_ref().is_some_and(|n| n.slack.is_some()) {
@@ -174,6 +189,97 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         status: Some(status),
         notes,
         requeue_after,
+    }
+}
+
+/// Where `spec.destination.requesterPays` stands for a dump that may launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Payment {
+    /// Not asked for, or the bucket makes requesters pay: launches may go ahead.
+    Settled,
+    /// Read (and if need be set) the bucket's setting now; nothing launches before.
+    Check,
+    /// The last try was refused: nothing launches, try again after this long.
+    RetryIn(Duration),
+}
+
+/// Requester pays is settled before the first launch: checked at once, and after a refusal
+/// again every poll interval (the status records when it was last tried).
+fn requester_pays(dd: &DataDump, old: &DataDumpStatus, ctx: &PlanContext, now: Timestamp) -> Payment {
+    if !dd.spec.destination.requester_pays {
+        return Payment::Settled;
+    }
+    match &old.requester_pays {
+        Some(rp) if rp.enabled => Payment::Settled,
+        Some(rp) => {
+            let since = now.duration_since(rp.checked_time).as_secs().max(0) as u64;
+            match ctx.poll_interval.as_secs().checked_sub(since) {
+                Some(left) if left > 0 => Payment::RetryIn(Duration::from_secs(left)),
+                _ => Payment::Check,
+            }
+        }
+        None => Payment::Check,
+    }
+}
+
+/// The `RequesterPays` condition (only when the spec asks for it), from what the status
+/// records: True with how to download, or False with what is missing.
+pub fn requester_pays_condition(dd: &DataDump, status: &DataDumpStatus) -> Option<(bool, String, String)> {
+    let d = &dd.spec.destination;
+    if !d.requester_pays {
+        return None;
+    }
+    Some(match &status.requester_pays {
+        Some(rp) if rp.enabled => (
+            true,
+            "Enabled".into(),
+            format!(
+                "bucket {} makes requesters pay; download with: {}",
+                d.bucket,
+                crate::card::download_command(dd, status.dump_date.as_deref())
+            ),
+        ),
+        Some(rp) => (
+            false,
+            "NotAllowed".into(),
+            rp.message.clone().unwrap_or_else(|| "requester pays could not be enabled".into()),
+        ),
+        None => (
+            false,
+            "Checking".into(),
+            format!("checking bucket {}'s request payment setting before the first launch", d.bucket),
+        ),
+    })
+}
+
+/// Sets (or adds) one condition, keeping its transition time while its status stays.
+pub fn set_condition(
+    status: &mut DataDumpStatus,
+    type_: &str,
+    ok: bool,
+    reason: String,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let s = if ok { "True" } else { "False" };
+    let since = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == s)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    let condition = Condition {
+        type_: type_.into(),
+        status: s.into(),
+        reason,
+        message,
+        last_transition_time: since,
+        observed_generation: generation,
+    };
+    match status.conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => *c = condition,
+        None => status.conditions.push(condition),
     }
 }
 
@@ -258,6 +364,12 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
             )
         }
         (DumpPhase::Suspended, _) => "suspended".into(),
+        (DumpPhase::Pending, _) if dd.spec.destination.requester_pays && status.requester_pays.as_ref().is_some_and(|r| !r.enabled) => {
+            format!(
+                "waiting: requester pays not enabled, nothing launched: {}",
+                status.requester_pays.as_ref().and_then(|r| r.message.clone()).unwrap_or_default()
+            )
+        }
         (DumpPhase::Pending, _) if !resolved => "waiting: no instance profile".into(),
         _ => status
             .media
@@ -318,26 +430,13 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
             status.message.clone().unwrap_or_default(),
         ),
     ];
+    let payment = requester_pays_condition(dd, status);
+    // exactly these conditions, in this order (a condition no longer asked for goes)
     let old = std::mem::take(&mut status.conditions);
-    status.conditions = conditions
-        .into_iter()
-        .map(|(type_, ok, reason, message)| {
-            let s = if ok { "True" } else { "False" };
-            let since = old
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == s)
-                .map(|c| c.last_transition_time.clone())
-                .unwrap_or(Time(now));
-            Condition {
-                type_: type_.into(),
-                status: s.into(),
-                reason,
-                message,
-                last_transition_time: since,
-                observed_generation: generation,
-            }
-        })
-        .collect();
+    for (type_, ok, reason, message) in conditions.into_iter().chain(payment.map(|(ok, r, m)| (REQUESTER_PAYS, ok, r, m))) {
+        status.conditions.extend(old.iter().find(|c| c.type_ == type_).cloned());
+        set_condition(status, type_, ok, reason, message, generation, now);
+    }
 }
 
 /// Deletion: terminate every instance of the object, delete staged credentials, and release

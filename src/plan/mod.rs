@@ -20,7 +20,7 @@ use jiff::Timestamp;
 
 use crate::api::{DataDump, SiteDefaults};
 
-pub use dump::{dump_date, plan};
+pub use dump::{dump_date, plan, requester_pays_condition, set_condition};
 pub use media::token_for;
 
 /// The finalizer that guards cleanup (instances, staged credentials).
@@ -263,6 +263,9 @@ pub struct LaunchRequest {
 pub enum Action {
     /// Add the cleanup finalizer (first, before anything can be launched).
     AddFinalizer,
+    /// Make sure the destination bucket makes requesters pay (read the setting, set it when
+    /// it is not); the outcome goes into status (`requesterPays`) when acting settles.
+    EnsureRequesterPays,
     /// Read the connection string from the spec's Secret and store it as an SSM SecureString.
     StageCredentials {
         /// The media type it is staged for.

@@ -89,7 +89,11 @@ fn objects(entries: &[(&str, MediaObjects)]) -> Observed {
 /// `_success` of image's attempt 1 with `files` files.
 fn success(files: u64) -> MediaObjects {
     MediaObjects {
-        success: Some(Ok(Output { files, bytes: files * 100, rows: Some(files * 10) })),
+        success: Some(Ok(Output {
+            files,
+            bytes: files * 100,
+            rows: Some(files * 10),
+        })),
         success_at: Some(at(30)),
         success_token: Some(token_for(UID, "image", 1)),
         ..Default::default()
@@ -196,7 +200,10 @@ fn a_worker_that_failed_before_its_launch_was_recorded_reports_its_own_failure()
     // the status still says Launching: the worker failed within a second, before the status
     // recording it as running was written
     let d = persist(dd(""), &plan(&dd(""), &Observed::default(), &ctx(), t0()));
-    assert!(crate::plan::media_to_observe(&d).contains(&"image".to_string()), "Launching is observed");
+    assert!(
+        crate::plan::media_to_observe(&d).contains(&"image".to_string()),
+        "Launching is observed"
+    );
     let obs = Observed {
         instances: vec![inst("image", 1, InstanceState::Terminated)],
         objects: [("image".to_string(), failure("image", 1, "relation \"image\" does not exist"))].into(),
@@ -427,7 +434,11 @@ fn suspend_terminates_and_resume_starts_a_fresh_attempt_without_spending_a_retry
 fn media_types_that_are_no_identifiers_get_no_status_entry() {
     // stored behind the schema's back: the status schema would refuse the whole status
     let mut d = dd("");
-    d.spec.media_types = vec![MediaType("image".into()), MediaType("Image; DROP".into()), MediaType("image".into())];
+    d.spec.media_types = vec![
+        MediaType("image".into()),
+        MediaType("Image; DROP".into()),
+        MediaType("image".into()),
+    ];
     let p = plan(&d, &Observed::default(), &ctx(), t0());
     let s = p.status.as_ref().unwrap();
     let names: Vec<&str> = s.media.iter().map(|m| m.media_type.as_str()).collect();
@@ -630,4 +641,92 @@ fn another_dumps_success_under_the_same_prefix_is_not_ours() {
     let mut obs = objects(&[("image", untagged)]);
     obs.instances = vec![inst("image", 1, InstanceState::Running)];
     assert_eq!(media(&plan(&d, &obs, &ctx(), at(60)), "image").phase, MediaPhase::Running);
+}
+
+#[test]
+fn requester_pays_is_settled_before_anything_launches_and_retried_every_poll() {
+    use crate::act::{Done, settle};
+    use crate::api::REQUESTER_PAYS;
+    let condition = |d: &DataDump| {
+        let c = d.status.as_ref().unwrap().condition(REQUESTER_PAYS).unwrap().clone();
+        (c.status, c.reason, c.message)
+    };
+    // not asked: never checked, no condition
+    let p = plan(&dd(""), &Observed::default(), &ctx(), t0());
+    assert!(!p.actions.contains(&Action::EnsureRequesterPays));
+    assert!(p.status.as_ref().unwrap().condition(REQUESTER_PAYS).is_none());
+
+    let mut d = dd("");
+    d.spec.destination.requester_pays = true;
+    let p = plan(&d, &Observed::default(), &ctx(), t0());
+    assert_eq!(
+        p.actions,
+        vec![Action::EnsureRequesterPays],
+        "checked first, nothing staged or launched"
+    );
+    assert_eq!(media(&p, "image").phase, MediaPhase::Pending);
+    assert!(media(&p, "image").token.is_none());
+    // refused: recorded with the fix, a Warning, nothing launched
+    let mut status = p.status.clone();
+    let refused = Done {
+        requester_pays: Some(Err(
+            "PutBucketRequestPayment: AccessDenied: denied; fix: allow s3:PutBucketRequestPayment".into(),
+        )),
+        ..Default::default()
+    };
+    let notes = settle(&d, &mut status, &refused, t0());
+    assert_eq!(
+        notes.iter().map(|n| n.reason.as_str()).collect::<Vec<_>>(),
+        ["RequesterPaysRefused"]
+    );
+    d.status = status;
+    let (s, reason, message) = condition(&d);
+    assert_eq!((s.as_str(), reason.as_str()), ("False", "NotAllowed"));
+    assert!(message.contains("s3:PutBucketRequestPayment"), "{message}");
+    let p = plan(&d, &Observed::default(), &ctx(), at(10));
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(
+        p.requeue_after,
+        Some(Duration::from_secs(20)),
+        "tried again one poll interval later"
+    );
+    assert!(
+        p.status
+            .as_ref()
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("waiting: requester pays not enabled")
+    );
+    let d = persist(d, &p);
+    let p = plan(&d, &Observed::default(), &ctx(), at(30));
+    assert_eq!(p.actions, vec![Action::EnsureRequesterPays]);
+    // enabled: the condition says how to download, and the dump starts
+    let mut status = p.status.clone();
+    let notes = settle(
+        &d,
+        &mut status,
+        &Done {
+            requester_pays: Some(Ok(())),
+            ..Default::default()
+        },
+        at(30),
+    );
+    assert_eq!(
+        notes.iter().map(|n| n.reason.as_str()).collect::<Vec<_>>(),
+        ["RequesterPaysEnabled"]
+    );
+    let mut d = d;
+    d.status = status;
+    let (s, reason, message) = condition(&d);
+    assert_eq!((s.as_str(), reason.as_str()), ("True", "Enabled"));
+    assert!(
+        message.contains("aws s3 cp --recursive --request-payer requester s3://my-datasets/data-dump/"),
+        "{message}"
+    );
+    let p = plan(&d, &Observed::default(), &ctx(), at(31));
+    assert!(!p.actions.contains(&Action::EnsureRequesterPays));
+    assert_eq!(media(&p, "image").phase, MediaPhase::Launching);
+    assert_eq!(condition(&persist(d, &p)).0, "True", "the condition stays once the dump runs");
 }

@@ -96,7 +96,7 @@ pub(super) async fn drive<C: Compute>(
                 terminated.extend(done.terminated.iter().cloned());
                 let mut status = plan.status.clone();
                 let mut notes = plan.notes.clone();
-                notes.extend(act::settle(&mut status, &done, now));
+                notes.extend(act::settle(&dd, &mut status, &done, now));
                 if let Some(s) = status {
                     dd.status = Some(s);
                 }

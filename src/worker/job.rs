@@ -48,6 +48,9 @@ pub struct Job {
     pub key_prefix: String,
     /// The bucket's region.
     pub s3_region: String,
+    /// The bucket makes requesters pay: every S3 call says `x-amz-request-payer: requester`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requester_pays: bool,
     /// The region of the SSM parameter.
     pub region: String,
     /// The SSM SecureString parameter holding the connection string.
@@ -89,6 +92,15 @@ pub struct OdbcJob {
 }
 
 impl Job {
+    /// The destination bucket as the backends address it.
+    pub fn bucket(&self) -> crate::backend::Bucket<'_> {
+        crate::backend::Bucket {
+            name: &self.bucket,
+            region: Some(&self.s3_region),
+            requester_pays: self.requester_pays,
+        }
+    }
+
     /// Builds the job of a worker run, checking what the worker relies on.
     pub fn new(w: &WorkerJob<'_>) -> Result<Job, RenderError> {
         let media = w.media_type.as_str();
@@ -132,6 +144,7 @@ impl Job {
             bucket: spec.destination.bucket.clone(),
             key_prefix: contract::media_prefix(&spec.destination.prefix, date, media),
             s3_region: spec.destination.region.clone().unwrap_or_else(|| w.region.to_string()),
+            requester_pays: spec.destination.requester_pays,
             region: w.region.to_string(),
             ssm_parameter: w.ssm_parameter.to_string(),
             engine: spec.engine,

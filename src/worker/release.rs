@@ -116,7 +116,13 @@ impl WorkerRelease {
     }
 
     /// Makes sure the binary is in the bucket; returns its key.
-    async fn publish<S: ObjectStore>(&self, store: &S, bucket: Bucket<'_>, dataset_prefix: &str, bin: &LocalBinary) -> Result<String, ReleaseError> {
+    async fn publish<S: ObjectStore>(
+        &self,
+        store: &S,
+        bucket: Bucket<'_>,
+        dataset_prefix: &str,
+        bin: &LocalBinary,
+    ) -> Result<String, ReleaseError> {
         let key = format!("{dataset_prefix}_datadump/bin/{}/{}", bin.sha256, binary_name(bin.arch));
         let id = format!("{}/{key}", bucket.name);
         if self.published.lock().expect("published").contains(&id) {
@@ -136,10 +142,7 @@ impl WorkerRelease {
     /// Prepares a launch: binary in the bucket, the job next to the output, the bootstrap.
     pub async fn user_data<S: ObjectStore>(&self, store: &S, job: &Job, arch: Arch) -> Result<String, ReleaseError> {
         let bin = self.binary(arch).ok_or(RenderError::NoBinary(arch.as_str()))?;
-        let bucket = Bucket {
-            name: &job.bucket,
-            region: Some(&job.s3_region),
-        };
+        let bucket = job.bucket();
         // PREFIX/ of PREFIX/DATE/MEDIA/
         let segments: Vec<&str> = job.key_prefix.trim_end_matches('/').split('/').collect();
         let dataset_prefix = match segments.len() {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, RequestPayer};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::sink::{PartInfo, PartSink, PartWriter, Progress, SinkError, hex, part_name};
 use crate::aws::call;
+use crate::backend::Bucket;
 
 /// The default multipart part size (S3's minimum is 5 MiB; 10,000 parts of 16 MiB allow
 /// files up to 156 GiB).
@@ -30,6 +31,7 @@ pub const PARQUET_CONTENT_TYPE: &str = "application/vnd.apache.parquet";
 pub struct S3Sink {
     client: Client,
     bucket: String,
+    payer: Option<RequestPayer>,
     key_prefix: String,
     media_type: String,
     part_size: usize,
@@ -41,10 +43,11 @@ pub struct S3Sink {
 
 impl S3Sink {
     /// A sink; must be created inside the Tokio runtime that will run the uploads.
-    pub fn new(client: Client, bucket: &str, key_prefix: &str, media_type: &str, part_size: usize, progress: Arc<Progress>) -> Self {
+    pub fn new(client: Client, bucket: Bucket<'_>, key_prefix: &str, media_type: &str, part_size: usize, progress: Arc<Progress>) -> Self {
         S3Sink {
             client,
-            bucket: bucket.into(),
+            bucket: bucket.name.into(),
+            payer: bucket.requester_pays.then_some(RequestPayer::Requester),
             key_prefix: key_prefix.into(),
             media_type: media_type.into(),
             part_size: part_size.max(5 << 20),
@@ -73,6 +76,7 @@ enum Msg {
 struct Upload {
     client: Client,
     bucket: String,
+    payer: Option<RequestPayer>,
     key: String,
 }
 
@@ -89,6 +93,7 @@ impl Upload {
             .client
             .put_object()
             .bucket(&self.bucket)
+            .set_request_payer(self.payer.clone())
             .key(&self.key)
             .content_type(PARQUET_CONTENT_TYPE)
             .body(ByteStream::from(body));
@@ -100,6 +105,7 @@ impl Upload {
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
+            .set_request_payer(self.payer.clone())
             .key(&self.key)
             .content_type(PARQUET_CONTENT_TYPE);
         let out = call("CreateMultipartUpload", req.send()).await.map_err(|e| self.error(e))?;
@@ -111,6 +117,7 @@ impl Upload {
             .client
             .upload_part()
             .bucket(&self.bucket)
+            .set_request_payer(self.payer.clone())
             .key(&self.key)
             .upload_id(id)
             .part_number(n)
@@ -124,14 +131,24 @@ impl Upload {
             .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
+            .set_request_payer(self.payer.clone())
             .key(&self.key)
             .upload_id(id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
-        call("CompleteMultipartUpload", req.send()).await.map(|_| ()).map_err(|e| self.error(e))
+        call("CompleteMultipartUpload", req.send())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e))
     }
 
     async fn abort(&self, id: &str) {
-        let req = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(id);
+        let req = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .set_request_payer(self.payer.clone())
+            .key(&self.key)
+            .upload_id(id);
         match call("AbortMultipartUpload", req.send()).await {
             Ok(_) => tracing::info!(key = %self.key, "aborted the unfinished upload"),
             Err(e) => tracing::warn!(key = %self.key, error = %e, "could not abort the unfinished upload"),
@@ -263,6 +280,7 @@ impl PartSink for S3Sink {
         let upload = Upload {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
+            payer: self.payer.clone(),
             key: key.clone(),
         };
         let task = self.runtime.spawn(upload.run(rx));

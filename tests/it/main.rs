@@ -13,6 +13,7 @@ mod install;
 mod kube_harness;
 mod kubectl;
 mod pg_engine;
+mod publish;
 mod run;
 mod ship;
 mod soak;

@@ -76,11 +76,17 @@ impl World {
     /// it; stdout and stderr go to files.
     fn start(&self, media: &str, spec_extra: &str) -> tokio::process::Child {
         let file = self.dir.path().join("dump.yaml");
+        // `spec_extra` may name its own destination
+        let destination = if spec_extra.contains("  destination:") {
+            String::new()
+        } else {
+            format!("  destination: {{bucket: {BUCKET}, prefix: data-dump}}\n")
+        };
         std::fs::write(
             &file,
             format!(
                 "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata: {{name: it, namespace: test}}\nspec:\n  \
-                 mediaTypes: [{media}]\n  destination: {{bucket: {BUCKET}, prefix: data-dump}}\n  \
+                 mediaTypes: [{media}]\n{destination}  \
                  database: {{connectionSecretRef: {{name: db, key: connectionString}}}}\n  \
                  instance: {{iamInstanceProfile: worker}}\n{spec_extra}"
             ),
@@ -168,7 +174,6 @@ impl World {
     }
 }
 
-
 /// Processes whose command line mentions `needle`, as (pid, process group, command line).
 fn processes_mentioning(needle: &str) -> Vec<(u32, u32, String)> {
     std::fs::read_dir("/proc")
@@ -238,7 +243,9 @@ fn parquet_rows(bytes: Vec<u8>) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dump_runs_to_success_without_a_cluster() {
     let w = World::new().await;
-    let run = w.run("image, audio", "  output: {fileSizeThreshold: 1MiB, rowGroupSize: 1MiB}\n").await;
+    let run = w
+        .run("image, audio", "  output: {fileSizeThreshold: 1MiB, rowGroupSize: 1MiB}\n")
+        .await;
     assert_eq!(run.status.code(), Some(0), "{}", run.output());
 
     // the summary: a table with each media type's rows, and the dump's result
@@ -289,12 +296,20 @@ async fn a_dump_runs_to_success_without_a_cluster() {
         })
         .map(|e| std::fs::read_to_string(e.path().join("console.log")).unwrap())
         .collect();
-    assert_eq!(logs.matches("read the connection string parameter=/datadump/run-").count(), 2, "{logs}");
+    assert_eq!(
+        logs.matches("read the connection string parameter=/datadump/run-").count(),
+        2,
+        "{logs}"
+    );
     assert_eq!(w.staged_parameters().await, Vec::<String>::new());
 
     // the password is nowhere in the output (logging at trace level, which is not vacuous: the
     // AWS SDK's staging call is in it), nor in the workers' files
-    assert!(run.stderr.contains("TRACE") && run.stderr.contains("PutParameter"), "{}", run.stderr.len());
+    assert!(
+        run.stderr.contains("TRACE") && run.stderr.contains("PutParameter"),
+        "{}",
+        run.stderr.len()
+    );
     let password = w.pg.password();
     assert!(!run.output().contains(password), "{}", run.output());
     assert!(!run.output().contains("password="), "{}", run.output());
@@ -409,7 +424,10 @@ async fn ctrl_c_with_ec2_workers_terminates_the_instances() {
         .args(["--poll-interval", "300ms"])
         .env_clear()
         .envs(moto.child_env())
-        .env("DATADUMP_WORKER_BINARIES_DIR", crate::support::cluster::worker_binaries_dir(dir.path()))
+        .env(
+            "DATADUMP_WORKER_BINARIES_DIR",
+            crate::support::cluster::worker_binaries_dir(dir.path()),
+        )
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(&stderr).unwrap())
@@ -491,4 +509,198 @@ async fn ctrl_c_with_ec2_workers_terminates_the_instances() {
         .unwrap();
     assert!(left.parameters().is_empty(), "{left:?}");
     assert!(!out.contains("ec2-test-secret"), "{out}");
+}
+
+/// `datadump handoff` on the moto-served dump: exit code and report.
+async fn handoff(w: &World, args: &[&str]) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_datadump"))
+        .arg("handoff")
+        .args(args)
+        .env_clear()
+        .envs(w.moto.child_env())
+        .env("DATADUMP_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+/// Publishing, end to end: a dump into a Requester Pays bucket with a dataset card. The bucket
+/// is made Requester Pays, the card is read by the dataset host's own libraries
+/// (`huggingface_hub.DatasetCard`, `datasets.load_dataset`, offline, on a local copy of the
+/// dump) with every table's rows and types — a part left by an earlier attempt beside the
+/// output is not loaded — and `datadump handoff` finds the dump complete, then reports a
+/// deleted part, a truncated part and a changed part each as a failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_published_dump_loads_with_the_hosts_libraries_and_handoff_checks_every_file() {
+    let w = World::new().await;
+    w.pg.psql(
+        DB,
+        "COMMENT ON TABLE image IS 'Openly licensed images'; COMMENT ON COLUMN image.title IS 'The title at the source'; \
+         COMMENT ON COLUMN image.provider IS 'replaced by the spec';",
+    );
+    let s3 = w.moto.s3().await;
+    let date = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    let dump = format!("data-dump/{date}/");
+    // what an earlier, failed attempt could have left: a complete Parquet file the manifest does not list
+    let stale = format!("{dump}image/image_09.parquet");
+    s3.put_object()
+        .bucket(BUCKET)
+        .key(&stale)
+        .body(crate::support::cluster::parquet_file(500).into())
+        .send()
+        .await
+        .unwrap();
+
+    let run = w
+        .run(
+            "image, audio",
+            &format!(
+                "  destination: {{bucket: {BUCKET}, prefix: data-dump, requesterPays: true}}\n  \
+                 output: {{fileSizeThreshold: 1MiB, rowGroupSize: 1MiB}}\n  datasetCard:\n    \
+                 prettyName: Openverse sample\n    license: other\n    terms: Each record carries its own license.\n    \
+                 gated:\n      prompt: Agree to the terms\n      fields:\n      - {{name: Affiliation}}\n      \
+                 - {{name: I agree, type: checkbox}}\n    columns: {{provider: Where it comes from, audio.title: Track title}}\n"
+            ),
+        )
+        .await;
+    assert_eq!(run.status.code(), Some(0), "{}\n{}", run.output(), w.worker_logs());
+    let payer = s3.get_bucket_request_payment().bucket(BUCKET).send().await.unwrap();
+    assert_eq!(
+        payer.payer(),
+        Some(&aws_sdk_s3::types::Payer::Requester),
+        "the bucket makes requesters pay"
+    );
+
+    // a local copy of the dump's folder, as `aws s3 cp --recursive` makes it
+    let copy = w.dir.path().join("copy").join(&date);
+    for key in w.keys().await.iter().filter(|k| k.starts_with(&dump)) {
+        let path = copy.join(key.strip_prefix(&dump).unwrap());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, w.get(key).await).unwrap();
+    }
+    let readme = std::fs::read_to_string(copy.join("README.md")).expect("the card is next to the data");
+    let out = std::process::Command::new(crate::support::moto::venv_bin().join("python"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hf/load_card.py"))
+        .arg(&copy)
+        .env("HF_HOME", w.dir.path().join("hf"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the dataset host's libraries refused the dump:\n{stderr}\n--- README.md\n{readme}"
+    );
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let card = &found["card"];
+    assert_eq!(card["pretty_name"], "Openverse sample", "{card}");
+    assert_eq!(card["license"], "other");
+    assert_eq!(card["size_categories"], serde_json::json!(["1K<n<10K"]));
+    assert_eq!(card["extra_gated_prompt"], "Agree to the terms");
+    assert_eq!(
+        card["extra_gated_fields"],
+        serde_json::json!({"Affiliation": "text", "I agree": "checkbox"})
+    );
+    assert_eq!(found["text_has_title"], true);
+    for (media, rows) in [
+        ("image", w.count("SELECT count(*) FROM image")),
+        ("audio", w.count("SELECT count(*) FROM audio")),
+    ] {
+        let config = &found["configs"][media];
+        assert_eq!(
+            config["rows"], rows,
+            "{media}: rows load_dataset sees, stale part excluded: {found}"
+        );
+    }
+    let image = &found["configs"]["image"]["features"];
+    for (column, ty) in [
+        ("id", "int32"),
+        ("title", "string"),
+        ("created_on", "timestamp[us, tz=UTC]"),
+        ("watermarked", "bool"),
+        ("standardized_popularity", "float64"),
+    ] {
+        assert!(image[column].as_str().is_some_and(|t| t.contains(ty)), "{column}: {image}");
+    }
+    assert!(
+        image["keywords"]
+            .as_str()
+            .is_some_and(|t| t.contains("List") && t.contains("string")),
+        "{image}"
+    );
+
+    // the card's text: how to download, the database's and the spec's descriptions, checksums
+    assert!(
+        readme.contains(&format!(
+            "aws s3 cp --recursive --request-payer requester s3://{BUCKET}/{dump} ./{date}/"
+        )),
+        "{readme}"
+    );
+    assert!(readme.contains("Openly licensed images"), "{readme}");
+    assert!(
+        readme.contains("| `title` | string | text | yes | The title at the source |"),
+        "{readme}"
+    );
+    assert!(
+        readme.contains("| `provider` | string | character varying(80) | yes | Where it comes from |"),
+        "{readme}"
+    );
+    assert!(readme.contains("| `title` | string | text | yes | Track title |"), "{readme}");
+    assert!(readme.contains("## Terms\n\nEach record carries its own license."), "{readme}");
+    assert!(!readme.contains("image_09"), "{readme}");
+    let manifest: serde_json::Value = serde_json::from_slice(&w.get(&format!("{dump}audio/_manifest.json")).await).unwrap();
+    for f in manifest["files"].as_array().unwrap() {
+        assert!(readme.contains(f["sha256"].as_str().unwrap()), "{readme}");
+    }
+
+    // handoff: complete, with the grant for a reader; then each kind of damage, undone after
+    let uri = format!("s3://{BUCKET}/{dump}");
+    let (code, report) = handoff(
+        &w,
+        &[&uri, "--requester-pays", "--grant-read", "arn:aws:iam::123456789012:role/reader"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.contains("complete: 2/2 media types verified"), "{report}");
+    let policy: serde_json::Value = serde_json::from_str(&report[report.find("{\n").expect("a policy")..]).unwrap();
+    assert_eq!(policy["Statement"][1]["Resource"], format!("arn:aws:s3:::{BUCKET}/{dump}*"));
+    assert_eq!(policy["Statement"][0]["Principal"]["AWS"], "arn:aws:iam::123456789012:role/reader");
+    let file = w.dir.path().join("dump.yaml").display().to_string();
+    let (code, report) = handoff(&w, &["-f", &file, "--date", &date]).await;
+    assert_eq!(code, Some(0), "the DataDump file names the same dump: {report}");
+
+    let part = |media: &str| format!("{dump}{media}/{media}_01.parquet");
+    let put = |key: String, body: Vec<u8>| {
+        let s3 = s3.clone();
+        async move { s3.put_object().bucket(BUCKET).key(key).body(body.into()).send().await.unwrap() }
+    };
+    let original = w.get(&part("audio")).await;
+    s3.delete_object().bucket(BUCKET).key(part("audio")).send().await.unwrap();
+    let (code, report) = handoff(&w, &[&uri]).await;
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains(&format!("{} is in the manifest but missing from S3", part("audio"))) && report.contains("INCOMPLETE"),
+        "{report}"
+    );
+    put(part("audio"), original.clone()).await;
+
+    let original = w.get(&part("image")).await;
+    put(part("image"), original[..original.len() / 2].to_vec()).await;
+    let (code, report) = handoff(&w, &[&uri]).await;
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.contains("(truncated upload?)"), "{report}");
+
+    let mut changed = original.clone();
+    changed[original.len() / 3] ^= 0x5a;
+    put(part("image"), changed).await;
+    let (code, report) = handoff(&w, &[&uri]).await;
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("SHA-256") && report.contains("the file changed after the dump"),
+        "{report}"
+    );
+    put(part("image"), original).await;
+    let (code, report) = handoff(&w, &[&uri]).await;
+    assert_eq!(code, Some(0), "restored: {report}");
 }

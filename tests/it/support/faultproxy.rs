@@ -63,6 +63,9 @@ pub enum FaultKind {
     ServerError,
     /// The call is forwarded and takes effect, but the caller gets a 500 (a lost response).
     LostResponse,
+    /// The caller may not make this call: 403 `AccessDenied` (S3; what IAM answers when the
+    /// policy lacks the action), not forwarded.
+    AccessDenied,
 }
 
 /// Which of the kinds a share of faults uses.
@@ -416,6 +419,8 @@ fn api_of(service: Service, method: &Method, path: &str, query: &str, headers: &
             let has = |q: &str| query.split('&').any(|kv| kv == q || kv.starts_with(&format!("{q}=")));
             let name = match (method.as_str(), segs.len()) {
                 ("GET", 0) => "ListBuckets",
+                ("GET", 1) if has("requestPayment") => "GetBucketRequestPayment",
+                ("PUT", 1) if has("requestPayment") => "PutBucketRequestPayment",
                 ("GET", 1) if has("list-type") => "ListObjectsV2",
                 ("GET", 1) => "ListObjects",
                 ("HEAD", 1) => "HeadBucket",
@@ -512,6 +517,13 @@ fn fault_response(service: Service, kind: FaultKind, method: &Method, n: usize) 
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message><RequestId>{request_id}</RequestId></Error>"
             ),
         ),
+        (_, FaultKind::AccessDenied) => (
+            403,
+            "application/xml",
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>User: arn:aws:sts::123456789012:assumed-role/datadump-controller is not authorized to perform this action</Message><RequestId>{request_id}</RequestId></Error>"
+            ),
+        ),
         (Service::Ssm | Service::OtherJson, FaultKind::Throttle) => (
             400,
             "application/x-amz-json-1.1",
@@ -600,7 +612,9 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         }
     };
     let response = match (fault, replay) {
-        (Some(FaultKind::Throttle | FaultKind::ServerError), _) => fault_response(service, fault.unwrap(), &parts.method, index),
+        (Some(kind @ (FaultKind::Throttle | FaultKind::ServerError | FaultKind::AccessDenied)), _) => {
+            fault_response(service, kind, &parts.method, index)
+        }
         (Some(FaultKind::LostResponse), Some(_)) => {
             known_token();
             fault_response(service, FaultKind::LostResponse, &parts.method, index)

@@ -1,6 +1,8 @@
-//! The AWS emulator: a real `moto_server` child process on a free loopback port, one per test,
-//! killed on drop. Looked up as `$MOTO_SERVER`, then `.venv/bin/moto_server` (made by
-//! `scripts/setup.sh`), then `PATH`.
+//! The AWS emulator: a real moto server child process on a free loopback port, one per test,
+//! killed on drop. `$MOTO_SERVER` when set; otherwise moto's own server started through
+//! `tests/moto/moto_server.py` with the venv's Python (made by `scripts/setup.sh`), which adds
+//! the two S3 calls of Requester Pays that moto lacks (GetBucketRequestPayment and
+//! PutBucketRequestPayment, on moto's own bucket model).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -25,19 +27,22 @@ pub fn path_with_venv() -> String {
     format!("{}:{}", venv_bin().display(), std::env::var("PATH").unwrap_or_default())
 }
 
-fn moto_binary() -> PathBuf {
+/// The command that starts moto (program and leading arguments).
+fn moto_command() -> Command {
     if let Ok(p) = std::env::var("MOTO_SERVER") {
-        return p.into();
+        return Command::new(p);
     }
-    let venv = venv_bin().join("moto_server");
-    if venv.exists() { venv } else { "moto_server".into() }
+    let python = venv_bin().join("python");
+    let mut cmd = Command::new(if python.exists() { python } else { "python3".into() });
+    cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/moto/moto_server.py"));
+    cmd
 }
 
 impl Moto {
     /// Starts moto and waits until it answers.
     pub async fn start() -> Moto {
         let port = free_port();
-        let child = Command::new(moto_binary())
+        let child = moto_command()
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
