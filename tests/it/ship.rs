@@ -72,12 +72,12 @@ async fn one_slack_message_with_the_s3_prefixes_and_a_dataset_card() {
     assert_eq!(uri, format!("s3://{BUCKET}/{card_key}"));
     let card = w.get_object(&card_key).await;
     let card = String::from_utf8(card.to_vec()).unwrap();
-    assert!(card.starts_with("---\nconfigs:\n"), "{card}");
+    assert!(card.starts_with("---\nsize_categories:\n- n<1K\nconfigs:\n"), "{card}");
     assert!(
-        card.contains("config_name: image") && card.contains("path: \"audio/*.parquet\""),
-        "{card}"
+        card.contains("config_name: image") && card.contains("  - audio/audio_01.parquet\n    - audio/audio_02.parquet\n"),
+        "the card lists exactly the manifest's files: {card}"
     );
-    assert!(card.contains("| `id` | INT64 |"), "columns read from the Parquet schema: {card}");
+    assert!(card.contains("| `id` | int64 |  | no |"), "columns read from the Parquet schema: {card}");
     assert!(card.contains("15 rows in 2 file(s)") && card.contains("as-is"), "{card}");
 
     // a restarted controller does not send it again
