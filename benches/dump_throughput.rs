@@ -5,7 +5,7 @@
 //! 2. **binary floor**: the same with `(FORMAT binary)` — what the native engine reads;
 //! 3. **native, 1 stream** and 4. **native, 2 streams**: the project's engine
 //!    (`datadump::worker::pg::export`) through `target/release/examples/pg_export` into local
-//!    files, with the worker's defaults: zstd, 64 MiB row groups (`DEFAULT_ROW_GROUP_BYTES`),
+//!    files, with the worker's defaults: zstd, 16 MiB row groups (`DEFAULT_ROW_GROUP_BYTES`),
 //!    2 GiB files;
 //! 5. **odbc2parquet**: `odbc2parquet query` with the worker's flags (`odbc2parquet_args`) and
 //!    ODBC driver options (`driver_options`: cursor fetching etc.), `PGTZ=UTC`, into a temp dir;

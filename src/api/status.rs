@@ -248,7 +248,8 @@ pub struct DataDumpStatus {
     /// The DATE folder (`YYYY-MM-DD`, UTC), fixed when the dump starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dump_date: Option<String>,
-    /// When the first worker was launched; the deadline counts from here.
+    /// When the first attempt's token was recorded (right before its launch); the deadline
+    /// counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
     /// `startTime + spec.timeout`.

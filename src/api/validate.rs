@@ -225,7 +225,7 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
     if r.0.is_empty() { Ok(()) } else { Err(r.0) }
 }
 
-/// Room for the real values (staged parameter name, token, deadline) that the preview shows
+/// Room for the real values (presigned URLs, token, deadline) that the preview shows
 /// as placeholders.
 const USER_DATA_MARGIN: usize = 256;
 

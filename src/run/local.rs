@@ -45,7 +45,7 @@ pub struct LocalSettings {
 
 struct Worker {
     instance: Instance,
-    /// The script's process; `None` once it has been waited for.
+    /// The worker's process; `None` once it has been waited for.
     child: Option<Child>,
     /// Its process group (the script's pid).
     pgid: u32,
@@ -102,7 +102,7 @@ fn worker_tree(pgid: u32) -> Vec<u32> {
     }
 }
 
-/// Worker scripts as child processes.
+/// `datadump worker` processes as the compute backend.
 #[derive(Clone)]
 pub struct LocalCompute {
     settings: Arc<LocalSettings>,

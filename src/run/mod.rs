@@ -5,7 +5,7 @@
 //!
 //! - `mod.rs`: settings, loading the DataDump, checks before anything is launched;
 //! - `drive.rs`: the observe → plan → act loop and its signal handling;
-//! - `local.rs`: the `local` compute backend (worker scripts as child processes);
+//! - `local.rs`: the `local` compute backend (`datadump worker` child processes);
 //! - `view.rs`: the live view and the summary table.
 
 mod drive;

@@ -130,7 +130,7 @@ pub struct ManifestFile {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
-    /// Lower-case hex SHA-256 of the object (also in its `x-amz-meta-sha256`).
+    /// Lower-case hex SHA-256 of the object (`datadump handoff` reads every file through to check it).
     pub sha256: String,
     /// Rows in the part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
