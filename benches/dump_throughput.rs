@@ -491,7 +491,7 @@ fn mib(bytes: f64) -> String {
 /// `1234567` → `1,234,567`.
 fn thousands(n: u64) -> String {
     let s = n.to_string();
-    let comma = |i: usize| (i > 0 && (s.len() - i) % 3 == 0).then_some(',');
+    let comma = |i: usize| (i > 0 && (s.len() - i).is_multiple_of(3)).then_some(',');
     s.chars().enumerate().flat_map(|(i, c)| comma(i).into_iter().chain([c])).collect()
 }
 
@@ -549,8 +549,11 @@ struct Facts {
     size: String,
     load: (String, String),
     notes: Vec<&'static str>,
-    memory: Option<(u64, String, Duration, Vec<(Method, Sample)>)>,
+    memory: Option<MemoryRun>,
 }
+
+/// The memory run: rows, the table's size, its load time and a sample per method.
+type MemoryRun = (u64, String, Duration, Vec<(Method, Sample)>);
 
 fn report(b: &Bench, samples: &[(Method, Sample)], f: &Facts) -> String {
     let floor = median(

@@ -376,10 +376,10 @@ fn check_output(r: &mut Report, spec: &DataDumpSpec) {
         ("spec.output.fileSizeThreshold", &o.file_size_threshold, "2GiB or 512MiB"),
         ("spec.output.rowGroupSize", &o.row_group_size, "64MiB"),
     ] {
-        if let Some(v) = value {
-            if !p.size.is_match(v) || super::spec::parse_size(v).is_none() {
-                r.add(field, format!("{} is not a size", quote(v)), format!("a size like {example}"));
-            }
+        if let Some(v) = value
+            && (!p.size.is_match(v) || super::spec::parse_size(v).is_none())
+        {
+            r.add(field, format!("{} is not a size", quote(v)), format!("a size like {example}"));
         }
     }
     if let Some(v) = o.row_group_size.as_deref().and_then(super::spec::parse_size)

@@ -327,7 +327,7 @@ where
     }
     let mut notes = plan.notes.clone();
     let mut status = plan.status.clone();
-    notes.extend(act::settle(&dd, &mut status, &done, now));
+    notes.extend(act::settle(dd, &mut status, &done, now));
     let reference = dd.object_ref(&());
     for note in &notes {
         let event = Event {

@@ -75,7 +75,9 @@ pub enum RenderError {
     )]
     NoBinary(&'static str),
     /// The user data would exceed EC2's limit.
-    #[error("the worker user data would be {size} bytes, more than EC2's limit of {limit}; shorten spec.destination.prefix (the presigned URLs carry it)")]
+    #[error(
+        "the worker user data would be {size} bytes, more than EC2's limit of {limit}; shorten spec.destination.prefix (the presigned URLs carry it)"
+    )]
     TooLarge {
         /// The rendered size in bytes.
         size: usize,

@@ -173,17 +173,34 @@ async fn version() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// What one odbc2parquet run reads and where it works.
+pub struct OdbcRun<'a> {
+    /// The ODBC connection string.
+    pub conn: &'a str,
+    /// The query, placeholders replaced.
+    pub query: &'a str,
+    /// The table (names the parts).
+    pub media_type: &'a str,
+    /// The engine's settings from the job.
+    pub job: &'a OdbcJob,
+    /// Where odbc2parquet writes its parts before they are uploaded.
+    pub workdir: &'a Path,
+}
+
 /// Runs odbc2parquet for `query` and uploads its parts. `redact` removes secrets from a line.
 pub async fn export(
-    conn: &str,
-    query: &str,
-    media_type: &str,
-    job: &OdbcJob,
-    workdir: &Path,
+    run: OdbcRun<'_>,
     sink: Arc<dyn PartSink>,
     progress: Arc<Progress>,
     redact: impl Fn(&str) -> String + Send + Sync + 'static,
 ) -> Result<OdbcSummary, OdbcError> {
+    let OdbcRun {
+        conn,
+        query,
+        media_type,
+        job,
+        workdir,
+    } = run;
     let version = version().await;
     if version != job.version {
         tracing::warn!(found = %version, expected = %job.version, "odbc2parquet is not the version the spec names");

@@ -370,17 +370,15 @@ impl Ctx {
                     .ok_or_else(|| WorkerError::Job("the job has no odbc2parquet settings".into()))?;
                 super::odbc::passwords(conn).into_iter().for_each(|p| self.secrets.add(p));
                 let secrets = self.secrets.clone();
-                let summary = super::odbc::export(
+                let query = job.rendered_query();
+                let run = super::odbc::OdbcRun {
                     conn,
-                    &job.rendered_query(),
-                    &job.media_type,
-                    o,
-                    &self.args.workdir,
-                    sink,
-                    self.progress.clone(),
-                    move |line| secrets.redact(line),
-                )
-                .await?;
+                    query: &query,
+                    media_type: &job.media_type,
+                    job: o,
+                    workdir: &self.args.workdir,
+                };
+                let summary = super::odbc::export(run, sink, self.progress.clone(), move |line| secrets.redact(line)).await?;
                 Ok(Output {
                     parts: summary.parts,
                     columns: Vec::new(),

@@ -77,7 +77,10 @@ async fn one_slack_message_with_the_s3_prefixes_and_a_dataset_card() {
         card.contains("config_name: image") && card.contains("  - audio/audio_01.parquet\n    - audio/audio_02.parquet\n"),
         "the card lists exactly the manifest's files: {card}"
     );
-    assert!(card.contains("| `id` | int64 |  | no |"), "columns read from the Parquet schema: {card}");
+    assert!(
+        card.contains("| `id` | int64 |  | no |"),
+        "columns read from the Parquet schema: {card}"
+    );
     assert!(card.contains("15 rows in 2 file(s)") && card.contains("as-is"), "{card}");
 
     // a restarted controller does not send it again

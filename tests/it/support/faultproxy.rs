@@ -467,7 +467,7 @@ fn fault_for(inner: &Inner, api: &str) -> (Option<FaultKind>, Duration) {
         Schedule::Never => false,
         Schedule::EveryNth(n) => {
             s.seen += 1;
-            s.seen % n == 0
+            s.seen.is_multiple_of(n)
         }
         Schedule::Seeded { ratio, .. } => s.rng.f64() < ratio,
     };
