@@ -156,14 +156,21 @@ async fn seed_running(w: &World, n: usize) {
                         "attemptStartTime": now, "instanceId": id, "instanceState": "running", "credentialsStaged": true}));
                 }
                 let status = serde_json::json!({"status": {"phase": "Running", "dumpDate": date, "startTime": now, "media": media}});
-                w.dumps().patch_status(&name, &Default::default(), &kube::api::Patch::Merge(status)).await.unwrap();
+                w.dumps()
+                    .patch_status(&name, &Default::default(), &kube::api::Patch::Merge(status))
+                    .await
+                    .unwrap();
             }
         })
         .await;
 }
 
 async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seeded: bool) -> Row {
-    let mut row = Row { n, seeded, ..Row::default() };
+    let mut row = Row {
+        n,
+        seeded,
+        ..Row::default()
+    };
     let mut w = World::start().await;
     let proxy = FaultProxy::start(&w.moto.endpoint).await;
     let poll_text = format!("{}ms", poll.as_millis());
@@ -197,8 +204,15 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
         let mut seen = 0;
         while seen < n && started.elapsed() < max_launch {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            seen = all(&w).await.iter().filter(|d| d.status.as_ref().is_some_and(|s| s.observed_generation.is_some())).count();
-            eprint!("\r  N={n}: {seen}/{n} dumps reconciled after {:.0} s   ", started.elapsed().as_secs_f64());
+            seen = all(&w)
+                .await
+                .iter()
+                .filter(|d| d.status.as_ref().is_some_and(|s| s.observed_generation.is_some()))
+                .count();
+            eprint!(
+                "\r  N={n}: {seen}/{n} dumps reconciled after {:.0} s   ",
+                started.elapsed().as_secs_f64()
+            );
         }
         eprintln!();
         row.first_pass = Some(started.elapsed());
@@ -249,15 +263,8 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
         .for_each_concurrent(16, |(d, m)| async move { write_progress(w, d, m).await })
         .await;
     tokio::time::sleep(poll + poll / 2).await; // every media type has seen its progress once
-    let before = common::histogram(
-        &common::metrics(port).await,
-        "datadump_reconcile_duration_seconds",
-    );
-    let reconciles_before = common::sample(
-        &common::metrics(port).await,
-        "datadump_reconciles_total{result=\"ok\"}",
-    )
-    .unwrap_or(0.0);
+    let before = common::histogram(&common::metrics(port).await, "datadump_reconcile_duration_seconds");
+    let reconciles_before = common::sample(&common::metrics(port).await, "datadump_reconciles_total{result=\"ok\"}").unwrap_or(0.0);
     let cpu_before = pid.and_then(common::cpu_seconds);
     proxy.clear();
     let window_start = Instant::now();
@@ -385,17 +392,38 @@ async fn main() {
     let mut line = |name: &str, f: &dyn Fn(&Row) -> String| {
         t.push_str(&format!("| {name} | {} |\n", rows.iter().map(f).collect::<Vec<_>>().join(" | ")))
     };
-    line("start", &|r| if r.seeded { "seeded as running".into() } else { "launch phase".into() });
+    line("start", &|r| {
+        if r.seeded {
+            "seeded as running".into()
+        } else {
+            "launch phase".into()
+        }
+    });
     line("dumps running (launch phase)", &|r| r.launched.clone());
-    line("seeded: controller's first reconcile of every dump after", &|r| r.first_pass.map_or("n/a".into(), dur));
-    line("launch: all 2N media Running after", &|r| if r.seeded { "n/a (seeded)".into() } else { r.launch.map_or("n/a".into(), dur) });
+    line("seeded: controller's first reconcile of every dump after", &|r| {
+        r.first_pass.map_or("n/a".into(), dur)
+    });
+    line("launch: all 2N media Running after", &|r| {
+        if r.seeded {
+            "n/a (seeded)".into()
+        } else {
+            r.launch.map_or("n/a".into(), dur)
+        }
+    });
     line("launch: per dump, creation → Running p50 / p99", &|r| {
-        if r.seeded { "n/a (seeded)".into() } else { format!("{} / {}", secs(r.to_running.0), secs(r.to_running.1)) }
+        if r.seeded {
+            "n/a (seeded)".into()
+        } else {
+            format!("{} / {}", secs(r.to_running.0), secs(r.to_running.1))
+        }
     });
-    line("launch (seeded: first pass): RunInstances / DescribeInstances / PutParameter calls", &|r| {
-        let c = |k: &str| r.launch_calls.get(k).copied().unwrap_or(0);
-        format!("{} / {} / {}", c("RunInstances"), c("DescribeInstances"), c("PutParameter"))
-    });
+    line(
+        "launch (seeded: first pass): RunInstances / DescribeInstances / PutParameter calls",
+        &|r| {
+            let c = |k: &str| r.launch_calls.get(k).copied().unwrap_or(0);
+            format!("{} / {} / {}", c("RunInstances"), c("DescribeInstances"), c("PutParameter"))
+        },
+    );
     line("steady: window (poll cycles)", &|r| format!("{:.1}", r.cycles));
     for api in &apis {
         line(&format!("steady: {api} per poll cycle"), &|r| {
@@ -426,10 +454,18 @@ async fn main() {
     line("completion: per media, `_success` → Succeeded p50 / p99", &|r| {
         format!("{} / {}", secs(r.to_succeeded.0), secs(r.to_succeeded.1))
     });
-    line("completion: DescribeInstances / TerminateInstances / DeleteParameters calls", &|r| {
-        let c = |k: &str| r.completion_calls.get(k).copied().unwrap_or(0);
-        format!("{} / {} / {}", c("DescribeInstances"), c("TerminateInstances"), c("DeleteParameters"))
-    });
+    line(
+        "completion: DescribeInstances / TerminateInstances / DeleteParameters calls",
+        &|r| {
+            let c = |k: &str| r.completion_calls.get(k).copied().unwrap_or(0);
+            format!(
+                "{} / {} / {}",
+                c("DescribeInstances"),
+                c("TerminateInstances"),
+                c("DeleteParameters")
+            )
+        },
+    );
     line("controller peak RSS (VmHWM)", &|r| mib(r.hwm_kib));
     let notes: Vec<String> = rows
         .iter()

@@ -160,10 +160,18 @@ pub fn settle(status: &mut Option<crate::api::DataDumpStatus>, done: &Done, now:
     use crate::plan::{MAX_NOTIFY_ATTEMPTS, Note, NoteKind};
     let mut notes = Vec::new();
     if let Some(card) = &done.card {
-        notes.push(Note { kind: NoteKind::Normal, reason: "DatasetCardWritten".into(), message: format!("dataset card written to {card}") });
+        notes.push(Note {
+            kind: NoteKind::Normal,
+            reason: "DatasetCardWritten".into(),
+            message: format!("dataset card written to {card}"),
+        });
     }
     match (&done.notify, status.as_mut()) {
-        (Some(Ok(())), _) => notes.push(Note { kind: NoteKind::Normal, reason: "Notified".into(), message: "Slack message sent".into() }),
+        (Some(Ok(())), _) => notes.push(Note {
+            kind: NoteKind::Normal,
+            reason: "Notified".into(),
+            message: "Slack message sent".into(),
+        }),
         (Some(Err(e)), Some(s)) => {
             let n = s.notification.get_or_insert_with(Default::default);
             n.sent = false;
@@ -175,7 +183,11 @@ pub fn settle(status: &mut Option<crate::api::DataDumpStatus>, done: &Done, now:
             } else {
                 format!("Slack message not sent: {e}; will retry")
             };
-            notes.push(Note { kind: NoteKind::Warning, reason: "NotifyFailed".into(), message });
+            notes.push(Note {
+                kind: NoteKind::Warning,
+                reason: "NotifyFailed".into(),
+                message,
+            });
         }
         _ => {}
     }

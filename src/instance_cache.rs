@@ -116,7 +116,12 @@ impl<C: Compute> Compute for InstanceCache<C> {
         if result.is_ok()
             && let Some(s) = self.snapshot.lock().await.as_mut()
         {
-            for i in s.by_owner.values_mut().flatten().filter(|i| instance_ids.contains(&i.id) && i.state.needs_terminate()) {
+            for i in s
+                .by_owner
+                .values_mut()
+                .flatten()
+                .filter(|i| instance_ids.contains(&i.id) && i.state.needs_terminate())
+            {
                 i.state = InstanceState::ShuttingDown;
             }
         } else {
@@ -148,11 +153,21 @@ mod tests {
         }
         async fn launch(&self, req: &LaunchRequest) -> Result<String, BackendError> {
             if self.fail_launch.load(Ordering::SeqCst) {
-                return Err(BackendError::Unavailable { api: "RunInstances", message: "timeout".into() });
+                return Err(BackendError::Unavailable {
+                    api: "RunInstances",
+                    message: "timeout".into(),
+                });
             }
             let id = format!("i-{}", req.token);
             let owner_uid = req.tags[tags::UID].clone();
-            let i = Instance { id: id.clone(), owner_uid, media_type: req.media_type.clone(), attempt: req.attempt, token: req.token.clone(), state: InstanceState::Running };
+            let i = Instance {
+                id: id.clone(),
+                owner_uid,
+                media_type: req.media_type.clone(),
+                attempt: req.attempt,
+                token: req.token.clone(),
+                state: InstanceState::Running,
+            };
             self.instances.lock().unwrap().push(i);
             Ok(id)
         }
@@ -190,7 +205,10 @@ mod tests {
         assert_eq!((seen.len(), seen[0].id.as_str(), seen[0].token.as_str()), (1, id.as_str(), "t1"));
         assert_eq!(inner.describes.load(Ordering::SeqCst), 1, "no refresh needed after our own launch");
         cache.terminate(std::slice::from_ref(&id)).await.unwrap();
-        assert_eq!(cache.instances(InstanceFilter::Owner("a")).await.unwrap()[0].state, InstanceState::ShuttingDown);
+        assert_eq!(
+            cache.instances(InstanceFilter::Owner("a")).await.unwrap()[0].state,
+            InstanceState::ShuttingDown
+        );
     }
 
     #[tokio::test]
@@ -201,7 +219,11 @@ mod tests {
         inner.fail_launch.store(true, Ordering::SeqCst);
         assert!(cache.launch(&request("a", "t1")).await.is_err());
         cache.instances(InstanceFilter::Owner("a")).await.unwrap();
-        assert_eq!(inner.describes.load(Ordering::SeqCst), 2, "a failed launch may still have launched: look again");
+        assert_eq!(
+            inner.describes.load(Ordering::SeqCst),
+            2,
+            "a failed launch may still have launched: look again"
+        );
         tokio::time::sleep(Duration::from_millis(60)).await;
         cache.instances(InstanceFilter::Owner("a")).await.unwrap();
         assert_eq!(inner.describes.load(Ordering::SeqCst), 3, "an old snapshot is refreshed");

@@ -13,7 +13,10 @@ use crate::worker::contract::{self, FailureReport, Manifest, ProgressReport};
 
 /// The destination bucket (with its region when the spec names one).
 pub fn bucket_of(dd: &DataDump) -> Bucket<'_> {
-    Bucket { name: &dd.spec.destination.bucket, region: dd.spec.destination.region.as_deref() }
+    Bucket {
+        name: &dd.spec.destination.bucket,
+        region: dd.spec.destination.region.as_deref(),
+    }
 }
 
 /// The DATE folder the planner will use at `now`.
@@ -110,7 +113,11 @@ fn stage_name(stage: contract::Stage) -> String {
 pub fn failure_summary(r: &FailureReport) -> String {
     if !r.message.trim().is_empty() {
         let cause: String = r.message.trim().chars().take(600).collect();
-        return format!("worker failed in step {} with exit code {}: {cause}", stage_name(r.step), r.exit_code);
+        return format!(
+            "worker failed in step {} with exit code {}: {cause}",
+            stage_name(r.step),
+            r.exit_code
+        );
     }
     let lines: Vec<&str> = r.log_tail.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     // PostgreSQL's own message (ERROR:/FATAL:) says more than the script's summary line
@@ -214,13 +221,19 @@ mod tests {
             time: jiff::Timestamp::UNIX_EPOCH,
         };
         let s = failure_summary(&report);
-        assert!(s.contains("relation \"image\" does not exist") && s.contains("dumping") && s.contains("exit code 1"), "{s}");
+        assert!(
+            s.contains("relation \"image\" does not exist") && s.contains("dumping") && s.contains("exit code 1"),
+            "{s}"
+        );
         // a worker's own message wins over the log
         let report = FailureReport {
             message: "column \"taken_on\" row 7: timestamp 'infinity' has no Parquet counterpart; fix: cast it".into(),
             ..report
         };
         let s = failure_summary(&report);
-        assert!(s.ends_with("row 7: timestamp 'infinity' has no Parquet counterpart; fix: cast it"), "{s}");
+        assert!(
+            s.ends_with("row 7: timestamp 'infinity' has no Parquet counterpart; fix: cast it"),
+            "{s}"
+        );
     }
 }

@@ -214,5 +214,9 @@ pub async fn metrics(port: u16) -> String {
         let text = String::from_utf8_lossy(&raw).into_owned();
         Some(text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
     };
-    tokio::time::timeout(Duration::from_secs(60), fetch).await.ok().flatten().unwrap_or_default()
+    tokio::time::timeout(Duration::from_secs(60), fetch)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }

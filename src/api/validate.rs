@@ -154,6 +154,15 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
     }
 
     check_destination(&mut r, &spec.destination);
+    if let Some(date) = &spec.date
+        && date_is_invalid(date)
+    {
+        r.add(
+            "spec.date",
+            format!("{} is not a calendar date YYYY-MM-DD", quote(date)),
+            "give a real date such as 2026-11-01, or leave it unset for the day the dump starts",
+        );
+    }
     check_query(&mut r, &spec.query);
 
     // database
@@ -221,6 +230,11 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
     if r.0.is_empty() { Ok(()) } else { Err(r.0) }
 }
 
+/// Whether a `spec.date` is anything but a real `YYYY-MM-DD` date.
+pub fn date_is_invalid(date: &str) -> bool {
+    date.len() != 10 || date.parse::<jiff::civil::Date>().is_err()
+}
+
 /// Room for the real values (staged parameter name, token, deadline) that the preview shows
 /// as placeholders.
 const USER_DATA_MARGIN: usize = 256;
@@ -235,14 +249,21 @@ fn check_user_data_size(r: &mut Report, spec: &DataDumpSpec) {
         Ok((script, _)) => script.len(),
         Err(crate::worker::RenderError::TooLarge { size, .. }) => size,
         Err(e) => {
-            r.add("spec", format!("the worker script cannot be rendered: {e}"), "fix the field it names");
+            r.add(
+                "spec",
+                format!("the worker script cannot be rendered: {e}"),
+                "fix the field it names",
+            );
             return;
         }
     };
     if size + USER_DATA_MARGIN > crate::worker::USER_DATA_LIMIT {
         r.add(
             "spec.destination.prefix",
-            format!("makes the worker bootstrap about {size} bytes, over EC2's {} byte user-data limit", crate::worker::USER_DATA_LIMIT),
+            format!(
+                "makes the worker bootstrap about {size} bytes, over EC2's {} byte user-data limit",
+                crate::worker::USER_DATA_LIMIT
+            ),
             "shorten spec.destination.prefix",
         );
     }
@@ -374,11 +395,19 @@ fn check_output(r: &mut Report, spec: &DataDumpSpec) {
     if let Some(v) = o.row_group_size.as_deref().and_then(super::spec::parse_size)
         && !(1 << 20..=4 << 30).contains(&v)
     {
-        r.add("spec.output.rowGroupSize", format!("{v} bytes is outside 1MiB..4GiB"), "use a size like 64MiB");
+        r.add(
+            "spec.output.rowGroupSize",
+            format!("{v} bytes is outside 1MiB..4GiB"),
+            "use a size like 64MiB",
+        );
     }
     if let Some(n) = o.parallelism {
         if !(1..=32).contains(&n) {
-            r.add("spec.output.parallelism", format!("{n} is outside 1..32"), "use 1 to 32 streams, or leave it unset");
+            r.add(
+                "spec.output.parallelism",
+                format!("{n} is outside 1..32"),
+                "use 1 to 32 streams, or leave it unset",
+            );
         } else if spec.engine == Engine::Odbc2parquet && n > 1 {
             r.add(
                 "spec.output.parallelism",

@@ -302,7 +302,13 @@ where
         Err(e) => {
             // Tell the user on the object, not only in our log; error_policy decides the retry.
             if matches!(e, ActError::Secret { .. }) {
-                let event = Event { type_: EventType::Warning, reason: "SecretUnavailable".into(), note: Some(e.to_string()), action: "StageCredentials".into(), secondary: None };
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: "SecretUnavailable".into(),
+                    note: Some(e.to_string()),
+                    action: "StageCredentials".into(),
+                    secondary: None,
+                };
                 if let Err(err) = ctx.recorder.publish(&event, &dd.object_ref(&())).await {
                     warn!(error = %err, "could not record event");
                 }

@@ -34,9 +34,20 @@ pub fn orphans(instances: &[Instance], owners: &[std::sync::Arc<DataDump>]) -> V
 
 /// Sets the `instances{state}` gauge from one listing of the live managed instances.
 fn record_states(instances: &[Instance]) {
-    for state in [InstanceState::Pending, InstanceState::Running, InstanceState::Stopping, InstanceState::Stopped, InstanceState::ShuttingDown] {
+    for state in [
+        InstanceState::Pending,
+        InstanceState::Running,
+        InstanceState::Stopping,
+        InstanceState::Stopped,
+        InstanceState::ShuttingDown,
+    ] {
         let n = instances.iter().filter(|i| i.state == state).count();
-        METRICS.instances.get_or_create(&StateLabels { state: state.as_str().into() }).set(n as i64);
+        METRICS
+            .instances
+            .get_or_create(&StateLabels {
+                state: state.as_str().into(),
+            })
+            .set(n as i64);
     }
 }
 

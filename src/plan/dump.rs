@@ -42,7 +42,12 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         status.instance = Some(r.clone());
     }
 
-    let date = status.dump_date.clone().unwrap_or_else(|| dump_date(now));
+    // fixed once started; before that the spec's date, else today's (UTC)
+    let date = status
+        .dump_date
+        .clone()
+        .or_else(|| spec.date.clone().filter(|d| !crate::api::validate::date_is_invalid(d)))
+        .unwrap_or_else(|| dump_date(now));
     let timeout: Duration = spec.timeout.into();
     let deadline = status
         .start_time
@@ -69,7 +74,11 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
     // entry (the status schema would refuse the whole status, SpecValid=False included; the
     // condition names the field).
     let mut media: Vec<MediaStatus> = Vec::new();
-    for m in spec.media_types.iter().filter(|m| crate::api::validate::media_type_is_valid(m.as_str())) {
+    for m in spec
+        .media_types
+        .iter()
+        .filter(|m| crate::api::validate::media_type_is_valid(m.as_str()))
+    {
         if !media.iter().any(|x| x.media_type == *m) {
             media.push(old.media(m.as_str()).cloned().unwrap_or_else(|| MediaStatus::new(m.clone())));
         }

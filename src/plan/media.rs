@@ -197,7 +197,9 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                     _ => false,
                 };
                 let failure = objs.and_then(|o| o.failure.as_ref()).filter(|f| ours(&f.token, Some(f.time)));
-                let success = objs.filter(|o| ours(&o.success_token, o.success_at)).and_then(|o| o.success.as_ref());
+                let success = objs
+                    .filter(|o| ours(&o.success_token, o.success_at))
+                    .and_then(|o| o.success.as_ref());
                 let (outcome, reason, message) = match (success, failure) {
                     (Some(Ok(output)), _) => {
                         record_output(ms, output);

@@ -89,7 +89,11 @@ fn objects(entries: &[(&str, MediaObjects)]) -> Observed {
 /// `_success` of image's attempt 1 with `files` files.
 fn success(files: u64) -> MediaObjects {
     MediaObjects {
-        success: Some(Ok(Output { files, bytes: files * 100, rows: Some(files * 10) })),
+        success: Some(Ok(Output {
+            files,
+            bytes: files * 100,
+            rows: Some(files * 10),
+        })),
         success_at: Some(at(30)),
         success_token: Some(token_for(UID, "image", 1)),
         ..Default::default()
@@ -139,6 +143,19 @@ fn finalizer_comes_first() {
     let p = plan(&d, &Observed::default(), &ctx(), t0());
     assert_eq!(p.actions, vec![Action::AddFinalizer]);
     assert!(p.status.is_none());
+}
+
+#[test]
+fn spec_date_sets_the_date_folder_instead_of_today() {
+    // as a DataDumpSchedule creates it: the scheduled date in its time zone, not today in UTC
+    let d = dd("  date: 2026-11-24\n");
+    let p = plan(&d, &Observed::default(), &ctx(), t0());
+    let s = p.status.as_ref().unwrap();
+    assert_eq!(s.dump_date.as_deref(), Some("2026-11-24"));
+    assert_eq!(
+        media(&p, "image").s3_uri.as_deref(),
+        Some("s3://my-datasets/data-dump/2026-11-24/image/")
+    );
 }
 
 #[test]
@@ -196,7 +213,10 @@ fn a_worker_that_failed_before_its_launch_was_recorded_reports_its_own_failure()
     // the status still says Launching: the worker failed within a second, before the status
     // recording it as running was written
     let d = persist(dd(""), &plan(&dd(""), &Observed::default(), &ctx(), t0()));
-    assert!(crate::plan::media_to_observe(&d).contains(&"image".to_string()), "Launching is observed");
+    assert!(
+        crate::plan::media_to_observe(&d).contains(&"image".to_string()),
+        "Launching is observed"
+    );
     let obs = Observed {
         instances: vec![inst("image", 1, InstanceState::Terminated)],
         objects: [("image".to_string(), failure("image", 1, "relation \"image\" does not exist"))].into(),
@@ -427,7 +447,11 @@ fn suspend_terminates_and_resume_starts_a_fresh_attempt_without_spending_a_retry
 fn media_types_that_are_no_identifiers_get_no_status_entry() {
     // stored behind the schema's back: the status schema would refuse the whole status
     let mut d = dd("");
-    d.spec.media_types = vec![MediaType("image".into()), MediaType("Image; DROP".into()), MediaType("image".into())];
+    d.spec.media_types = vec![
+        MediaType("image".into()),
+        MediaType("Image; DROP".into()),
+        MediaType("image".into()),
+    ];
     let p = plan(&d, &Observed::default(), &ctx(), t0());
     let s = p.status.as_ref().unwrap();
     let names: Vec<&str> = s.media.iter().map(|m| m.media_type.as_str()).collect();

@@ -381,7 +381,10 @@ mod tests {
     #[tokio::test]
     async fn a_script_that_exits_is_terminated_and_takes_its_group_along() {
         let dir = tempfile::tempdir().unwrap();
-        let c = compute(dir.path(), "sleep 600 &\necho $! > bg.pid\nprintf '%s=%s\\n' \"$3\" \"$4\" \"$1\" \"$2\"\n");
+        let c = compute(
+            dir.path(),
+            "sleep 600 &\necho $! > bg.pid\nprintf '%s=%s\\n' \"$3\" \"$4\" \"$1\" \"$2\"\n",
+        );
         c.launch(&request()).await.unwrap();
         let pid_file = dir.path().join("local-image-1-01234567/bg.pid");
         until("the script to start its background job", || {
@@ -404,7 +407,10 @@ mod tests {
         }
         until("the script's background job to die with it", || !alive(background)).await;
         let console = std::fs::read_to_string(dir.path().join("local-image-1-01234567/console.log")).unwrap();
-        assert!(console.contains("--workdir=") && console.contains("/local-image-1-01234567/work"), "{console}");
+        assert!(
+            console.contains("--workdir=") && console.contains("/local-image-1-01234567/work"),
+            "{console}"
+        );
         let job = console.lines().find_map(|l| l.strip_prefix("--job-file=")).unwrap();
         let job = crate::worker::Job::from_json(&std::fs::read_to_string(job).unwrap()).unwrap();
         assert_eq!(job.token, "ddt-0123456789abcdef0123456789abcdef");

@@ -115,10 +115,7 @@ impl View {
             dd.spec.media_types.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
         );
         if let Some(w) = &workdir {
-            err!(
-                "local workers: {}/<instance>/ (job.json, console.log)",
-                w.display()
-            );
+            err!("local workers: {}/<instance>/ (job.json, console.log)", w.display());
         }
         let mut bars = BTreeMap::new();
         if let Some(multi) = &multi {

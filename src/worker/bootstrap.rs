@@ -39,7 +39,11 @@ impl Arch {
 
     /// This machine's architecture.
     pub fn host() -> Arch {
-        if std::env::consts::ARCH == "aarch64" { Arch::Aarch64 } else { Arch::X86_64 }
+        if std::env::consts::ARCH == "aarch64" {
+            Arch::Aarch64
+        } else {
+            Arch::X86_64
+        }
     }
 
     /// The name `uname -m` prints.
@@ -156,15 +160,30 @@ pub fn render_preview(spec: &DataDumpSpec, media_type: &MediaType) -> Result<(St
         token: "ddt-00000000000000000000000000000000",
         // the largest deadline a valid spec can have (one year from now) takes as many digits
         deadline: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(8760),
-        ssm_parameter: spec.database.ssm_parameter_name.as_deref().unwrap_or("/datadump/<uid>/<media-type>"),
+        ssm_parameter: spec
+            .database
+            .ssm_parameter_name
+            .as_deref()
+            .unwrap_or("/datadump/<uid>/<media-type>"),
         region: "<region>",
     };
     let mut job = Job::new(&w)?;
     job.dump_date = "DUMP-DATE".into();
     job.key_prefix = job.key_prefix.replace("2000-01-01", "DUMP-DATE");
     // presigned URLs are about this long with temporary credentials (IRSA's session token)
-    let presigned = |what: &str| format!("https://{}.s3.amazonaws.com/<{what}>?X-Amz-Signature={}", spec.destination.bucket, "0".repeat(900));
-    let arch = Arch::of_instance_type(spec.instance.instance_type.as_deref().unwrap_or(crate::api::resolve::DEFAULT_INSTANCE_TYPE));
+    let presigned = |what: &str| {
+        format!(
+            "https://{}.s3.amazonaws.com/<{what}>?X-Amz-Signature={}",
+            spec.destination.bucket,
+            "0".repeat(900)
+        )
+    };
+    let arch = Arch::of_instance_type(
+        spec.instance
+            .instance_type
+            .as_deref()
+            .unwrap_or(crate::api::resolve::DEFAULT_INSTANCE_TYPE),
+    );
     let b = Bootstrap {
         arch,
         binary: BinarySource {
@@ -211,17 +230,30 @@ mod tests {
         };
         let script = render(&job, &b).unwrap();
         assert!(script.len() < 4096, "{} bytes", script.len());
-        assert!(Command::new("sh").args(["-n", "-c", &script]).status().unwrap().success(), "POSIX sh parses it");
+        assert!(
+            Command::new("sh").args(["-n", "-c", &script]).status().unwrap().success(),
+            "POSIX sh parses it"
+        );
         // the values come back exactly
         let values = script.split("set -u\n").next().unwrap();
         let out = Command::new("sh")
             .arg("-c")
-            .arg(format!("{values}\nprintf '%s\\n' \"$url\" \"$failure_url\" \"$job_uri\" \"$token\""))
+            .arg(format!(
+                "{values}\nprintf '%s\\n' \"$url\" \"$failure_url\" \"$job_uri\" \"$token\""
+            ))
             .output()
             .unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines, [b.binary.url.as_str(), b.failure_url.as_str(), b.job_uri.as_str(), "ddt-0123456789abcdef"]);
+        assert_eq!(
+            lines,
+            [
+                b.binary.url.as_str(),
+                b.failure_url.as_str(),
+                b.job_uri.as_str(),
+                "ddt-0123456789abcdef"
+            ]
+        );
         assert!(!std::path::Path::new("/tmp/datadump-pwned").exists());
     }
 

@@ -238,10 +238,9 @@ mod tests {
 
     #[test]
     fn documents_round_trip_and_old_failures_still_parse() {
-        let f: FailureReport = serde_json::from_str(
-            r#"{"exitCode":1,"step":"dumping","logTail":"x","attempt":1,"token":"t","time":"2026-11-01T00:00:00Z"}"#,
-        )
-        .unwrap();
+        let f: FailureReport =
+            serde_json::from_str(r#"{"exitCode":1,"step":"dumping","logTail":"x","attempt":1,"token":"t","time":"2026-11-01T00:00:00Z"}"#)
+                .unwrap();
         assert_eq!((f.step, f.message.as_str()), (Stage::Dumping, ""));
         let p = ProgressReport {
             stage: Stage::Dumping,

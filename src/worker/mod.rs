@@ -75,9 +75,7 @@ pub enum RenderError {
     )]
     NoBinary(&'static str),
     /// The user data would exceed EC2's limit.
-    #[error(
-        "the worker user data would be {size} bytes, more than EC2's limit of {limit}; shorten spec.query or spec.destination.prefix"
-    )]
+    #[error("the worker user data would be {size} bytes, more than EC2's limit of {limit}; shorten spec.query or spec.destination.prefix")]
     TooLarge {
         /// The rendered size in bytes.
         size: usize,

@@ -154,8 +154,7 @@ fn upload(path: &Path, sink: &dyn PartSink) -> Result<PartInfo, OdbcError> {
     let err = |e: &dyn std::fmt::Display| OdbcError::Part(format!("{}: {e}", path.display()));
     // two handles: the footer reader moves its file's offset
     let footer = std::fs::File::open(path).map_err(|e| err(&e))?;
-    let reader = parquet::file::reader::SerializedFileReader::new(footer)
-        .map_err(|e| err(&format!("not a complete Parquet file: {e}")))?;
+    let reader = parquet::file::reader::SerializedFileReader::new(footer).map_err(|e| err(&format!("not a complete Parquet file: {e}")))?;
     let file = std::fs::File::open(path).map_err(|e| err(&e))?;
     let rows = parquet::file::reader::FileReader::metadata(&reader).file_metadata().num_rows() as u64;
     let mut writer = sink.create().map_err(|e| err(&e))?;
@@ -259,7 +258,11 @@ pub async fn export(
     if !status.success() {
         return Err(OdbcError::Failed {
             code: status.code().unwrap_or(-1),
-            message: if last_error.is_empty() { "no error message".into() } else { last_error },
+            message: if last_error.is_empty() {
+                "no error message".into()
+            } else {
+                last_error
+            },
         });
     }
     Ok(OdbcSummary { parts: uploaded, version })
@@ -284,14 +287,23 @@ mod tests {
         let opts = crate::worker::driver_options(&Default::default());
         let conn = effective_connection("Driver={PostgreSQL Unicode};B6=0;Pwd=secret", &opts);
         assert_eq!(passwords("Driver={PostgreSQL Unicode};B6=0;Pwd=secret"), ["secret"]);
-        assert!(conn.starts_with("Driver={PostgreSQL Unicode};B6=0;Pwd=secret;Fetch=20000;"), "{conn}");
+        assert!(
+            conn.starts_with("Driver={PostgreSQL Unicode};B6=0;Pwd=secret;Fetch=20000;"),
+            "{conn}"
+        );
         assert!(!conn.contains("UseDeclareFetch"), "B6 is its alias: {conn}");
     }
 
     #[test]
     fn parts_are_listed_in_file_order() {
         let dir = tempfile::tempdir().unwrap();
-        for n in ["image_2.parquet", "image_10.parquet", "image_1.parquet", "audio_1.parquet", "image_x.parquet"] {
+        for n in [
+            "image_2.parquet",
+            "image_10.parquet",
+            "image_1.parquet",
+            "audio_1.parquet",
+            "image_x.parquet",
+        ] {
             std::fs::write(dir.path().join(n), b"").unwrap();
         }
         let names: Vec<String> = parts_in(dir.path(), "image")

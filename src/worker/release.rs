@@ -116,7 +116,13 @@ impl WorkerRelease {
     }
 
     /// Makes sure the binary is in the bucket; returns its key.
-    async fn publish<S: ObjectStore>(&self, store: &S, bucket: Bucket<'_>, dataset_prefix: &str, bin: &LocalBinary) -> Result<String, ReleaseError> {
+    async fn publish<S: ObjectStore>(
+        &self,
+        store: &S,
+        bucket: Bucket<'_>,
+        dataset_prefix: &str,
+        bin: &LocalBinary,
+    ) -> Result<String, ReleaseError> {
         let key = format!("{dataset_prefix}_datadump/bin/{}/{}", bin.sha256, binary_name(bin.arch));
         let id = format!("{}/{key}", bucket.name);
         if self.published.lock().expect("published").contains(&id) {

@@ -188,8 +188,14 @@ pub async fn read_job(args: &WorkerArgs) -> Result<Job, WorkerError> {
                 .ok_or_else(|| WorkerError::Job(format!("--job-s3 {uri} is not s3://BUCKET/KEY")))?;
             let config = aws_config(&args.job_region, args.endpoint_url.as_deref()).await;
             let store = S3Store::new(&config, args.endpoint_url.is_some());
-            let bucket = Bucket { name: bucket, region: None };
-            let body = store.get(bucket, key).await.map_err(|e| WorkerError::Job(format!("cannot read the job {uri}: {e}")))?;
+            let bucket = Bucket {
+                name: bucket,
+                region: None,
+            };
+            let body = store
+                .get(bucket, key)
+                .await
+                .map_err(|e| WorkerError::Job(format!("cannot read the job {uri}: {e}")))?;
             let body = body.ok_or_else(|| WorkerError::Job(format!("the job {uri} does not exist")))?;
             String::from_utf8(body).map_err(|_| WorkerError::Job("the job is not UTF-8".into()))?
         }
@@ -309,12 +315,10 @@ impl Ctx {
     async fn connection_string(&self) -> Result<String, WorkerError> {
         let parameter = self.job.ssm_parameter.clone();
         let req = self.ssm.get_parameter().name(&parameter).with_decryption(true);
-        let out = call("GetParameter", req.send())
-            .await
-            .map_err(|source| WorkerError::Credentials {
-                parameter: parameter.clone(),
-                source,
-            })?;
+        let out = call("GetParameter", req.send()).await.map_err(|source| WorkerError::Credentials {
+            parameter: parameter.clone(),
+            source,
+        })?;
         let value = out.parameter.and_then(|p| p.value).unwrap_or_default();
         if value.is_empty() {
             return Err(WorkerError::Job(format!("SSM parameter {parameter} is empty")));
@@ -428,8 +432,10 @@ impl Ctx {
             token: self.job.token.clone(),
             time: Timestamp::now(),
         };
-        self.put(contract::MANIFEST, serde_json::to_string_pretty(&manifest).expect("manifest")).await?;
-        self.put(contract::SUCCESS, serde_json::to_string(&success).expect("success")).await?;
+        self.put(contract::MANIFEST, serde_json::to_string_pretty(&manifest).expect("manifest"))
+            .await?;
+        self.put(contract::SUCCESS, serde_json::to_string(&success).expect("success"))
+            .await?;
         Ok(success)
     }
 }
@@ -532,7 +538,11 @@ pub async fn run(args: WorkerArgs, tail: LogTail) -> i32 {
             0
         }
         Err(e) => {
-            let step = if matches!(e, WorkerError::Deadline(_)) { Stage::Deadline } else { ctx.stage() };
+            let step = if matches!(e, WorkerError::Deadline(_)) {
+                Stage::Deadline
+            } else {
+                ctx.stage()
+            };
             let message = ctx.secrets.redact(&e.to_string());
             tracing::error!(step = ?step, error = %message, "failed");
             let report = FailureReport {

@@ -127,11 +127,19 @@ impl Upload {
             .key(&self.key)
             .upload_id(id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
-        call("CompleteMultipartUpload", req.send()).await.map(|_| ()).map_err(|e| self.error(e))
+        call("CompleteMultipartUpload", req.send())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e))
     }
 
     async fn abort(&self, id: &str) {
-        let req = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(id);
+        let req = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(id);
         match call("AbortMultipartUpload", req.send()).await {
             Ok(_) => tracing::info!(key = %self.key, "aborted the unfinished upload"),
             Err(e) => tracing::warn!(key = %self.key, error = %e, "could not abort the unfinished upload"),

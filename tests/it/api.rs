@@ -370,7 +370,10 @@ fn render_prints_the_worker_bootstrap_users_can_read() {
     let (code, expanded) = datadump(&["render", "-f", "manifests/examples/datadump.yaml", "--expand"]);
     assert_eq!(code, 0);
     let job = &expanded[expanded.find("# ---- the job").expect("the job is shown")..];
-    assert!(job.contains("\"mediaType\": \"image\"") && job.contains("removed_from_source"), "{job}");
+    assert!(
+        job.contains("\"mediaType\": \"image\"") && job.contains("removed_from_source"),
+        "{job}"
+    );
     assert!(job.contains("\"keyPrefix\": \"data-dump/DUMP-DATE/image/\""), "{job}");
     let (code, out) = datadump(&["render", "-f", "manifests/examples/datadump.yaml", "--media-type", "video"]);
     assert_ne!(code, 0);

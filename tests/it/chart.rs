@@ -893,7 +893,10 @@ fn dockerfile_builds_the_binary_from_what_it_copies() {
     assert!(dockerfile.contains("rustup target add x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu"));
     assert!(dockerfile.contains("for arch in x86_64 aarch64"));
     assert!(dockerfile.contains(r#"--target "$arch-unknown-linux-gnu.2.28""#));
-    assert!(dockerfile.contains(&format!("COPY --from=build /out/worker/ {}/", datadump::controller::DEFAULT_WORKER_BINARIES_DIR)));
+    assert!(dockerfile.contains(&format!(
+        "COPY --from=build /out/worker/ {}/",
+        datadump::controller::DEFAULT_WORKER_BINARIES_DIR
+    )));
     assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/datadump"]"#) && dockerfile.contains(r#"CMD ["controller"]"#));
     // The build copies Cargo.toml, Cargo.lock and src/ only: nothing under src/ may include a
     // file from elsewhere.

@@ -47,7 +47,6 @@ async fn running(w: &World, name: &str, media: &[&str]) -> DataDump {
     .await
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_two_media_types() {
     let mut w = World::start().await;
@@ -156,7 +155,10 @@ async fn an_instance_terminated_behind_our_back_is_a_failed_attempt() {
     w.start_controller(&[]);
     // a Spot instance, as a Spot interruption would end it
     let dd = w
-        .create("lost", "mediaTypes: [audio]\nbackoffLimit: 0\ninstance: {iamInstanceProfile: datadump-worker, instanceType: t4g.nano, spot: true}")
+        .create(
+            "lost",
+            "mediaTypes: [audio]\nbackoffLimit: 0\ninstance: {iamInstanceProfile: datadump-worker, instanceType: t4g.nano, spot: true}",
+        )
         .await;
     let uid = dd.uid().unwrap();
     let dd = running(&w, "lost", &["audio"]).await;
@@ -343,9 +345,21 @@ async fn the_sweeper_terminates_instances_whose_owner_is_gone() {
             ];
             let spec = aws_sdk_ec2::types::TagSpecification::builder()
                 .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
-                .set_tags(Some(tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build()).collect()))
+                .set_tags(Some(
+                    tags.iter()
+                        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build())
+                        .collect(),
+                ))
                 .build();
-            let out = ec2.run_instances().image_id("ami-12345678").min_count(1).max_count(1).tag_specifications(spec).send().await.unwrap();
+            let out = ec2
+                .run_instances()
+                .image_id("ami-12345678")
+                .min_count(1)
+                .max_count(1)
+                .tag_specifications(spec)
+                .send()
+                .await
+                .unwrap();
             out.instances()[0].instance_id().unwrap().to_string()
         }
     };
@@ -354,7 +368,15 @@ async fn the_sweeper_terminates_instances_whose_owner_is_gone() {
     w.start_controller(&[]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !w.instances("gone-uid").await.iter().all(|i| i.state == "terminated") {
-        assert!(std::time::Instant::now() < deadline, "orphan not terminated\n{}", w.logs().lines().filter(|l| !l.contains("aws_") && !l.contains("hyper")).collect::<Vec<_>>().join("\n"));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphan not terminated\n{}",
+            w.logs()
+                .lines()
+                .filter(|l| !l.contains("aws_") && !l.contains("hyper"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let text = w.metrics().await;
@@ -378,17 +400,28 @@ async fn a_truncated_upload_fails_the_attempt_with_a_clear_message() {
     assert_eq!(reason, "OutputIncomplete");
     assert!(message.contains("image_01.parquet") && message.contains("truncated"), "{message}");
     w.assert_nothing_left_running(&uid).await;
-    assert!(w.keys().await.iter().any(|k| k.ends_with("image_01.parquet")), "nothing exported is deleted, not even a torn file");
+    assert!(
+        w.keys().await.iter().any(|k| k.ends_with("image_01.parquet")),
+        "nothing exported is deleted, not even a torn file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_secret_is_reported_and_nothing_launches_until_it_exists() {
     let mut w = World::start().await;
     w.start_controller(&[]);
-    let dd = w.create("nosecret", "mediaTypes: [image]\ndatabase: {connectionSecretRef: {name: not-yet, key: conn}}").await;
+    let dd = w
+        .create(
+            "nosecret",
+            "mediaTypes: [image]\ndatabase: {connectionSecretRef: {name: not-yet, key: conn}}",
+        )
+        .await;
     let uid = dd.uid().unwrap();
     crate::support::net::wait_for("a SecretUnavailable event", std::time::Duration::from_secs(60), || async {
-        w.events().await.into_iter().find(|(r, m)| r == "SecretUnavailable" && m.contains("not-yet") && m.contains("does not exist"))
+        w.events()
+            .await
+            .into_iter()
+            .find(|(r, m)| r == "SecretUnavailable" && m.contains("not-yet") && m.contains("does not exist"))
     })
     .await;
     assert!(w.instances(&uid).await.is_empty(), "nothing launched without credentials");

@@ -12,14 +12,13 @@ use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
+use crate::controller::{condition, media_phase};
 use crate::soak::{assert_healthy, per_token, start_controller};
 use crate::support::cluster::{BUCKET, World};
-use crate::support::kube::raw::{create_raw, put_behind_the_servers_back, raw_dumps};
-use crate::support::kube::proxy::FaultMatch;
 use crate::support::faultproxy::{FaultKind, FaultMix, FaultProxy, Faults};
-use crate::controller::{condition, media_phase};
+use crate::support::kube::proxy::FaultMatch;
+use crate::support::kube::raw::{create_raw, put_behind_the_servers_back, raw_dumps};
 use crate::support::net::wait_for;
-
 
 fn valid_spec() -> Value {
     json!({
@@ -102,13 +101,18 @@ async fn malformed_objects_neither_crash_the_controller_nor_block_valid_ones() {
     // created while the controller is down: a restart lists every object at once
     w.kill_controller(first);
     for (name, body) in malformed() {
-        bad.insert(format!("listed-{name}"), create_raw(&w, &format!("listed-{name}"), body).await.0.unwrap());
+        bad.insert(
+            format!("listed-{name}"),
+            create_raw(&w, &format!("listed-{name}"), body).await.0.unwrap(),
+        );
     }
     // and a valid object whose status someone overwrote with garbage (the server refuses that
     // too: the status subresource has a schema)
     let garbled = w.create("garbled-status", "mediaTypes: [audio]").await;
     let garbage = json!({"status": {"phase": "Exploded", "media": "x", "startTime": 5}});
-    let refused = raw_dumps(&w).patch_status("garbled-status", &PatchParams::default(), &Patch::Merge(&garbage)).await;
+    let refused = raw_dumps(&w)
+        .patch_status("garbled-status", &PatchParams::default(), &Patch::Merge(&garbage))
+        .await;
     assert!(matches!(refused, Err(kube::Error::Api(ref e)) if e.code == 422), "{refused:?}");
     let mut stored = serde_json::to_value(raw_dumps(&w).get("garbled-status").await.unwrap()).unwrap();
     stored["metadata"].as_object_mut().unwrap().remove("resourceVersion");
@@ -203,7 +207,9 @@ fn place(field: &str, value: &str) -> String {
 /// ran (a file appears).
 fn job_uri_of(user_data: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let (assignments, _) = user_data.split_once("set -u\n").expect("the bootstrap's program starts with set -u");
+    let (assignments, _) = user_data
+        .split_once("set -u\n")
+        .expect("the bootstrap's program starts with set -u");
     let out = std::process::Command::new("sh")
         .current_dir(dir.path())
         .env_clear()
@@ -212,7 +218,11 @@ fn job_uri_of(user_data: &str) -> String {
         .arg(format!("{assignments}\nprintf '%s' \"$job_uri\""))
         .output()
         .unwrap();
-    assert!(out.status.success(), "the user data's values do not parse: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the user data's values do not parse: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(leftovers, 0, "a value ran as shell code");
     String::from_utf8(out.stdout).unwrap()
@@ -272,7 +282,10 @@ fn hostile_strings_are_refused_by_field_or_rendered_as_data() {
                     let rendered = datadump::worker::Job::new(&job).and_then(|j| {
                         let b = datadump::worker::Bootstrap {
                             arch: datadump::worker::Arch::Aarch64,
-                            binary: datadump::worker::BinarySource { url: "https://example.org/datadump".into(), sha256: "0".repeat(64) },
+                            binary: datadump::worker::BinarySource {
+                                url: "https://example.org/datadump".into(),
+                                sha256: "0".repeat(64),
+                            },
                             failure_url: "https://example.org/_failure".into(),
                             job_uri: format!("s3://{}/{}", j.bucket, datadump::worker::bootstrap::job_key(&j)),
                             job_region: j.s3_region.clone(),

@@ -17,7 +17,12 @@ const FLOOR: (u32, u32) = (2, 34);
 
 /// Every `GLIBC_x.y` version the binary's dynamic symbols need.
 fn glibc_versions(binary: &Path) -> Vec<(u32, u32)> {
-    let out = Command::new("readelf").arg("--version-info").arg("--wide").arg(binary).output().expect("readelf (binutils)");
+    let out = Command::new("readelf")
+        .arg("--version-info")
+        .arg("--wide")
+        .arg(binary)
+        .output()
+        .expect("readelf (binutils)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let mut versions: Vec<(u32, u32)> = text
@@ -44,7 +49,14 @@ fn the_worker_binary_needs_no_glibc_newer_than_amazon_linux_2023s() {
     let versions = glibc_versions(&binary);
     assert!(!versions.is_empty(), "a dynamically linked binary names glibc versions");
     let newest = *versions.last().unwrap();
-    assert!(newest <= FLOOR, "the worker needs GLIBC_{}.{}, newer than Amazon Linux 2023's {}.{}: {versions:?}", newest.0, newest.1, FLOOR.0, FLOOR.1);
+    assert!(
+        newest <= FLOOR,
+        "the worker needs GLIBC_{}.{}, newer than Amazon Linux 2023's {}.{}: {versions:?}",
+        newest.0,
+        newest.1,
+        FLOOR.0,
+        FLOOR.1
+    );
     // and the binary runs: it is the worker the bootstrap test executes
     let out = Command::new(&binary).arg("--version").output().unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("datadump "));

@@ -138,8 +138,7 @@ async fn the_password_appears_nowhere_the_controller_writes() {
     let keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
     assert!(!keys.is_empty());
     for key in keys {
-        let body =
-            w.get_object(&key).await;
+        let body = w.get_object(&key).await;
         haystacks.push((format!("s3://{BUCKET}/{key}"), String::from_utf8_lossy(&body).into_owned()));
     }
     let metrics = w.metrics().await;

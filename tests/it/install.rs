@@ -19,14 +19,28 @@ fn apply(what: &str, objects: &[Value]) -> String {
     let mut namespaces: Vec<&str> = served.iter().filter_map(|o| o["metadata"]["namespace"].as_str()).collect();
     namespaces.sort();
     namespaces.dedup();
-    let ns_list: Vec<Value> =
-        namespaces.iter().map(|n| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}})).collect();
+    let ns_list: Vec<Value> = namespaces
+        .iter()
+        .map(|n| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}))
+        .collect();
     let list = |items: &[Value]| json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
-    kubectl_ok(kubeconfig, &["apply", "--server-side", "--field-manager=ns", "-f", "-"], &list(&ns_list));
+    kubectl_ok(
+        kubeconfig,
+        &["apply", "--server-side", "--field-manager=ns", "-f", "-"],
+        &list(&ns_list),
+    );
     let manager = format!("--field-manager={}", what.replace([' ', ',', '/'], "-"));
-    let said = kubectl_ok(kubeconfig, &["apply", "--server-side", "--force-conflicts", &manager, "-f", "-"], &list(&served));
+    let said = kubectl_ok(
+        kubeconfig,
+        &["apply", "--server-side", "--force-conflicts", &manager, "-f", "-"],
+        &list(&served),
+    );
     let names = kubectl_ok(kubeconfig, &["get", "-f", "-", "-o", "name"], &list(&served));
-    assert_eq!(names.lines().count(), served.len(), "{what}: every object is on the server:\n{names}\n{said}");
+    assert_eq!(
+        names.lines().count(),
+        served.len(),
+        "{what}: every object is on the server:\n{names}\n{said}"
+    );
     said
 }
 
@@ -34,11 +48,21 @@ fn apply(what: &str, objects: &[Value]) -> String {
 fn the_chart_and_manifests_are_accepted_by_the_api_server() {
     let default = &crate::chart::default_render().objects;
     let said = apply("chart default values", default);
-    for kind in ["customresourcedefinition", "serviceaccount", "clusterrole", "clusterrolebinding", "service", "deployment"] {
+    for kind in [
+        "customresourcedefinition",
+        "serviceaccount",
+        "clusterrole",
+        "clusterrolebinding",
+        "service",
+        "deployment",
+    ] {
         assert!(said.contains(kind), "chart default: {kind} applied: {said}");
     }
     let full = &crate::chart::full_render().objects;
-    assert!(full.iter().any(|o| o["kind"] == "ServiceMonitor"), "every option includes the ServiceMonitor");
+    assert!(
+        full.iter().any(|o| o["kind"] == "ServiceMonitor"),
+        "every option includes the ServiceMonitor"
+    );
     let said = apply("chart every option", full);
     for kind in ["role.rbac", "rolebinding.rbac", "deployment"] {
         assert!(said.contains(kind), "chart full: {kind} applied: {said}");
@@ -53,7 +77,11 @@ fn the_chart_and_manifests_are_accepted_by_the_api_server() {
         .collect();
     apply("manifests", &docs);
     // the Deployment the server stored is the one rendered: its defaults filled in, nothing lost
-    let got = kubectl_ok(&server().admin_kubeconfig, &["get", "deployment", "-n", "datadump-system", "dd-controller", "-o", "json"], "");
+    let got = kubectl_ok(
+        &server().admin_kubeconfig,
+        &["get", "deployment", "-n", "datadump-system", "dd-controller", "-o", "json"],
+        "",
+    );
     let got: Value = serde_json::from_str(&got).unwrap();
     let container = &got["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true, "{container}");

@@ -23,7 +23,11 @@ async fn the_controllers_identity_has_exactly_the_charts_rights() {
         args.extend_from_slice(extra);
         let out = kubectl_run(&w.kubeconfig, &args, "");
         let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if said.is_empty() { String::from_utf8_lossy(&out.stderr).trim().to_string() } else { said }
+        if said.is_empty() {
+            String::from_utf8_lossy(&out.stderr).trim().to_string()
+        } else {
+            said
+        }
     };
     let status = ["--subresource=status"];
     let granted = [
@@ -64,7 +68,12 @@ async fn a_dropped_watch_is_reopened_and_new_objects_are_seen() {
     w.start_controller(&[]);
     crate::soak::wait_ready(&w).await;
     let watches = || {
-        w.kube.proxy.requests().iter().filter(|r| r.verb == "watch" && r.resource == "datadumps").count()
+        w.kube
+            .proxy
+            .requests()
+            .iter()
+            .filter(|r| r.verb == "watch" && r.resource == "datadumps")
+            .count()
     };
     let before = watches();
     assert!(before >= 1, "the controller watches DataDumps through the proxy");

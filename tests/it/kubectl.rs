@@ -46,7 +46,10 @@ async fn kubectl_apply_refuses_a_cel_checked_field_with_the_servers_message() {
     // the timeout's CEL rule (a range of Go durations)
     let out = kubectl_run(&w.kubeconfig, &["apply", "-f", "-"], &manifest(&w, "forever", "timeout: 10000h"));
     let said = text(&out);
-    assert!(!out.status.success() && said.contains("spec.timeout") && said.contains("between 1m and 8760h"), "{said}");
+    assert!(
+        !out.status.success() && said.contains("spec.timeout") && said.contains("between 1m and 8760h"),
+        "{said}"
+    );
     // nothing was stored
     let out = kubectl_run(&w.kubeconfig, &["get", "datadumps", "-o", "name"], "");
     assert!(out.status.success() && out.stdout.is_empty(), "{}", text(&out));
@@ -87,9 +90,14 @@ async fn every_bad_spec_is_refused_by_the_server_or_the_controller_naming_the_fi
             .await;
         let (_, reason, message) = condition(&d, "SpecValid").unwrap();
         if reason != "InvalidSpec" || !message.contains(&format!("{field}: ")) {
-            failures.push(format!("{what}: stored, then refused by the controller without naming {field}: {message}"));
+            failures.push(format!(
+                "{what}: stored, then refused by the controller without naming {field}: {message}"
+            ));
         }
-        assert!(media_phase(&d, "image").is_none_or(|p| p == MediaPhase::Pending), "{what}: nothing runs");
+        assert!(
+            media_phase(&d, "image").is_none_or(|p| p == MediaPhase::Pending),
+            "{what}: nothing runs"
+        );
     }
     eprintln!("refused by the API server at apply time ({}):", at_apply.len());
     for (what, field, line) in &at_apply {
@@ -101,7 +109,13 @@ async fn every_bad_spec_is_refused_by_the_server_or_the_controller_naming_the_fi
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // the CRD carries the rules that can be checked without the controller's context
-    for field in ["spec.mediaTypes[0]", "spec.destination.bucket", "spec.database", "spec.timeout", "spec.backoffLimit"] {
+    for field in [
+        "spec.mediaTypes[0]",
+        "spec.destination.bucket",
+        "spec.database",
+        "spec.timeout",
+        "spec.backoffLimit",
+    ] {
         assert!(at_apply.iter().any(|(_, f, _)| *f == field), "{field} is refused at apply time");
     }
 }
@@ -109,14 +123,22 @@ async fn every_bad_spec_is_refused_by_the_server_or_the_controller_naming_the_fi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_explain_shows_the_field_docs() {
     let w = World::start().await;
-    let crd: Value = serde_yaml::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/datadump.dev_datadumps.yaml")).unwrap()).unwrap();
+    let crd: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/datadump.dev_datadumps.yaml")).unwrap())
+            .unwrap();
     let instance = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["instance"];
     let out = kubectl_ok(&w.kubeconfig, &["explain", "datadump.spec.instance"], "");
     let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     let first_sentence = instance["description"].as_str().unwrap().split(". ").next().unwrap().to_string();
-    assert!(flat(&out).contains(&flat(&first_sentence)), "the description of spec.instance: {out}");
+    assert!(
+        flat(&out).contains(&flat(&first_sentence)),
+        "the description of spec.instance: {out}"
+    );
     for (field, schema) in instance["properties"].as_object().unwrap() {
-        assert!(out.contains(&format!("{field}\t")) || out.contains(&format!("{field} ")), "{field} listed: {out}");
+        assert!(
+            out.contains(&format!("{field}\t")) || out.contains(&format!("{field} ")),
+            "{field} listed: {out}"
+        );
         let doc = schema["description"].as_str().unwrap_or_default();
         let words: String = doc.split_whitespace().take(6).collect::<Vec<_>>().join(" ");
         assert!(flat(&out).contains(&words), "{field}'s doc ({words}) shown: {out}");
@@ -143,8 +165,14 @@ async fn kubectl_wait_returns_when_the_dump_completes_and_get_shows_the_columns(
     let out = kubectl_ok(&w.kubeconfig, &["get", "datadumps"], "");
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "PHASE", "DONE", "BUCKET", "AGE"], "{out}");
-    assert!(out.lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>()[..4] == ["catalog", "Running", "0/1", "datasets"], "{out}");
-    assert!(waiter.try_wait().unwrap().is_none(), "kubectl wait returned before the dump completed");
+    assert!(
+        out.lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>()[..4] == ["catalog", "Running", "0/1", "datasets"],
+        "{out}"
+    );
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "kubectl wait returned before the dump completed"
+    );
     w.write_success(&dd, "image", &[2]).await;
     let status = wait_for("kubectl wait to return", Duration::from_secs(120), || {
         let r = waiter.try_wait().unwrap();
@@ -153,7 +181,10 @@ async fn kubectl_wait_returns_when_the_dump_completes_and_get_shows_the_columns(
     .await;
     let out = waiter.wait_with_output().unwrap();
     assert!(status.success(), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "datadump.datadump.dev/catalog condition met");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "datadump.datadump.dev/catalog condition met"
+    );
     let done = w.dumps().get("catalog").await.unwrap();
     assert_eq!(condition(&done, "Complete").unwrap().0, "True");
     let wide = kubectl_ok(&w.kubeconfig, &["get", "dd", "-o", "wide"], "");

@@ -168,7 +168,6 @@ impl World {
     }
 }
 
-
 /// Processes whose command line mentions `needle`, as (pid, process group, command line).
 fn processes_mentioning(needle: &str) -> Vec<(u32, u32, String)> {
     std::fs::read_dir("/proc")
@@ -238,7 +237,9 @@ fn parquet_rows(bytes: Vec<u8>) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dump_runs_to_success_without_a_cluster() {
     let w = World::new().await;
-    let run = w.run("image, audio", "  output: {fileSizeThreshold: 1MiB, rowGroupSize: 1MiB}\n").await;
+    let run = w
+        .run("image, audio", "  output: {fileSizeThreshold: 1MiB, rowGroupSize: 1MiB}\n")
+        .await;
     assert_eq!(run.status.code(), Some(0), "{}", run.output());
 
     // the summary: a table with each media type's rows, and the dump's result
@@ -289,12 +290,20 @@ async fn a_dump_runs_to_success_without_a_cluster() {
         })
         .map(|e| std::fs::read_to_string(e.path().join("console.log")).unwrap())
         .collect();
-    assert_eq!(logs.matches("read the connection string parameter=/datadump/run-").count(), 2, "{logs}");
+    assert_eq!(
+        logs.matches("read the connection string parameter=/datadump/run-").count(),
+        2,
+        "{logs}"
+    );
     assert_eq!(w.staged_parameters().await, Vec::<String>::new());
 
     // the password is nowhere in the output (logging at trace level, which is not vacuous: the
     // AWS SDK's staging call is in it), nor in the workers' files
-    assert!(run.stderr.contains("TRACE") && run.stderr.contains("PutParameter"), "{}", run.stderr.len());
+    assert!(
+        run.stderr.contains("TRACE") && run.stderr.contains("PutParameter"),
+        "{}",
+        run.stderr.len()
+    );
     let password = w.pg.password();
     assert!(!run.output().contains(password), "{}", run.output());
     assert!(!run.output().contains("password="), "{}", run.output());
@@ -409,7 +418,10 @@ async fn ctrl_c_with_ec2_workers_terminates_the_instances() {
         .args(["--poll-interval", "300ms"])
         .env_clear()
         .envs(moto.child_env())
-        .env("DATADUMP_WORKER_BINARIES_DIR", crate::support::cluster::worker_binaries_dir(dir.path()))
+        .env(
+            "DATADUMP_WORKER_BINARIES_DIR",
+            crate::support::cluster::worker_binaries_dir(dir.path()),
+        )
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(&stderr).unwrap())

@@ -34,7 +34,6 @@ async fn run_to_success(w: &World, name: &str, spec: &str) -> DataDump {
     w.wait_dump(name, "Succeeded", |d| phase(d) == Some(DumpPhase::Succeeded)).await
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_slack_message_with_the_s3_prefixes_and_a_dataset_card() {
     let receiver = Receiver::start(0).await;
@@ -71,8 +70,7 @@ async fn one_slack_message_with_the_s3_prefixes_and_a_dataset_card() {
         .dataset_card
         .unwrap();
     assert_eq!(uri, format!("s3://{BUCKET}/{card_key}"));
-    let card =
-        w.get_object(&card_key).await;
+    let card = w.get_object(&card_key).await;
     let card = String::from_utf8(card.to_vec()).unwrap();
     assert!(card.starts_with("---\nconfigs:\n"), "{card}");
     assert!(
@@ -95,7 +93,8 @@ async fn one_slack_message_with_the_s3_prefixes_and_a_dataset_card() {
 
     // the webhook URL is a credential
     assert!(!w.logs().contains(&receiver.url) && !w.logs().contains("xoxb-webhook-secret-token"));
-    let all = serde_json::to_string(&w.dumps().list(&Default::default()).await.unwrap().items).unwrap() + &format!("{:?}", w.events().await);
+    let all =
+        serde_json::to_string(&w.dumps().list(&Default::default()).await.unwrap().items).unwrap() + &format!("{:?}", w.events().await);
     assert!(!all.contains("xoxb-webhook-secret-token") && !all.contains(PASSWORD));
     assert!(!text.contains(PASSWORD));
 }
@@ -130,12 +129,7 @@ async fn a_failing_webhook_is_retried_and_shown_but_never_blocks_the_dump() {
     assert_eq!(sent.status.unwrap().notification.unwrap().attempts, 2);
     assert_eq!(receiver.attempts(), 3);
     assert_eq!(receiver.messages().len(), 1);
-    assert!(
-        w.events()
-            .await
-            .iter()
-            .any(|(r, m)| r == "NotifyFailed" && m.contains("HTTP 500"))
-    );
+    assert!(w.events().await.iter().any(|(r, m)| r == "NotifyFailed" && m.contains("HTTP 500")));
 }
 
 /// `name{labels} value` lines of one metric family, summed.
@@ -209,7 +203,10 @@ async fn chart_rbac_grants_what_the_controller_calls_and_no_more() {
 
     let requests = w.kube.proxy.requests();
     let forbidden: Vec<_> = requests.iter().filter(|r| r.status == 403).collect();
-    assert!(forbidden.is_empty(), "the API server refused calls the chart does not grant: {forbidden:#?}");
+    assert!(
+        forbidden.is_empty(),
+        "the API server refused calls the chart does not grant: {forbidden:#?}"
+    );
     assert!(!w.logs().contains("forbidden"), "no 403 in the controller log");
     // What the controller called: (apiGroup, resource[/subresource], verb).
     let used: BTreeSet<(String, String, String)> = requests
@@ -239,7 +236,10 @@ async fn chart_rbac_grants_what_the_controller_calls_and_no_more() {
         }
     }
     let unused: Vec<_> = granted.difference(&used).collect();
-    assert!(unused.is_empty(), "the chart grants what the controller never called: {unused:?}\nused: {used:?}");
+    assert!(
+        unused.is_empty(),
+        "the chart grants what the controller never called: {unused:?}\nused: {used:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,13 +249,19 @@ async fn two_replicas_one_leader_and_a_takeover() {
         [
             ("DATADUMP_LEADER_ELECTION", "true"),
             ("POD_NAME", pod),
-                        ("DATADUMP_LEASE_DURATION", "3"),
+            ("DATADUMP_LEASE_DURATION", "3"),
         ]
     };
     let a = w.start_controller(&env("replica-a"));
     let lease = wait_for("a lease holder", Duration::from_secs(30), || {
         let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> = kube::Api::namespaced(w.client.clone(), &w.ns);
-        async move { leases.get_opt("datadump-operator").await.unwrap().and_then(|l| l.spec?.holder_identity) }
+        async move {
+            leases
+                .get_opt("datadump-operator")
+                .await
+                .unwrap()
+                .and_then(|l| l.spec?.holder_identity)
+        }
     })
     .await;
     assert_eq!(lease, "replica-a");
@@ -276,7 +282,11 @@ async fn two_replicas_one_leader_and_a_takeover() {
     let holder = wait_for("replica-b takes over", Duration::from_secs(60), || {
         let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> = kube::Api::namespaced(w.client.clone(), &w.ns);
         async move {
-            leases.get_opt("datadump-operator").await.unwrap().and_then(|l| l.spec?.holder_identity)
+            leases
+                .get_opt("datadump-operator")
+                .await
+                .unwrap()
+                .and_then(|l| l.spec?.holder_identity)
                 .filter(|h| h == "replica-b")
         }
     })

@@ -446,7 +446,13 @@ async fn soak_many_dumps_through_faults_and_restarts() {
     for uid in &uids {
         w.assert_nothing_left_running(uid).await;
     }
-    let api_faults = w.kube.proxy.requests().iter().filter(|r| r.status == 500 || r.status == 409).count();
+    let api_faults = w
+        .kube
+        .proxy
+        .requests()
+        .iter()
+        .filter(|r| r.status == 500 || r.status == 409)
+        .count();
     let panicked = w.logs().matches("panicked").count();
 
     let rows = [
@@ -469,7 +475,10 @@ async fn soak_many_dumps_through_faults_and_restarts() {
         ("controller SIGKILLs + restarts", format!("{kills}")),
         ("controller exits we did not cause", format!("{self_exits}")),
         ("panics in controller logs", format!("{panicked}")),
-        ("API answers 500/409 to the controller (injected + real conflicts)", format!("{api_faults}")),
+        (
+            "API answers 500/409 to the controller (injected + real conflicts)",
+            format!("{api_faults}"),
+        ),
         ("watch drops", format!("{watch_drops}")),
         (
             "AWS faults injected / AWS calls during faults",

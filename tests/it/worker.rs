@@ -202,7 +202,10 @@ async fn the_worker_streams_a_table_into_parquet_on_s3_and_writes_success_last()
     let success: SuccessReport = w.json(&job, contract::SUCCESS).await;
     let count: u64 = w.pg.psql(DB, "SELECT count(*) FROM image").trim().parse().unwrap();
     assert_eq!(manifest.rows, Some(count));
-    assert_eq!((success.rows, success.files, success.token.as_str()), (Some(count), manifest.files.len() as u64, TOKEN));
+    assert_eq!(
+        (success.rows, success.files, success.token.as_str()),
+        (Some(count), manifest.files.len() as u64, TOKEN)
+    );
     assert!(manifest.files.len() >= 2, "1 MiB files split the table: {:?}", run.keys);
     // every file: listed, the manifest's size and checksum, a footer with its row count
     let mut rows = 0;
@@ -215,10 +218,18 @@ async fn the_worker_streams_a_table_into_parquet_on_s3_and_writes_success_last()
         rows += n;
         // zstd by default, with the column descriptions in the schema metadata
         let col = meta.row_group(0).column(0);
-        assert!(matches!(col.compression(), parquet::basic::Compression::ZSTD(_)), "{:?}", col.compression());
+        assert!(
+            matches!(col.compression(), parquet::basic::Compression::ZSTD(_)),
+            "{:?}",
+            col.compression()
+        );
     }
     assert_eq!(rows, count);
-    let license = manifest.columns.iter().find(|c| c.name == "license").expect("columns in the manifest");
+    let license = manifest
+        .columns
+        .iter()
+        .find(|c| c.name == "license")
+        .expect("columns in the manifest");
     assert_eq!(license.description.as_deref(), Some("The CC license slug"));
     assert!(!license.nullable && manifest.columns.iter().find(|c| c.name == "width").unwrap().nullable);
     assert_eq!(manifest.description.as_deref(), Some("Openly licensed images"));
@@ -239,12 +250,19 @@ async fn a_failing_query_leaves_failure_with_the_database_error_and_nothing_else
     assert_eq!(run.code, Some(1), "{}", run.log);
     let failure: FailureReport = w.json(&job, contract::FAILURE).await;
     assert_eq!((failure.step, failure.token.as_str(), failure.attempt), (Stage::Dumping, TOKEN, 3));
-    assert!(failure.message.contains("no_such_column") && failure.message.contains("does not exist"), "{}", failure.message);
+    assert!(
+        failure.message.contains("no_such_column") && failure.message.contains("does not exist"),
+        "{}",
+        failure.message
+    );
     assert!(failure.log_tail.contains("no_such_column"), "{}", failure.log_tail);
     let summary = datadump::observe::failure_summary(&failure);
     assert!(summary.contains("column \"no_such_column\" does not exist"), "{summary}");
     assert_eq!(
-        run.keys.iter().filter(|k| k.ends_with(".parquet") || k.ends_with(contract::SUCCESS)).count(),
+        run.keys
+            .iter()
+            .filter(|k| k.ends_with(".parquet") || k.ends_with(contract::SUCCESS))
+            .count(),
         0,
         "{:?}",
         run.keys
@@ -263,7 +281,10 @@ async fn a_wrong_password_fails_without_showing_the_connection_string() {
     let failure: FailureReport = w.json(&job, contract::FAILURE).await;
     assert!(failure.message.contains("password authentication failed"), "{}", failure.message);
     let shown = format!("{}{}{}", run.log, failure.message, failure.log_tail);
-    assert!(!shown.contains(&format!("not-{}", &w.pg.password()[..8])), "the password leaked: {shown}");
+    assert!(
+        !shown.contains(&format!("not-{}", &w.pg.password()[..8])),
+        "the password leaked: {shown}"
+    );
 }
 
 /// A table of hard-to-compress rows whose scan stalls after the first 150,000 rows, so a worker
@@ -286,8 +307,14 @@ async fn a_worker_stopped_mid_stream_aborts_its_uploads_and_reports_failure() {
     })
     .await;
     let pid = child.id().unwrap();
-    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("the worker stops").unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the worker stops")
+        .unwrap();
     let log = std::fs::read_to_string(log).unwrap();
     assert_eq!(status.code(), Some(143), "{log}");
     let failure: FailureReport = w.json(&job, contract::FAILURE).await;
@@ -298,7 +325,10 @@ async fn a_worker_stopped_mid_stream_aborts_its_uploads_and_reports_failure() {
     assert_eq!(w.unfinished_uploads().await, 0, "the multipart upload was aborted");
     // the stalled query was cancelled with the connection: PostgreSQL runs nothing of ours
     wait_for("the backend to go", Duration::from_secs(30), || async {
-        let n = w.pg.psql(DB, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()");
+        let n = w.pg.psql(
+            DB,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()",
+        );
         (n.trim() == "0").then_some(())
     })
     .await;
@@ -313,7 +343,10 @@ async fn the_odbc2parquet_engine_exports_through_the_same_contract_read_only() {
     assert_eq!(run.code, Some(0), "{}", run.log);
     let manifest: Manifest = w.json(&job, contract::MANIFEST).await;
     assert_eq!(manifest.rows, Some(30_000));
-    assert!(manifest.files.len() >= 2 && manifest.writer.starts_with("odbc2parquet "), "{manifest:?}");
+    assert!(
+        manifest.files.len() >= 2 && manifest.writer.starts_with("odbc2parquet "),
+        "{manifest:?}"
+    );
     for f in &manifest.files {
         let body = w.get(&f.key).await;
         assert_eq!(sha256_hex(&body), f.sha256);
@@ -342,7 +375,11 @@ pub fn worker_binary() -> PathBuf {
         return p.into();
     }
     let zig = crate::glibc::zigbuild_binary();
-    if zig.exists() { zig } else { PathBuf::from(env!("CARGO_BIN_EXE_datadump")) }
+    if zig.exists() {
+        zig
+    } else {
+        PathBuf::from(env!("CARGO_BIN_EXE_datadump"))
+    }
 }
 
 /// The EC2 user data, run the way cloud-init would (POSIX sh), with `shutdown` and the
@@ -383,7 +420,10 @@ async fn the_bootstrap_fetches_the_binary_from_the_bucket_checks_it_and_runs_the
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let calls: Vec<&str> = shutdown.lines().collect();
     assert_eq!(calls.len(), 2, "{shutdown}");
-    assert!(calls[0].starts_with('+') && calls[0][1..].parse::<u32>().unwrap() >= 60, "dead-man first: {shutdown}");
+    assert!(
+        calls[0].starts_with('+') && calls[0][1..].parse::<u32>().unwrap() >= 60,
+        "dead-man first: {shutdown}"
+    );
     assert_eq!(calls[1], "now");
     assert!(dir.join("root/datadump").exists());
     let manifest: Manifest = w.json(&job, contract::MANIFEST).await;
@@ -394,14 +434,24 @@ async fn the_bootstrap_fetches_the_binary_from_the_bucket_checks_it_and_runs_the
     assert!(bins[0].ends_with(&format!("/{}/datadump-{}", release.binary(arch).unwrap().sha256, arch.as_str())));
 
     // someone replaces the binary in the bucket: the bootstrap refuses it
-    w.s3.put_object().bucket(BUCKET).key(&bins[0]).body(b"#!/bin/sh\necho pwned\n".to_vec().into()).send().await.unwrap();
+    w.s3.put_object()
+        .bucket(BUCKET)
+        .key(&bins[0])
+        .body(b"#!/bin/sh\necho pwned\n".to_vec().into())
+        .send()
+        .await
+        .unwrap();
     let mut job = w.job("", "image");
     job.key_prefix = job.key_prefix.replace(DATE, "2026-11-03");
     job.attempt = 4;
     let user_data = release.user_data(&store, &job, arch).await.unwrap();
     let (out, shutdown, dir) = boot(user_data, "tampered");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("SHA-256"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SHA-256"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(shutdown.lines().last(), Some("now"));
     assert!(!dir.join("root/datadump").exists() && !dir.join("root/datadump.download").exists());
     let failure: FailureReport = w.json(&job, contract::FAILURE).await;
@@ -410,5 +460,8 @@ async fn the_bootstrap_fetches_the_binary_from_the_bucket_checks_it_and_runs_the
     let summary = datadump::observe::failure_summary(&failure);
     assert!(summary.contains("bootstrap: the worker binary has SHA-256"), "{summary}");
     let keys = w.keys(&job.key_prefix).await;
-    assert!(!keys.iter().any(|k| k.ends_with(contract::PROGRESS)), "the worker never ran: {keys:?}");
+    assert!(
+        !keys.iter().any(|k| k.ends_with(contract::PROGRESS)),
+        "the worker never ran: {keys:?}"
+    );
 }

@@ -36,7 +36,11 @@ pub fn worker_binaries_dir(dir: &std::path::Path) -> PathBuf {
     let bin = dir.join("worker-binaries");
     std::fs::create_dir_all(&bin).unwrap();
     for arch in ["x86_64", "aarch64"] {
-        std::fs::write(bin.join(format!("datadump-{arch}")), format!("#!/bin/sh\n# datadump worker for {arch}\n")).unwrap();
+        std::fs::write(
+            bin.join(format!("datadump-{arch}")),
+            format!("#!/bin/sh\n# datadump worker for {arch}\n"),
+        )
+        .unwrap();
     }
     bin
 }
@@ -78,7 +82,13 @@ impl World {
     /// Starts everything but the controller.
     pub async fn start() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let test = std::thread::current().name().unwrap_or_default().rsplit("::").next().unwrap_or_default().to_string();
+        let test = std::thread::current()
+            .name()
+            .unwrap_or_default()
+            .rsplit("::")
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let kube = Tenant::create(dir.path(), &test).await;
         let ns = kube.ns.clone();
         let moto = Moto::start().await;
@@ -217,8 +227,7 @@ impl World {
                 spec[k] = v.clone();
             }
         }
-        let obj =
-            json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDump", "metadata": {"name": name, "namespace": self.ns}, "spec": spec});
+        let obj = json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDump", "metadata": {"name": name, "namespace": self.ns}, "spec": spec});
         let dd: DataDump = serde_json::from_value(obj).unwrap();
         self.dumps().create(&PostParams::default(), &dd).await.unwrap()
     }
@@ -262,7 +271,13 @@ impl World {
     /// Every Event in the test namespace as (reason, note).
     pub async fn events(&self) -> Vec<(String, String)> {
         let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
-        api.list(&Default::default()).await.unwrap().items.into_iter().map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default())).collect()
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
     }
 
     /// Every instance carrying the uid tag.
@@ -405,7 +420,12 @@ impl World {
             version: MANIFEST_VERSION,
             media_type: media.into(),
             dump_date: dd.status.as_ref().and_then(|s| s.dump_date.clone()).unwrap(),
-            files: vec![ManifestFile { key, size: full, sha256: String::new(), rows: Some(20) }],
+            files: vec![ManifestFile {
+                key,
+                size: full,
+                sha256: String::new(),
+                rows: Some(20),
+            }],
             rows: Some(20),
             started_at: now,
             columns: Vec::new(),
@@ -415,8 +435,16 @@ impl World {
             token: token.clone(),
             time: now,
         };
-        let success = SuccessReport { files: 1, bytes: full, rows: Some(20), attempt, token, time: now };
-        self.put(&format!("{prefix}_manifest.json"), serde_json::to_vec(&manifest).unwrap()).await;
+        let success = SuccessReport {
+            files: 1,
+            bytes: full,
+            rows: Some(20),
+            attempt,
+            token,
+            time: now,
+        };
+        self.put(&format!("{prefix}_manifest.json"), serde_json::to_vec(&manifest).unwrap())
+            .await;
         self.put(&format!("{prefix}_success"), serde_json::to_vec(&success).unwrap()).await;
     }
 
@@ -444,7 +472,19 @@ impl World {
 
     /// One object's body.
     pub async fn get_object(&self, key: &str) -> Vec<u8> {
-        self.s3.get_object().bucket(BUCKET).key(key).send().await.unwrap().body.collect().await.unwrap().into_bytes().to_vec()
+        self.s3
+            .get_object()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes()
+            .to_vec()
     }
 
     /// Waits until `media` runs its attempt number `attempt`.

@@ -78,7 +78,12 @@ pub fn kubectl_run(kubeconfig: &Path, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start kubectl");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write to kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write to kubectl");
     child.wait_with_output().expect("run kubectl")
 }
 
@@ -99,7 +104,12 @@ pub fn kubectl_ok(kubeconfig: &Path, args: &[&str], stdin: &str) -> String {
 pub fn kubeconfig_text(server: &str, ca_pem: Option<&[u8]>, token: &str, namespace: &str) -> String {
     use base64::Engine;
     let ca = ca_pem
-        .map(|pem| format!("\n    certificate-authority-data: {}", base64::engine::general_purpose::STANDARD.encode(pem)))
+        .map(|pem| {
+            format!(
+                "\n    certificate-authority-data: {}",
+                base64::engine::general_purpose::STANDARD.encode(pem)
+            )
+        })
         .unwrap_or_default();
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}{ca}\n\
@@ -112,7 +122,11 @@ impl Server {
     fn start() -> Server {
         let started = Instant::now();
         let (etcd, apiserver) = (tool("etcd"), tool("kube-apiserver"));
-        let dir = tempfile::Builder::new().prefix("datadump-kube-").tempdir().expect("temp dir").keep();
+        let dir = tempfile::Builder::new()
+            .prefix("datadump-kube-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
         let keep = std::env::var_os("DATADUMP_KUBE_KEEP").is_some();
         certificates(&dir);
         std::fs::write(dir.join("tokens.csv"), format!("{ADMIN_TOKEN},admin,admin-uid,system:masters\n")).unwrap();
@@ -162,7 +176,14 @@ impl Server {
         let admin_kubeconfig = dir.join("admin.kubeconfig");
         let ca_pem = std::fs::read(dir.join("ca.crt")).unwrap();
         std::fs::write(&admin_kubeconfig, kubeconfig_text(&url, Some(&ca_pem), ADMIN_TOKEN, "default")).unwrap();
-        let server = Server { dir, url, ca_pem, admin_kubeconfig, etcd_url: client_url, _supervisors: Mutex::new(supervisors) };
+        let server = Server {
+            dir,
+            url,
+            ca_pem,
+            admin_kubeconfig,
+            etcd_url: client_url,
+            _supervisors: Mutex::new(supervisors),
+        };
 
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -211,7 +232,9 @@ impl Server {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         let body = serde_json::json!({"key": b64(key.as_bytes()), "value": b64(value)}).to_string();
-        let mut stream = tokio::net::TcpStream::connect(self.etcd_url.trim_start_matches("http://")).await.expect("connect to etcd");
+        let mut stream = tokio::net::TcpStream::connect(self.etcd_url.trim_start_matches("http://"))
+            .await
+            .expect("connect to etcd");
         let request = format!(
             "POST /v3/kv/put HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
@@ -280,11 +303,49 @@ fn certificates(dir: &Path) {
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "7", "-subj", "/CN=datadump-test-ca"]);
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out", "apiserver.csr", "-subj", "/CN=kube-apiserver"]);
     run(&[
-        "x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-        "apiserver.crt", "-days", "7", "-extfile", "san.ext",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "7",
+        "-subj",
+        "/CN=datadump-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "apiserver.key",
+        "-out",
+        "apiserver.csr",
+        "-subj",
+        "/CN=kube-apiserver",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "apiserver.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "apiserver.crt",
+        "-days",
+        "7",
+        "-extfile",
+        "san.ext",
     ]);
     run(&["genrsa", "-out", "sa.key", "2048"]);
     run(&["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);

@@ -173,7 +173,11 @@ impl KubeProxy {
         let addr = listener.local_addr().unwrap();
         let app = axum::Router::new().fallback(forward).with_state(shared.clone());
         let shutdown = crate::support::net::serve(listener, app);
-        KubeProxy { shared, addr, _shutdown: shutdown }
+        KubeProxy {
+            shared,
+            addr,
+            _shutdown: shutdown,
+        }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -251,7 +255,12 @@ fn classify(method: &Method, path: &str, query: &str) -> RequestRecord {
         ("PATCH", _) => "patch",
         ("DELETE", true) => "delete",
         ("DELETE", false) => "deletecollection",
-        (other, _) => return RequestRecord { verb: other.to_lowercase(), ..record },
+        (other, _) => {
+            return RequestRecord {
+                verb: other.to_lowercase(),
+                ..record
+            };
+        }
     }
     .to_string();
     record
@@ -263,10 +272,15 @@ fn status_body(code: u16, r: &RequestRecord) -> String {
     let (reason, message) = match code {
         409 => (
             "Conflict",
-            format!("Operation cannot be fulfilled on {target}: the object has been modified; please apply your changes to the latest version and try again"),
+            format!(
+                "Operation cannot be fulfilled on {target}: the object has been modified; please apply your changes to the latest version and try again"
+            ),
         ),
         429 => ("TooManyRequests", "the server has received too many requests (injected)".into()),
-        503 => ("ServiceUnavailable", "the server is currently unable to handle the request (injected)".into()),
+        503 => (
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request (injected)".into(),
+        ),
         _ => ("InternalError", format!("Internal error occurred: injected fault on {target}")),
     };
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code})
@@ -276,7 +290,11 @@ fn status_body(code: u16, r: &RequestRecord) -> String {
 async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let mut record = classify(&parts.method, parts.uri.path(), parts.uri.query().unwrap_or_default());
-    let fault = if record.resource.is_empty() { None } else { shared.fault_for(&record) };
+    let fault = if record.resource.is_empty() {
+        None
+    } else {
+        shared.fault_for(&record)
+    };
     record.status = fault.unwrap_or(0);
     let index = {
         let mut records = shared.records.lock().unwrap();

@@ -59,4 +59,3 @@ pub async fn put_behind_the_servers_back(w: &World, name: &str, bytes: &[u8]) {
     })
     .await;
 }
-

@@ -44,15 +44,31 @@ fn rbac_objects() -> &'static Vec<Value> {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = tempfile::tempdir().unwrap();
         let values = dir.path().join("values.yaml");
-        std::fs::write(&values, format!("watchNamespace: {PLACEHOLDER}\nleaderElection: {{enabled: true}}\n")).unwrap();
+        std::fs::write(
+            &values,
+            format!("watchNamespace: {PLACEHOLDER}\nleaderElection: {{enabled: true}}\n"),
+        )
+        .unwrap();
         let out = std::process::Command::new(repo.join(".venv/bin/python"))
             .arg(repo.join("tests/chart_check.py"))
-            .args(["render", "charts/datadump-operator", "--name", RELEASE, "--namespace", PLACEHOLDER, "--values"])
+            .args([
+                "render",
+                "charts/datadump-operator",
+                "--name",
+                RELEASE,
+                "--namespace",
+                PLACEHOLDER,
+                "--values",
+            ])
             .arg(&values)
             .current_dir(repo)
             .output()
             .expect("run tests/chart_check.py (scripts/setup.sh makes .venv)");
-        assert!(out.status.success(), "rendering the chart: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "rendering the chart: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let rendered: Value = serde_json::from_slice(&out.stdout).expect("chart_check.py JSON");
         let kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
         let objects: Vec<Value> = rendered["objects"]
@@ -62,7 +78,10 @@ fn rbac_objects() -> &'static Vec<Value> {
             .map(|o| o["object"].clone())
             .filter(|o| kinds.iter().any(|k| o["kind"] == *k))
             .collect();
-        assert!(objects.iter().any(|o| o["kind"] == "Role"), "the chart renders a Role for watchNamespace");
+        assert!(
+            objects.iter().any(|o| o["kind"] == "Role"),
+            "the chart renders a Role for watchNamespace"
+        );
         objects
     })
 }
@@ -74,14 +93,26 @@ impl Tenant {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let server: &'static Server = tokio::task::spawn_blocking(server).await.expect("start the API server");
         let n = COUNT.fetch_add(1, Ordering::SeqCst);
-        let hint: String = hint.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_lowercase();
+        let hint: String = hint
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(20)
+            .collect::<String>()
+            .to_lowercase();
         let ns = format!("dd-{n}-{hint}").trim_end_matches('-').to_string();
         let client = server.admin_client(&ns);
         let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.expect("create namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create namespace");
 
         let admin_kubeconfig = dir.join("admin.kubeconfig");
-        std::fs::write(&admin_kubeconfig, kubeconfig_text(&server.url, Some(&server.ca_pem), super::ADMIN_TOKEN, &ns)).unwrap();
+        std::fs::write(
+            &admin_kubeconfig,
+            kubeconfig_text(&server.url, Some(&server.ca_pem), super::ADMIN_TOKEN, &ns),
+        )
+        .unwrap();
         let (kc, namespace) = (admin_kubeconfig.clone(), ns.clone());
         tokio::task::spawn_blocking(move || {
             let list = json!({"apiVersion": "v1", "kind": "List", "items": rbac_objects()}).to_string();
@@ -91,7 +122,10 @@ impl Tenant {
         .unwrap();
 
         let request: TokenRequest = TokenRequest {
-            spec: Some(TokenRequestSpec { expiration_seconds: Some(4 * 3600), ..Default::default() }),
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(4 * 3600),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let token = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
@@ -104,6 +138,12 @@ impl Tenant {
         let proxy = KubeProxy::start(&server.url, &server.ca_pem).await;
         let controller_kubeconfig = dir.join("controller.kubeconfig");
         std::fs::write(&controller_kubeconfig, kubeconfig_text(&proxy.url(), None, &token, &ns)).unwrap();
-        Tenant { ns, admin_kubeconfig, controller_kubeconfig, client, proxy }
+        Tenant {
+            ns,
+            admin_kubeconfig,
+            controller_kubeconfig,
+            client,
+            proxy,
+        }
     }
 }
