@@ -14,6 +14,7 @@ mod kube_harness;
 mod kubectl;
 mod pg_engine;
 mod run;
+mod schedule;
 mod ship;
 mod soak;
 mod worker;
