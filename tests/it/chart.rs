@@ -614,8 +614,10 @@ fn values_reach_the_controller_as_env() {
 /// The expected rules: the API calls the controller makes, nothing more.
 fn controller_rules() -> Value {
     json!([
-        {"apiGroups": ["datadump.dev"], "resources": ["datadumps"], "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": ["datadump.dev"], "resources": ["datadumps"], "verbs": ["list", "watch", "patch", "create", "delete"]},
         {"apiGroups": ["datadump.dev"], "resources": ["datadumps/status"], "verbs": ["patch"]},
+        {"apiGroups": ["datadump.dev"], "resources": ["datadumpschedules"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["datadump.dev"], "resources": ["datadumpschedules/status"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ])

@@ -214,6 +214,51 @@ async fn one_dump_per_due_time_and_none_doubled_across_a_restart_at_creation() {
     }
 }
 
+/// What the API server refuses at apply time (schema and CEL), before any controller looks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_refuses_bad_schedules_naming_the_field() {
+    let w = World::start().await;
+    let cases = [
+        ("ok", "schedule: '0 3 1 * *'", None),
+        ("cron-shape", "schedule: 'every monday'", Some("spec.schedule")),
+        ("zone-shape", "timeZone: 'Europe Berlin'", Some("spec.timeZone")),
+        ("policy", "concurrencyPolicy: Sometimes", Some("spec.concurrencyPolicy")),
+        ("deadline", "startingDeadlineSeconds: -5", Some("spec.startingDeadlineSeconds")),
+        (
+            "history",
+            "successfulDumpsHistoryLimit: 101",
+            Some("spec.successfulDumpsHistoryLimit"),
+        ),
+        ("dated", "template: {date: '2026-11-01'}", Some("spec.template.date must be unset")),
+        (&"n".repeat(53), "schedule: '0 3 1 * *'", Some("at most 52 characters")),
+    ];
+    for (name, extra, refused) in cases {
+        let mut spec: serde_json::Value = serde_yaml::from_str("schedule: '@monthly'").unwrap();
+        spec["template"] = serde_yaml::from_str(TEMPLATE).unwrap();
+        let over: serde_json::Value = serde_yaml::from_str(extra).unwrap();
+        for (k, v) in over.as_object().unwrap() {
+            if k == "template" {
+                for (tk, tv) in v.as_object().unwrap() {
+                    spec["template"][tk] = tv.clone();
+                }
+            } else {
+                spec[k] = v.clone();
+            }
+        }
+        let obj = json!({"apiVersion": "datadump.dev/v1alpha1", "kind": "DataDumpSchedule", "metadata": {"name": name}, "spec": spec});
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(w.client.clone(), &w.ns, &kube::api::ApiResource::erase::<DataDumpSchedule>(&()));
+        let object: kube::api::DynamicObject = serde_json::from_value(obj).unwrap();
+        let result = api.create(&PostParams::default(), &object).await;
+        match (refused, result) {
+            (None, Ok(_)) => {}
+            (None, Err(e)) => panic!("{name}: refused: {e}"),
+            (Some(_), Ok(_)) => panic!("{name}: accepted {extra}"),
+            (Some(text), Err(e)) => assert!(e.to_string().contains(text), "{name}: {e} should name {text}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbid_skips_while_one_runs_and_replace_deletes_the_running_one() {
     let mut w = World::start().await;
