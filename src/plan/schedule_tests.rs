@@ -173,7 +173,8 @@ fn a_passed_starting_deadline_skips_the_run_and_says_so_once() {
 fn concurrency_policies() {
     let running = [dump("nightly-202611271001", "2026-11-27T10:01:00Z", Some(DumpPhase::Running))];
     // (policy, creates, deletes, active afterwards)
-    let table: [(&str, usize, Vec<(String, DeleteReason)>, usize); 3] = [
+    type Row = (&'static str, usize, Vec<(String, DeleteReason)>, usize);
+    let table: [Row; 3] = [
         ("Forbid", 0, vec![], 1),
         ("Replace", 1, vec![("nightly-202611271001".into(), DeleteReason::Replaced)], 1),
         ("Allow", 1, vec![], 2),
@@ -277,7 +278,14 @@ fn an_invalid_spec_creates_nothing_and_says_why_once() {
 /// instant and DATE), or none.
 #[test]
 fn time_zones_and_daylight_saving_changes() {
-    let table: &[(&str, &str, &str, &str, Option<(&str, &str)>)] = &[
+    type Row = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        Option<(&'static str, &'static str)>,
+    );
+    let table: &[Row] = &[
         // New York springs forward at 02:00 EST on 2026-03-08: 02:30 does not exist that day
         // and runs at the first minute after the gap, 03:00 EDT (07:00Z)
         (
