@@ -401,3 +401,22 @@ fn the_wake_up_lands_on_the_instant_after_the_gap() {
     let p = plan(&s, &[], "2026-03-08T06:00:00Z");
     assert_eq!(p.requeue_after, Some(Duration::from_secs(3600)));
 }
+
+#[test]
+fn a_year_of_missed_minutes_is_counted_up_to_a_bound_and_planned_quickly() {
+    let mut s = sched(EVERY_MINUTE, "2025-01-01T00:00:00Z");
+    s.status = Some(crate::api::DataDumpScheduleStatus {
+        last_schedule_time: Some(ts("2025-11-27T10:00:00Z")),
+        ..Default::default()
+    });
+    let started = std::time::Instant::now();
+    let p = plan(&s, &[], "2026-11-27T10:00:30Z");
+    let took = started.elapsed();
+    eprintln!("plan_schedule after a year of missed minutes: {took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(
+        creates(&p),
+        [("nightly-202611271000".into(), "2026-11-27T10:00:00Z".into(), "2026-11-27".into())]
+    );
+    assert!(note(&p, "MissedSchedule").message.starts_with("more than 100"), "{:?}", p.notes);
+}

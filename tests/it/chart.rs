@@ -727,6 +727,7 @@ fn notes_tell_the_user_what_to_do_next() {
             "kubectl create secret generic",
             "kubectl apply -f",
             "kubectl get datadumps",
+            "kubectl get datadumpschedules",
             "kubectl wait",
             "--for=condition=Complete",
             "/metrics",
