@@ -256,8 +256,15 @@ pub fn validate_schedule(name: Option<&str>, spec: &DataDumpScheduleSpec, site: 
             fix: "use a shorter name: the DataDumps it creates append -YYYYMMDDhhmm".into(),
         });
     }
-    if let Err(e) = CronSchedule::parse(&spec.schedule, spec.time_zone.as_deref()) {
-        errors.extend(e);
+    match CronSchedule::parse(&spec.schedule, spec.time_zone.as_deref()) {
+        Err(e) => errors.extend(e),
+        // e.g. `0 0 30 2 *`: parses, but February has no 30th
+        Ok(c) if c.next_after(Timestamp::UNIX_EPOCH).is_none() => errors.push(FieldError {
+            field: "spec.schedule".into(),
+            problem: format!("{} never comes due", super::shorten(&format!("{:?}", spec.schedule), 66)),
+            fix: "pick a day that exists in the month, e.g. \"0 3 1 * *\"".into(),
+        }),
+        Ok(_) => {}
     }
     if spec.starting_deadline_seconds.is_some_and(|s| s < 0) {
         errors.push(FieldError {
@@ -333,6 +340,7 @@ mod tests {
             ("schedule: '* * * *'", "spec.schedule"),
             ("schedule: '0 0 0 * * *'", "spec.schedule"),
             ("schedule: '@fortnightly'", "spec.schedule"),
+            ("schedule: '0 0 30 2 *'", "spec.schedule"),
             ("timeZone: Mars/Olympus_Mons", "spec.timeZone"),
             ("startingDeadlineSeconds: -1", "spec.startingDeadlineSeconds"),
             ("successfulDumpsHistoryLimit: 101", "spec.successfulDumpsHistoryLimit"),
