@@ -145,6 +145,9 @@ pub struct DataDumpScheduleStatus {
     /// The latest scheduled time skipped because `startingDeadlineSeconds` had passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_missed_time: Option<Timestamp>,
+    /// A due time that waits for the active DataDump to finish (`concurrencyPolicy: Forbid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_schedule_time: Option<Timestamp>,
     /// The DataDumps of this schedule that have not finished.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]

@@ -9,7 +9,8 @@
 //!   and an Event says how many were missed;
 //! - with `startingDeadlineSeconds`, a latest due time older than that is skipped (recorded in
 //!   `status.lastMissedTime`, with a MissedSchedule Event, once);
-//! - `Forbid` skips while a DataDump of the schedule is active (the due time stays due),
+//! - `Forbid` skips while a DataDump of the schedule is active (the due time stays due, shown
+//!   in `status.waitingScheduleTime`, with one AlreadyActive Event),
 //!   `Replace` deletes the active ones first, `Allow` runs next to them;
 //! - each run's DataDump is named from the schedule and the scheduled time, so creating it twice
 //!   (a restart between the create and the status write) finds it already there: a run whose
@@ -121,6 +122,8 @@ pub fn plan_schedule(sched: &DataDumpSchedule, dumps: &[OwnedDump], site: &SiteD
     let old = sched.status.clone().unwrap_or_default();
     let mut status = old.clone();
     status.observed_generation = sched.metadata.generation;
+    // set again below while a due time still waits
+    status.waiting_schedule_time = None;
     let mut actions = Vec::new();
     let mut notes = Vec::new();
 
@@ -198,14 +201,17 @@ pub fn plan_schedule(sched: &DataDumpSchedule, dumps: &[OwnedDump], site: &SiteD
                         ),
                     });
                 } else if spec.concurrency_policy == ConcurrencyPolicy::Forbid && !active.is_empty() {
-                    notes.push(Note {
-                        kind: NoteKind::Normal,
-                        reason: "AlreadyActive".into(),
-                        message: format!(
-                            "the run due at {due} waits: {} is still active (concurrencyPolicy Forbid)",
-                            active.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
-                        ),
-                    });
+                    status.waiting_schedule_time = Some(due);
+                    if old.waiting_schedule_time != Some(due) {
+                        notes.push(Note {
+                            kind: NoteKind::Normal,
+                            reason: "AlreadyActive".into(),
+                            message: format!(
+                                "the run due at {due} waits: {} is still active (concurrencyPolicy Forbid)",
+                                active.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                        });
+                    }
                 } else {
                     if spec.concurrency_policy == ConcurrencyPolicy::Replace {
                         for d in &active {

@@ -193,10 +193,16 @@ fn concurrency_policies() {
         if policy == "Forbid" {
             assert_eq!(reasons(&p), ["AlreadyActive"]);
             assert_eq!(p.status.last_schedule_time, Some(ts("2026-11-27T10:01:00Z")), "still due");
+            assert_eq!(p.status.waiting_schedule_time, Some(ts("2026-11-27T10:02:00Z")));
+            // said once
+            let waiting = persist(s.clone(), &p);
+            let again = plan(&waiting, &running, "2026-11-27T10:02:30Z");
+            assert!(again.actions.is_empty() && again.notes.is_empty(), "{again:?}");
             // once the running one ends, the waiting run starts (within the deadline)
             let done = [dump("nightly-202611271001", "2026-11-27T10:01:00Z", Some(DumpPhase::Succeeded))];
-            let p = plan(&s, &done, "2026-11-27T10:02:20Z");
+            let p = plan(&waiting, &done, "2026-11-27T10:02:40Z");
             assert_eq!(creates(&p)[0].0, "nightly-202611271002");
+            assert_eq!(p.status.waiting_schedule_time, None);
         }
     }
 }
