@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Regenerates the CRD from the Rust types into its three homes (crds/, the chart, manifests/).
+# Regenerates the CRDs (DataDump, DataDumpSchedule) from the Rust types into their three homes
+# (crds/, the chart, manifests/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --quiet -- crd > crds/datadump.dev_datadumps.yaml
-cp crds/datadump.dev_datadumps.yaml charts/datadump-operator/crds/datadump.dev_datadumps.yaml
-cp crds/datadump.dev_datadumps.yaml manifests/crd/datadump.dev_datadumps.yaml
+cargo build --quiet
+for kind in datadump:datadumps datadumpschedule:datadumpschedules; do
+  file="datadump.dev_${kind#*:}.yaml"
+  ./target/debug/datadump crd --kind "${kind%%:*}" > "crds/$file"
+  cp "crds/$file" "charts/datadump-operator/crds/$file"
+  cp "crds/$file" "manifests/crd/$file"
+done

@@ -21,8 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the Kubernetes controller.
     Controller(Box<ControllerCmd>),
-    /// Print the DataDump CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions (DataDump, DataDumpSchedule) as YAML.
+    Crd(CrdArgs),
     /// Run one DataDump to completion without a cluster (exit 0 on Succeeded, 1 on Failed,
     /// 130 when interrupted).
     Run(Box<RunCmd>),
@@ -32,8 +32,8 @@ pub enum Command {
     /// Run one worker attempt from a job (what the EC2 bootstrap and `run --compute local`
     /// start): dump one media type to Parquet on S3 and write `_success` or `_failure`.
     Worker(Box<WorkerCmd>),
-    /// Check DataDump documents without a cluster: prints every problem with its field path
-    /// and exits non-zero when any document is invalid.
+    /// Check DataDump and DataDumpSchedule documents without a cluster: prints every problem
+    /// with its field path and exits non-zero when any document is invalid.
     Validate(ValidateArgs),
     /// Check that a finished dump is complete before handing it to a dataset host (every
     /// file present with its size and SHA-256, every Parquet footer readable), print a summary
@@ -119,10 +119,19 @@ pub fn render(args: &RenderArgs, out: &mut impl std::io::Write) -> anyhow::Resul
     Ok(())
 }
 
+/// `datadump crd`.
+#[derive(Debug, clap::Args)]
+pub struct CrdArgs {
+    /// Print only this kind's CRD (default: every CRD, as one multi-document YAML).
+    #[arg(long, value_enum)]
+    pub kind: Option<api::Kind>,
+}
+
 /// `datadump validate`.
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// YAML files with one or more DataDump documents (`-` for standard input).
+    /// YAML files with one or more DataDump or DataDumpSchedule documents (`-` for standard
+    /// input).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// The controller's site defaults, so the check matches what the controller will decide.
@@ -144,18 +153,24 @@ pub fn validate(args: &ValidateArgs, out: &mut impl std::io::Write) -> anyhow::R
     let mut all_ok = true;
     for file in &args.files {
         let text = read_input(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        let docs = api::parse_documents(&text);
+        let docs = api::parse_any(&text);
         if docs.is_empty() {
-            writeln!(out, "{}: no DataDump documents", file.display())?;
+            writeln!(out, "{}: no DataDump or DataDumpSchedule documents", file.display())?;
             all_ok = false;
         }
         for doc in docs {
-            let result = doc.map_err(|e| vec![e]).and_then(|dd| {
-                let name = dd.metadata.name.clone().unwrap_or_else(|| "(unnamed)".into());
-                api::validate(&dd.spec, &args.site).map(|()| name)
+            let result = doc.map_err(|e| vec![e]).and_then(|doc| match doc {
+                api::Document::DataDump(dd) => {
+                    let name = dd.metadata.name.clone().unwrap_or_else(|| "(unnamed)".into());
+                    api::validate(&dd.spec, &args.site).map(|()| format!("DataDump {name}"))
+                }
+                api::Document::Schedule(s) => {
+                    let name = s.metadata.name.clone().unwrap_or_else(|| "(unnamed)".into());
+                    api::validate_schedule(s.metadata.name.as_deref(), &s.spec, &args.site).map(|()| format!("DataDumpSchedule {name}"))
+                }
             });
             match result {
-                Ok(name) => writeln!(out, "{}: DataDump {name}: valid", file.display())?,
+                Ok(what) => writeln!(out, "{}: {what}: valid", file.display())?,
                 Err(errors) => {
                     all_ok = false;
                     for e in errors {
@@ -191,8 +206,11 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
             let code = runtime.block_on(crate::worker::runtime::run(cmd.worker, tail));
             Ok(std::process::ExitCode::from(code.clamp(0, 255) as u8))
         }
-        Command::Crd => {
-            print!("{}", api::crd_yaml());
+        Command::Crd(args) => {
+            match args.kind {
+                Some(kind) => print!("{}", api::crd_yaml_of(kind)),
+                None => print!("{}", api::crd_yaml()),
+            }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Render(args) => {

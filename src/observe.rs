@@ -20,14 +20,6 @@ pub fn bucket_of(dd: &DataDump) -> Bucket<'_> {
     }
 }
 
-/// The DATE folder the planner will use at `now`.
-pub fn date_of(dd: &DataDump, now: Timestamp) -> String {
-    dd.status
-        .as_ref()
-        .and_then(|s| s.dump_date.clone())
-        .unwrap_or_else(|| plan::dump_date(now))
-}
-
 /// Observes one DataDump; `site` resolves its instance type, whose architecture is looked up
 /// (cached) while a launch may follow.
 pub async fn observe<C: Compute, S: ObjectStore>(
@@ -54,7 +46,7 @@ pub async fn observe<C: Compute, S: ObjectStore>(
     if may_launch && let Some(resolved) = crate::api::resolve_instance(&dd.spec.instance, site) {
         observed.architecture = Some(compute.architecture(&resolved.instance_type).await?);
     }
-    let date = date_of(dd, now);
+    let date = plan::date_of(dd, now);
     let bucket = bucket_of(dd);
     for media in media {
         let prefix = contract::media_prefix(&dd.spec.destination.prefix, &date, &media);

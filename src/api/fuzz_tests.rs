@@ -536,3 +536,48 @@ fn errors_in_later_documents_name_their_document() {
     assert_eq!(docs[2].as_ref().unwrap_err().field, "document 3");
     let _: &DataDump = docs[0].as_ref().unwrap();
 }
+
+/// Cron-ish text: the schedule fields' characters, in up to seven space-separated fields.
+fn cronish() -> impl Strategy<Value = String> {
+    let field = prop_oneof![
+        Just("*".to_string()),
+        "[0-9]{1,3}",
+        "[0-9*]{1,2}[-/,][0-9]{1,3}",
+        "[A-Za-z#L?W@]{1,9}",
+        any::<String>(),
+    ];
+    vec(field, 0..8).prop_map(|v| v.join(" "))
+}
+
+proptest! {
+    #![proptest_config(cases(2000))]
+
+    /// Arbitrary schedules and time zones: `validate_schedule` (and the cron parser under it)
+    /// never panics, refuses by field, briefly; what it accepts can be planned forward.
+    #[test]
+    fn arbitrary_schedules_and_zones_are_refused_by_field(
+        schedule in prop_oneof![cronish(), any::<String>()],
+        zone in prop_oneof![Just(None), "[A-Za-z_/+-]{1,30}".prop_map(Some), any::<String>().prop_map(Some)],
+    ) {
+        let mut spec: super::DataDumpScheduleSpec = serde_yaml::from_str(
+            "schedule: '@monthly'\ntemplate: {mediaTypes: [image], destination: {bucket: my-datasets}, database: {ssmParameterName: /d/b}, instance: {iamInstanceProfile: w}}",
+        )
+        .unwrap();
+        spec.schedule = schedule;
+        spec.time_zone = zone;
+        match super::validate_schedule(Some("s"), &spec, &SiteDefaults::default()) {
+            Err(errors) => {
+                for e in &errors {
+                    check(e)?;
+                }
+            }
+            Ok(()) => {
+                let c = super::CronSchedule::parse(&spec.schedule, spec.time_zone.as_deref()).unwrap();
+                let now: jiff::Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
+                if let Some(next) = c.next_after(now) {
+                    prop_assert!(next > now);
+                }
+            }
+        }
+    }
+}

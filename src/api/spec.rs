@@ -48,6 +48,8 @@ pub const SECURITY_GROUP_PATTERN: &str = "^sg-[0-9a-f]{8,17}$";
 pub const INSTANCE_PROFILE_PATTERN: &str = "^(arn:aws[a-z-]*:iam::[0-9]{12}:instance-profile/)?[A-Za-z0-9+=,.@_/-]{1,128}$";
 /// EC2 key pair names (printable ASCII, no quotes or backslashes).
 pub const KEY_NAME_PATTERN: &str = "^[A-Za-z0-9 ._:/()#,@\\[\\]+=&;{}!$*-]{1,255}$";
+/// DATE folders: a calendar date `YYYY-MM-DD` ([`crate::api::validate`] checks it is a real one).
+pub const DATE_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
 /// The largest EBS volume EC2 creates (gp3/gp2/io2: 16 TiB, in GiB).
 pub const MAX_EBS_VOLUME_GB: i32 = 16_384;
 /// The most media types one DataDump may export.
@@ -92,6 +94,13 @@ pub struct DataDumpSpec {
 
     /// Where the Parquet files go.
     pub destination: Destination,
+
+    /// The DATE folder (`YYYY-MM-DD`) the files go under, `PREFIX/DATE/MEDIA/`. Default: the
+    /// UTC date on which the dump starts. A DataDumpSchedule sets it to the scheduled time's
+    /// date in the schedule's time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DATE_PATTERN))]
+    pub date: Option<String>,
 
     /// The SQL query each worker runs; `{media_type}` is replaced by the media type (a plain SQL
     /// identifier). It must name its table with `{media_type}` and may contain no other

@@ -155,6 +155,15 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
     }
 
     check_destination(&mut r, &spec.destination);
+    if let Some(date) = &spec.date
+        && date_is_invalid(date)
+    {
+        r.add(
+            "spec.date",
+            format!("{} is not a calendar date YYYY-MM-DD", quote(date)),
+            "give a real date such as 2026-11-01, or leave it unset for the day the dump starts",
+        );
+    }
     check_query(&mut r, &spec.query);
 
     // database
@@ -223,6 +232,11 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
         check_user_data_size(&mut r, spec);
     }
     if r.0.is_empty() { Ok(()) } else { Err(r.0) }
+}
+
+/// Whether a `spec.date` is anything but a real `YYYY-MM-DD` date.
+pub fn date_is_invalid(date: &str) -> bool {
+    date.len() != 10 || date.parse::<jiff::civil::Date>().is_err()
 }
 
 /// Room for the real values (presigned URLs, token, deadline) that the preview shows

@@ -1,9 +1,11 @@
 //! The Kubernetes controller: kube-runtime wiring around observe → plan → act → status.
 //! `reconcile` does I/O only through `observe`, `act`, the status patch and Events; every
-//! decision is `plan::plan`'s. `error_policy` alone decides backoff.
+//! decision is `plan::plan`'s. `error_policy` alone decides backoff. The same process (under the
+//! same leader election) runs the DataDumpSchedule controller, [`schedule`].
 
 mod home;
 mod lenient;
+pub mod schedule;
 mod status;
 pub mod sweeper;
 
@@ -42,6 +44,9 @@ pub enum Error {
     /// The Kubernetes API refused a write.
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// The test clock file could not be read.
+    #[error("clock: {0}")]
+    Clock(String),
 }
 
 impl From<BackendError> for Error {
@@ -57,6 +62,7 @@ impl Error {
             Error::Act(e) => e.metric_label(),
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
             Error::Kube(_) => "kube",
+            Error::Clock(_) => "clock",
         }
     }
 
@@ -65,7 +71,7 @@ impl Error {
         match self {
             Error::Act(ActError::Backend(e)) if e.is_transient() => Duration::from_secs(2),
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => Duration::from_millis(500),
-            Error::Kube(_) => Duration::from_secs(2),
+            Error::Kube(_) | Error::Clock(_) => Duration::from_secs(2),
             Error::Act(_) => Duration::from_secs(15),
         }
     }
@@ -151,6 +157,10 @@ pub struct ControllerArgs {
     /// `datadump-aarch64`); the controller copies them into each destination bucket once.
     #[arg(long, env = "DATADUMP_WORKER_BINARIES_DIR", default_value = DEFAULT_WORKER_BINARIES_DIR)]
     pub worker_binaries_dir: std::path::PathBuf,
+    /// Tests only, hidden from `--help`: read the DataDumpSchedule controller's "now" from this
+    /// file (an RFC 3339 timestamp, read on every reconcile) instead of the system clock.
+    #[arg(long, env = "DATADUMP_TEST_CLOCK_FILE", hide = true)]
+    pub test_clock_file: Option<std::path::PathBuf>,
 }
 
 /// Where the controller image keeps the worker binaries.
@@ -258,15 +268,28 @@ async fn run_controller(client: Client, args: &ControllerArgs, ready: crate::htt
         sweeper::run(store, compute, interval).await;
     });
     info!(namespace = args.namespace.as_deref().unwrap_or("*"), "datadump controller started");
-    controller
+    let clock = match &args.test_clock_file {
+        Some(path) => {
+            warn!(file = %path.display(), "DataDumpSchedule times come from a test clock file");
+            schedule::Clock::File(path.clone())
+        }
+        None => schedule::Clock::System,
+    };
+    let schedules = Arc::new(schedule::ScheduleContext::new(
+        client.clone(),
+        args.site.clone(),
+        clock,
+        ctx.recorder.clone(),
+    ));
+    let dumps = controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 warn!(error = %e, "reconcile failed");
             }
-        })
-        .await;
+        });
+    futures::join!(dumps, schedule::run(client, args.namespace.as_deref(), schedules));
     sweep.abort();
     info!("datadump controller stopped");
     Ok(())
@@ -398,10 +421,16 @@ pub fn error_policy<C, S, K>(dd: Arc<DataDump>, error: &Error, ctx: Arc<Context<
         *n = n.saturating_add(1);
         *n
     };
-    let base = error.base_delay().as_millis() as u64;
-    let delay = base.saturating_mul(1u64 << (n - 1).min(10)).min(300_000);
-    let jitter = fastrand::u64(0..=delay / 2);
-    let delay = Duration::from_millis(delay - delay / 4 + jitter);
+    let delay = backoff(error, n);
     warn!(name = %dd.name_any(), namespace = dd.namespace().unwrap_or_default(), error = %error, reason = error.metric_label(), retry_in = ?delay, "reconcile error");
     Requeue::requeue(delay)
+}
+
+/// The delay before try `n + 1` after `n` failures in a row: exponential from the error's base
+/// delay, capped at five minutes, with ±25% jitter.
+fn backoff(error: &Error, n: u32) -> Duration {
+    let base = error.base_delay().as_millis() as u64;
+    let delay = base.saturating_mul(1u64 << (n.max(1) - 1).min(10)).min(300_000);
+    let jitter = fastrand::u64(0..=delay / 2);
+    Duration::from_millis(delay - delay / 4 + jitter)
 }

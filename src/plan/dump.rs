@@ -43,7 +43,7 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         status.instance = Some(r.clone());
     }
 
-    let date = status.dump_date.clone().unwrap_or_else(|| dump_date(now));
+    let date = date_of(dd, now);
     let timeout: Duration = spec.timeout.into();
     let deadline = status
         .start_time
@@ -281,6 +281,16 @@ pub fn set_condition(
         Some(c) => *c = condition,
         None => status.conditions.push(condition),
     }
+}
+
+/// The dump's DATE folder: fixed in status once it started; before that `spec.date`, else
+/// the UTC date at `now`. Observe looks where the planner will write.
+pub fn date_of(dd: &DataDump, now: Timestamp) -> String {
+    dd.status
+        .as_ref()
+        .and_then(|s| s.dump_date.clone())
+        .or_else(|| dd.spec.date.clone().filter(|d| !crate::api::validate::date_is_invalid(d)))
+        .unwrap_or_else(|| dump_date(now))
 }
 
 /// The DATE folder for a dump starting at `now` (UTC).

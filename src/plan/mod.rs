@@ -1,6 +1,6 @@
 //! The planner: every lifecycle decision, as one pure function
-//! `plan(&DataDump, &Observed, &PlanContext, now) -> Plan`. No I/O, no clock reads, no
-//! randomness. The drivers (controller, one-shot runner) observe the world, call `plan`,
+//! `plan(&DataDump, &Observed, &PlanContext, now) -> Plan` (and, for DataDumpSchedules,
+//! [`schedule::plan_schedule`]). No I/O, no clock reads, no randomness. The drivers (controller, one-shot runner) observe the world, call `plan`,
 //! perform its actions in order, then write its status.
 //!
 //! Restart safety rests on two rules kept here:
@@ -10,6 +10,9 @@
 
 mod dump;
 mod media;
+pub mod schedule;
+#[cfg(test)]
+mod schedule_tests;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +23,7 @@ use jiff::Timestamp;
 
 use crate::api::{DataDump, SiteDefaults};
 
-pub use dump::{dump_date, plan, requester_pays_condition, set_condition};
+pub use dump::{date_of, dump_date, plan, requester_pays_condition, set_condition};
 pub use media::token_for;
 
 /// The finalizer that guards cleanup (instances, staged credentials).

@@ -146,6 +146,19 @@ fn finalizer_comes_first() {
 }
 
 #[test]
+fn spec_date_sets_the_date_folder_instead_of_today() {
+    // as a DataDumpSchedule creates it: the scheduled date in its time zone, not today in UTC
+    let d = dd("  date: 2026-11-24\n");
+    let p = plan(&d, &Observed::default(), &ctx(), t0());
+    let s = p.status.as_ref().unwrap();
+    assert_eq!(s.dump_date.as_deref(), Some("2026-11-24"));
+    assert_eq!(
+        media(&p, "image").s3_uri.as_deref(),
+        Some("s3://my-datasets/data-dump/2026-11-24/image/")
+    );
+}
+
+#[test]
 fn token_is_recorded_before_any_launch() {
     let d = dd("");
     let p = plan(&d, &Observed::default(), &ctx(), t0());

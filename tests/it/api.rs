@@ -18,14 +18,66 @@ fn datadump(args: &[&str]) -> (i32, String) {
 }
 
 #[test]
-fn committed_crd_matches_the_rust_types() {
+fn committed_crds_match_the_rust_types() {
+    let mut all = Vec::new();
+    for (kind, file) in [
+        ("datadump", "crds/datadump.dev_datadumps.yaml"),
+        ("datadumpschedule", "crds/datadump.dev_datadumpschedules.yaml"),
+    ] {
+        let (code, generated) = datadump(&["crd", "--kind", kind]);
+        assert_eq!(code, 0, "{generated}");
+        let committed = std::fs::read_to_string(repo().join(file)).unwrap();
+        assert!(generated == committed, "{file} drifted from src/api: run scripts/gen-crd.sh");
+        all.push(committed);
+    }
+    // `datadump crd` prints both, as one multi-document YAML
     let (code, generated) = datadump(&["crd"]);
     assert_eq!(code, 0, "{generated}");
-    let committed = std::fs::read_to_string(repo().join("crds/datadump.dev_datadumps.yaml")).unwrap();
-    assert!(
-        generated == committed,
-        "crds/datadump.dev_datadumps.yaml drifted from src/api: run `cargo run -- crd > crds/datadump.dev_datadumps.yaml`"
+    assert_eq!(generated, all.join("---\n"));
+}
+
+#[test]
+fn schedule_crd_has_what_kubectl_users_rely_on() {
+    let crd: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo().join("crds/datadump.dev_datadumpschedules.yaml")).unwrap()).unwrap();
+    assert_eq!(crd["spec"]["names"]["shortNames"][0], "dds");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["name"], "v1alpha1");
+    assert!(version["subresources"]["status"].is_object());
+    let columns: Vec<_> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["Schedule", "Suspend", "Active", "Last Schedule", "Age", "Time Zone"]);
+    let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    assert_eq!(spec["properties"]["concurrencyPolicy"]["default"], "Forbid");
+    assert_eq!(spec["properties"]["successfulDumpsHistoryLimit"]["default"], 3);
+    assert_eq!(spec["properties"]["failedDumpsHistoryLimit"]["default"], 1);
+    let mut missing = Vec::new();
+    undocumented(spec, "spec", &mut missing);
+    undocumented(
+        &version["schema"]["openAPIV3Schema"]["properties"]["status"],
+        "status",
+        &mut missing,
     );
+    assert!(missing.is_empty(), "fields without docs: {missing:?}");
+}
+
+/// Fields under `schema` without a description.
+fn undocumented(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    if let Some(props) = schema["properties"].as_object() {
+        for (k, v) in props {
+            let p = format!("{path}.{k}");
+            if v["description"].as_str().is_none_or(|d| d.trim().is_empty()) {
+                out.push(p.clone());
+            }
+            undocumented(v, &p, out);
+            undocumented(&v["items"], &p, out);
+        }
+    }
 }
 
 #[test]
@@ -46,46 +98,58 @@ fn crd_has_what_kubectl_users_rely_on() {
         .collect();
     assert_eq!(columns, ["Phase", "Done", "Bucket", "Age", "Date", "Message"]);
     // every spec field is documented, so `kubectl explain datadump.spec` reads like a manual
-    fn undocumented(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
-        if let Some(props) = schema["properties"].as_object() {
-            for (k, v) in props {
-                let p = format!("{path}.{k}");
-                if v["description"].as_str().is_none_or(|d| d.trim().is_empty()) {
-                    out.push(p.clone());
-                }
-                undocumented(v, &p, out);
-                undocumented(&v["items"], &p, out);
-            }
-        }
-    }
     let mut missing = Vec::new();
     undocumented(&version["schema"]["openAPIV3Schema"]["properties"]["spec"], "spec", &mut missing);
     assert!(missing.is_empty(), "fields without docs: {missing:?}");
 }
 
 #[test]
-fn committed_crd_passes_kubernetes_validate() {
+fn committed_crds_pass_kubernetes_validate() {
     let venv = repo().join(".venv/bin/kubernetes-validate");
     assert!(venv.exists(), "kubernetes-validate missing: run scripts/setup.sh");
-    let out = Command::new(venv)
-        .args(["--strict", "-k", "1.32.0"])
-        .arg(repo().join("crds/datadump.dev_datadumps.yaml"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    assert!(
-        text.to_lowercase()
-            .contains("passed for resource customresourcedefinition/datadumps.datadump.dev"),
-        "{text}"
-    );
+    for crd in ["datadumps", "datadumpschedules"] {
+        let out = Command::new(&venv)
+            .args(["--strict", "-k", "1.32.0"])
+            .arg(repo().join(format!("crds/datadump.dev_{crd}.yaml")))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.to_lowercase()
+                .contains(&format!("passed for resource customresourcedefinition/{crd}.datadump.dev")),
+            "{text}"
+        );
+    }
 }
 
 #[test]
-fn example_is_valid() {
-    let (code, out) = datadump(&["validate", "-f", "manifests/examples/datadump.yaml"]);
+fn examples_are_valid() {
+    let (code, out) = datadump(&[
+        "validate",
+        "-f",
+        "manifests/examples/datadump.yaml",
+        "manifests/examples/datadumpschedule.yaml",
+    ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("DataDump catalog-2026-11: valid"), "{out}");
+    assert!(out.contains("DataDumpSchedule catalog-monthly: valid"), "{out}");
+}
+
+#[test]
+fn validate_reads_both_kinds_from_one_stream_and_names_schedule_fields() {
+    let text = format!(
+        "{BASE}---\napiVersion: datadump.dev/v1alpha1\nkind: DataDumpSchedule\nmetadata: {{name: monthly}}\nspec:\n  schedule: '0 3 1 * * *'\n  timeZone: Mars/Olympus\n  template:\n    mediaTypes: [Image]\n    destination: {{bucket: my-datasets}}\n    database: {{ssmParameterName: /datadump/catalog}}\n    instance: {{iamInstanceProfile: datadump-worker}}\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("both.yaml");
+    std::fs::write(&file, text).unwrap();
+    let (code, out) = datadump(&["validate", "-f", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("DataDump bad: valid"), "{out}");
+    for field in ["spec.schedule:", "spec.timeZone:", "spec.template.mediaTypes[0]:"] {
+        assert!(out.contains(field), "{field} named: {out}");
+    }
 }
 
 /// The base of every bad case: valid on its own.

@@ -301,33 +301,36 @@ fn full_values_json() -> serde_json::Value {
 
 #[test]
 fn chart_and_manifests_ship_the_generated_crd_byte_for_byte() {
-    let generated = std::fs::read(repo().join("crds/datadump.dev_datadumps.yaml")).expect("crds/datadump.dev_datadumps.yaml");
-    for copy in [
-        "charts/datadump-operator/crds/datadump.dev_datadumps.yaml",
-        "manifests/crd/datadump.dev_datadumps.yaml",
-    ] {
-        let bytes = std::fs::read(repo().join(copy)).unwrap_or_else(|e| panic!("{copy}: {e}"));
-        assert!(
-            bytes == generated,
-            "{copy} differs from crds/datadump.dev_datadumps.yaml: cp crds/datadump.dev_datadumps.yaml {copy}"
-        );
+    let files = ["datadump.dev_datadumps.yaml", "datadump.dev_datadumpschedules.yaml"];
+    for file in files {
+        let generated = std::fs::read(repo().join("crds").join(file)).unwrap_or_else(|e| panic!("crds/{file}: {e}"));
+        for copy in [format!("charts/datadump-operator/crds/{file}"), format!("manifests/crd/{file}")] {
+            let bytes = std::fs::read(repo().join(&copy)).unwrap_or_else(|e| panic!("{copy}: {e}"));
+            assert!(bytes == generated, "{copy} differs from crds/{file}: run scripts/gen-crd.sh");
+        }
     }
-    let crds: Vec<String> = std::fs::read_dir(chart_dir().join("crds"))
+    let mut crds: Vec<String> = std::fs::read_dir(chart_dir().join("crds"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(crds, ["datadump.dev_datadumps.yaml"], "the chart's crds/ holds the one CRD");
-    // The CRD is installed from crds/, never templated (Helm would otherwise delete it, and
+    crds.sort();
+    assert_eq!(crds, files, "the chart's crds/ holds the two CRDs");
+    // The CRDs are installed from crds/, never templated (Helm would otherwise delete them, and
     // every DataDump, on uninstall).
     let r = default_render();
-    let crd_sources: Vec<&String> = r
+    let mut crd_sources: Vec<&String> = r
         .objects
         .iter()
         .zip(&r.sources)
         .filter(|(o, _)| o["kind"] == "CustomResourceDefinition")
         .map(|(_, s)| s)
         .collect();
-    assert_eq!(crd_sources, ["crds/datadump.dev_datadumps.yaml"], "the CRD comes from crds/ only");
+    crd_sources.sort();
+    assert_eq!(
+        crd_sources,
+        ["crds/datadump.dev_datadumps.yaml", "crds/datadump.dev_datadumpschedules.yaml"],
+        "the CRDs come from crds/ only"
+    );
 }
 
 /// Drops the labels only Helm can know from an object and its pod template, and writes whole
@@ -611,8 +614,10 @@ fn values_reach_the_controller_as_env() {
 /// The expected rules: the API calls the controller makes, nothing more.
 fn controller_rules() -> Value {
     json!([
-        {"apiGroups": ["datadump.dev"], "resources": ["datadumps"], "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": ["datadump.dev"], "resources": ["datadumps"], "verbs": ["list", "watch", "patch", "create", "delete"]},
         {"apiGroups": ["datadump.dev"], "resources": ["datadumps/status"], "verbs": ["patch"]},
+        {"apiGroups": ["datadump.dev"], "resources": ["datadumpschedules"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["datadump.dev"], "resources": ["datadumpschedules/status"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
@@ -722,6 +727,7 @@ fn notes_tell_the_user_what_to_do_next() {
             "kubectl create secret generic",
             "kubectl apply -f",
             "kubectl get datadumps",
+            "kubectl get datadumpschedules",
             "kubectl wait",
             "--for=condition=Complete",
             "/metrics",

@@ -35,6 +35,11 @@ async fn the_controllers_identity_has_exactly_the_charts_rights() {
         ("watch", "datadumps.datadump.dev", &[]),
         ("patch", "datadumps.datadump.dev", &[]),
         ("patch", "datadumps.datadump.dev", &status),
+        ("create", "datadumps.datadump.dev", &[]),
+        ("delete", "datadumps.datadump.dev", &[]),
+        ("list", "datadumpschedules.datadump.dev", &[]),
+        ("watch", "datadumpschedules.datadump.dev", &[]),
+        ("patch", "datadumpschedules.datadump.dev", &status),
         ("get", "secrets", &[]),
         ("create", "events.events.k8s.io", &[]),
         ("patch", "events.events.k8s.io", &[]),
@@ -47,9 +52,11 @@ async fn the_controllers_identity_has_exactly_the_charts_rights() {
     }
     let other_ns = ["-n", "default"];
     let refused = [
-        ("create", "datadumps.datadump.dev", &[][..]),
-        ("delete", "datadumps.datadump.dev", &[]),
-        ("update", "datadumps.datadump.dev", &status),
+        ("update", "datadumps.datadump.dev", &status[..]),
+        ("create", "datadumpschedules.datadump.dev", &[]),
+        ("delete", "datadumpschedules.datadump.dev", &[]),
+        ("patch", "datadumpschedules.datadump.dev", &[]),
+        ("update", "datadumpschedules.datadump.dev", &["--subresource=finalizers"]),
         ("list", "secrets", &[]),
         ("get", "secrets", &other_ns),
         ("list", "datadumps.datadump.dev", &other_ns),

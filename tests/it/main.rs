@@ -15,6 +15,7 @@ mod kubectl;
 mod pg_engine;
 mod publish;
 mod run;
+mod schedule;
 mod ship;
 mod soak;
 mod worker;

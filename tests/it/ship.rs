@@ -189,8 +189,30 @@ async fn chart_rbac_grants_what_the_controller_calls_and_no_more() {
     let receiver = Receiver::start(0).await;
     let mut w = World::start().await;
     w.create_secret("slack-webhook", "url", &receiver.url).await;
-    let leader = w.start_controller(&[("DATADUMP_LEADER_ELECTION", "true"), ("POD_NAME", "one")]);
+    let leader = crate::schedule::start_on_test_clock(&mut w, &[("DATADUMP_LEADER_ELECTION", "true"), ("POD_NAME", "one")]);
     run_to_success(&w, "rbac", SLACK).await;
+    // the schedule controller's calls: a run created, then replaced (deleted) by the next one
+    let (_, m1) = crate::schedule::create_schedule(&w, "rbac-schedule", "concurrencyPolicy: Replace").await;
+    crate::schedule::set_clock(&w, crate::schedule::plus(m1, 1));
+    crate::schedule::wait_dumps(&w, "rbac-schedule", "the first run", |v| v.len() == 1).await;
+    crate::schedule::set_clock(&w, crate::schedule::plus(m1, 61));
+    let second = format!("rbac-schedule-{}", crate::schedule::plus(m1, 60).strftime("%Y%m%d%H%M"));
+    crate::schedule::wait_dumps(&w, "rbac-schedule", "the second run replaced the first", |v| {
+        v.len() == 1 && v[0].name_any() == second
+    })
+    .await;
+    wait_for("schedule status written", Duration::from_secs(60), || {
+        let api = crate::schedule::schedules(&w);
+        async move {
+            api.get("rbac-schedule")
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.last_schedule_time)
+                .filter(|t| *t == crate::schedule::plus(m1, 60))
+        }
+    })
+    .await;
     w.wait_dump("rbac", "notified", |d| {
         d.status.as_ref().and_then(|s| s.notification.as_ref()).is_some_and(|n| n.sent)
     })

@@ -201,11 +201,19 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/datadump.dev_datadumps.yaml");
-        kubectl_ok(&server.admin_kubeconfig, &["apply", "--server-side", "-f", crd], "");
+        for crd in ["datadumps", "datadumpschedules"] {
+            let file = format!("{}/crds/datadump.dev_{crd}.yaml", env!("CARGO_MANIFEST_DIR"));
+            kubectl_ok(&server.admin_kubeconfig, &["apply", "--server-side", "-f", &file], "");
+        }
         kubectl_ok(
             &server.admin_kubeconfig,
-            &["wait", "--for=condition=Established", "--timeout=60s", "crd/datadumps.datadump.dev"],
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/datadumps.datadump.dev",
+                "crd/datadumpschedules.datadump.dev",
+            ],
             "",
         );
         eprintln!(
