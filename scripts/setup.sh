@@ -65,6 +65,11 @@ if [ "${DATADUMP_DEMO_ONLY:-}" != 1 ] && { [ ! -x "$K8S_BIN/kube-apiserver" ] ||
   echo "$k8s_want" > "$K8S_STAMP"
   log "test API server built in $(( $(date +%s) - start )) s"
 fi
+# rustfmt and clippy for the test command's style checks
+if command -v rustup >/dev/null && ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
+  log "rustup component add rustfmt clippy"
+  rustup component add rustfmt clippy
+fi
 if ! command -v cargo-zigbuild >/dev/null || [ "$(cargo-zigbuild --version | awk '{print $2}')" != "$ZIGBUILD_VERSION" ]; then
   log "cargo install cargo-zigbuild $ZIGBUILD_VERSION"
   cargo install --locked --quiet cargo-zigbuild --version "$ZIGBUILD_VERSION"

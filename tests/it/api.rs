@@ -17,20 +17,17 @@ fn datadump(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// `datadump crd` prints every kind as one multi-document YAML, `--kind` one of them (whether
+/// the committed files are current is `chart::generated_files_are_current`).
 #[test]
-fn committed_crds_match_the_rust_types() {
+fn datadump_crd_prints_every_kind() {
     let mut all = Vec::new();
-    for (kind, file) in [
-        ("datadump", "crds/datadump.dev_datadumps.yaml"),
-        ("datadumpschedule", "crds/datadump.dev_datadumpschedules.yaml"),
-    ] {
+    for kind in ["datadump", "datadumpschedule"] {
         let (code, generated) = datadump(&["crd", "--kind", kind]);
         assert_eq!(code, 0, "{generated}");
-        let committed = std::fs::read_to_string(repo().join(file)).unwrap();
-        assert!(generated == committed, "{file} drifted from src/api: run scripts/gen-crd.sh");
-        all.push(committed);
+        assert!(generated.contains("kind: CustomResourceDefinition"), "{generated}");
+        all.push(generated);
     }
-    // `datadump crd` prints both, as one multi-document YAML
     let (code, generated) = datadump(&["crd"]);
     assert_eq!(code, 0, "{generated}");
     assert_eq!(generated, all.join("---\n"));
