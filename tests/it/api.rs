@@ -343,6 +343,23 @@ pub(crate) const BAD: &[(&str, &str, &str)] = &[
         "notification: {slack: {webhookSecretRef: {name: slack, key: 'a b'}}}",
         "spec.notification.slack.webhookSecretRef.key",
     ),
+    ("card license not a host identifier", "datasetCard: {license: CC-BY}", "spec.datasetCard.license"),
+    (
+        "gated select field without options",
+        "datasetCard: {gated: {prompt: Agree, fields: [{name: Use, type: select}]}}",
+        "spec.datasetCard.gated.fields[0].options",
+    ),
+    (
+        "two gated fields with one label",
+        "datasetCard: {gated: {prompt: Agree, fields: [{name: Email}, {name: Email}]}}",
+        "spec.datasetCard.gated.fields[1].name",
+    ),
+    (
+        "card column of an unlisted media type",
+        "datasetCard: {columns: {video.title: The title}}",
+        "spec.datasetCard.columns[\"video.title\"]",
+    ),
+    ("multi-line card name", "datasetCard: {prettyName: \"a\\nb\"}", "spec.datasetCard.prettyName"),
 ];
 
 /// Builds a document from BASE with `overrides` replacing top-level spec fields (`XXXX`
