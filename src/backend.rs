@@ -1,6 +1,7 @@
 //! The narrow traits through which the drivers touch the world: compute (EC2 or local
 //! processes), object storage (S3), secret staging (SSM). Implementations live in `aws/`;
-//! tests use the real AWS SDK against a local emulator. No I/O here, only the contracts.
+//! tests use the real AWS SDK against a local emulator, and `memory` keeps the contracts
+//! in memory for tests of the loop above the planner. No I/O here, only the contracts.
 
 use std::fmt;
 use std::future::Future;
@@ -8,6 +9,8 @@ use std::future::Future;
 use jiff::Timestamp;
 
 use crate::plan::{Instance, LaunchRequest};
+
+pub mod memory;
 
 /// Errors from a backend, classified for retry and metrics.
 #[derive(Debug, thiserror::Error)]
@@ -130,13 +133,29 @@ pub trait ObjectStore: Send + Sync {
     /// The last `len` bytes of an object.
     fn get_tail(&self, bucket: Bucket<'_>, key: &str, len: u64) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send;
     /// Writes an object.
-    fn put(&self, bucket: Bucket<'_>, key: &str, body: Vec<u8>, content_type: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn put(
+        &self,
+        bucket: Bucket<'_>,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// An object's size, or `None` when it does not exist.
     fn head(&self, bucket: Bucket<'_>, key: &str) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send;
     /// A URL that lets anyone holding it GET the object until it expires (no request is made).
-    fn presign_get(&self, bucket: Bucket<'_>, key: &str, expires: std::time::Duration) -> impl Future<Output = Result<String, BackendError>> + Send;
+    fn presign_get(
+        &self,
+        bucket: Bucket<'_>,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send;
     /// A URL that lets anyone holding it PUT the object until it expires (no request is made).
-    fn presign_put(&self, bucket: Bucket<'_>, key: &str, expires: std::time::Duration) -> impl Future<Output = Result<String, BackendError>> + Send;
+    fn presign_put(
+        &self,
+        bucket: Bucket<'_>,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send;
 }
 
 /// Where credentials are staged for workers (SSM SecureString).
