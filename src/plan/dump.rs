@@ -69,7 +69,11 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
     // entry (the status schema would refuse the whole status, SpecValid=False included; the
     // condition names the field).
     let mut media: Vec<MediaStatus> = Vec::new();
-    for m in spec.media_types.iter().filter(|m| crate::api::validate::media_type_is_valid(m.as_str())) {
+    for m in spec
+        .media_types
+        .iter()
+        .filter(|m| crate::api::validate::media_type_is_valid(m.as_str()))
+    {
         if !media.iter().any(|x| x.media_type == *m) {
             media.push(old.media(m.as_str()).cloned().unwrap_or_else(|| MediaStatus::new(m.clone())));
         }
@@ -101,6 +105,14 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         .and_then(|s| s.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
 
     summarize(&mut status, dd, validity.as_ref().err(), resolved.is_some(), now);
+    // A dump that ended starts nothing again: no credentials stay staged, also not those of a
+    // media type a suspend sent back to Pending (the steps release only terminal media types').
+    if status.phase.is_terminal() {
+        for m in status.media.iter_mut().filter(|m| m.credentials_staged) {
+            out.delete_parameters.push(ctx.staged_parameter(&uid, m.media_type.as_str()));
+            m.credentials_staged = false;
+        }
+    }
     let mut notes = out.notes;
     if old.phase != status.phase {
         match status.phase {

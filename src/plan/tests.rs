@@ -89,7 +89,11 @@ fn objects(entries: &[(&str, MediaObjects)]) -> Observed {
 /// `_success` of image's attempt 1 with `files` files.
 fn success(files: u64) -> MediaObjects {
     MediaObjects {
-        success: Some(Ok(Output { files, bytes: files * 100, rows: Some(files * 10) })),
+        success: Some(Ok(Output {
+            files,
+            bytes: files * 100,
+            rows: Some(files * 10),
+        })),
         success_at: Some(at(30)),
         success_token: Some(token_for(UID, "image", 1)),
         ..Default::default()
@@ -196,7 +200,10 @@ fn a_worker_that_failed_before_its_launch_was_recorded_reports_its_own_failure()
     // the status still says Launching: the worker failed within a second, before the status
     // recording it as running was written
     let d = persist(dd(""), &plan(&dd(""), &Observed::default(), &ctx(), t0()));
-    assert!(crate::plan::media_to_observe(&d).contains(&"image".to_string()), "Launching is observed");
+    assert!(
+        crate::plan::media_to_observe(&d).contains(&"image".to_string()),
+        "Launching is observed"
+    );
     let obs = Observed {
         instances: vec![inst("image", 1, InstanceState::Terminated)],
         objects: [("image".to_string(), failure("image", 1, "relation \"image\" does not exist"))].into(),
@@ -423,11 +430,48 @@ fn suspend_terminates_and_resume_starts_a_fresh_attempt_without_spending_a_retry
     assert_eq!(p.status.as_ref().unwrap().start_time, Some(at(0)), "the deadline is never reset");
 }
 
+/// Found by the loop's property test: one media type failed for good while a suspend had sent
+/// the other back to Pending; the dump ended Failed and the other's staged credentials stayed.
+#[test]
+fn a_dump_that_ends_while_a_media_type_waits_deletes_its_staged_credentials() {
+    let mut d = dd("  backoffLimit: 0\n  suspend: true\n");
+    let mut image = crate::api::MediaStatus::new(MediaType("image".into()));
+    image.phase = MediaPhase::Failed;
+    image.attempt = 1;
+    let mut audio = crate::api::MediaStatus::new(MediaType("audio".into()));
+    audio.phase = MediaPhase::Pending;
+    audio.attempt = 1;
+    audio.credentials_staged = true;
+    d.status = Some(crate::api::DataDumpStatus {
+        start_time: Some(at(0)),
+        dump_date: Some(dump_date(at(0))),
+        media: vec![image, audio],
+        ..Default::default()
+    });
+    let p = plan(&d, &Observed::default(), &ctx(), at(60));
+    assert_eq!(p.status.as_ref().unwrap().phase, DumpPhase::Failed);
+    assert!(!media(&p, "audio").credentials_staged);
+    assert!(
+        p.actions.contains(&Action::DeleteCredentials {
+            parameters: vec![ctx().staged_parameter(UID, "audio")]
+        }),
+        "{:?}",
+        p.actions
+    );
+    // and once that is persisted, nothing is left to do
+    let d = persist(d, &p);
+    assert!(plan(&d, &Observed::default(), &ctx(), at(61)).actions.is_empty());
+}
+
 #[test]
 fn media_types_that_are_no_identifiers_get_no_status_entry() {
     // stored behind the schema's back: the status schema would refuse the whole status
     let mut d = dd("");
-    d.spec.media_types = vec![MediaType("image".into()), MediaType("Image; DROP".into()), MediaType("image".into())];
+    d.spec.media_types = vec![
+        MediaType("image".into()),
+        MediaType("Image; DROP".into()),
+        MediaType("image".into()),
+    ];
     let p = plan(&d, &Observed::default(), &ctx(), t0());
     let s = p.status.as_ref().unwrap();
     let names: Vec<&str> = s.media.iter().map(|m| m.media_type.as_str()).collect();
