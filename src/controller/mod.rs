@@ -4,6 +4,8 @@
 
 mod home;
 mod lenient;
+#[cfg(test)]
+mod loop_tests;
 mod status;
 pub mod sweeper;
 
