@@ -2,7 +2,7 @@
 //! `reconcile` does it, against the in-memory backends ([`crate::backend::memory`]) on a fake
 //! clock, for random DataDumps, random worker outcomes, random user toggles (suspend, resume,
 //! delete) and crashes between any two side effects (a crash drops everything but the
-//! persisted object and the backends). Invariants checked at the end of every case: the dump
+//! persisted object and the backends); the orphan sweeper runs now and then. Invariants checked at the end of every case: the dump
 //! ended (terminal, or deleted with its finalizer released), at most one instance per attempt
 //! token, none left running, no staged credentials left, nothing exported ever rewritten; and
 //! at every launch: its token was persisted first.
@@ -31,6 +31,8 @@ use crate::worker::contract;
 const DEFAULT_CASES: u32 = 1000;
 /// Reconciles after which a case that has not ended counts as stuck.
 const MAX_STEPS: usize = 3000;
+/// Reconciles between two passes of the orphan sweeper.
+const SWEEP_EVERY: usize = 7;
 const UID: &str = "7d1f0c2e-aaaa-bbbb-cccc-000011112222";
 const BUCKET: &str = "datasets";
 const PREFIX: &str = "dumps";
@@ -615,6 +617,16 @@ fn media_objects(shared: &Shared, media: &str) -> BTreeMap<(String, String), Mem
         .collect()
 }
 
+/// One pass of the orphan sweeper, as `sweeper::run` does it.
+async fn sweep(shared: &Shared) {
+    let owners: Vec<Arc<DataDump>> = shared.object().map(Arc::new).into_iter().collect();
+    let live = shared.compute.instances(InstanceFilter::AllManaged).await.expect("in memory");
+    let orphans = super::sweeper::orphans(&live, &owners);
+    if !orphans.is_empty() {
+        shared.compute.terminate(&orphans).await.expect("in memory");
+    }
+}
+
 /// Runs one case; `Err` says which invariant broke.
 fn run(case: &Case) -> Result<(), String> {
     let clock = FakeClock::new(start());
@@ -714,6 +726,10 @@ fn run(case: &Case) -> Result<(), String> {
         };
         clock.advance(wait);
         world.tick(&shared, clock.now());
+        // the orphan sweeper, every few looks, from the watch cache (the persisted object)
+        if steps % SWEEP_EVERY == 0 {
+            futures::executor::block_on(sweep(&shared));
+        }
     }
 
     let mut broken: Vec<String> = shared.violations.lock().unwrap().clone();
