@@ -157,13 +157,13 @@ pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
 /// Folds what acting found into the planned status and the Events: a failed notification is
 /// recorded (not sent, one more attempt, the error, when) instead of the planned "sent".
 pub fn settle(status: &mut Option<crate::api::DataDumpStatus>, done: &Done, now: jiff::Timestamp) -> Vec<crate::plan::Note> {
-    use crate::plan::{MAX_NOTIFY_ATTEMPTS, Note, NoteKind};
+    use crate::plan::{MAX_NOTIFY_ATTEMPTS, Note, NoteKind, Reason};
     let mut notes = Vec::new();
     if let Some(card) = &done.card {
-        notes.push(Note { kind: NoteKind::Normal, reason: "DatasetCardWritten".into(), message: format!("dataset card written to {card}") });
+        notes.push(Note { kind: NoteKind::Normal, reason: Reason::DatasetCardWritten, message: format!("dataset card written to {card}") });
     }
     match (&done.notify, status.as_mut()) {
-        (Some(Ok(())), _) => notes.push(Note { kind: NoteKind::Normal, reason: "Notified".into(), message: "Slack message sent".into() }),
+        (Some(Ok(())), _) => notes.push(Note { kind: NoteKind::Normal, reason: Reason::Notified, message: "Slack message sent".into() }),
         (Some(Err(e)), Some(s)) => {
             let n = s.notification.get_or_insert_with(Default::default);
             n.sent = false;
@@ -175,7 +175,7 @@ pub fn settle(status: &mut Option<crate::api::DataDumpStatus>, done: &Done, now:
             } else {
                 format!("Slack message not sent: {e}; will retry")
             };
-            notes.push(Note { kind: NoteKind::Warning, reason: "NotifyFailed".into(), message });
+            notes.push(Note { kind: NoteKind::Warning, reason: Reason::NotifyFailed, message });
         }
         _ => {}
     }

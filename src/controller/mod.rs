@@ -304,7 +304,7 @@ where
         Err(e) => {
             // Tell the user on the object, not only in our log; error_policy decides the retry.
             if matches!(e, ActError::Secret { .. }) {
-                let event = Event { type_: EventType::Warning, reason: "SecretUnavailable".into(), note: Some(e.to_string()), action: "StageCredentials".into(), secondary: None };
+                let event = Event { type_: EventType::Warning, reason: plan::Reason::SecretUnavailable.as_str().into(), note: Some(e.to_string()), action: "StageCredentials".into(), secondary: None };
                 if let Err(err) = ctx.recorder.publish(&event, &dd.object_ref(&())).await {
                     warn!(error = %err, "could not record event");
                 }
@@ -332,7 +332,7 @@ where
             } else {
                 EventType::Normal
             },
-            reason: note.reason.clone(),
+            reason: note.reason.as_str().into(),
             note: Some(note.message.chars().take(1000).collect()),
             action: "Reconcile".into(),
             secondary: None,

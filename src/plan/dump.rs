@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::media::{self, Env, Out};
-use super::{Action, FINALIZER, Note, NoteKind, Observed, Plan, PlanContext};
+use super::{Action, FINALIZER, Note, NoteKind, Observed, Plan, PlanContext, Reason};
 use crate::api::{
     COMPLETE, DataDump, DataDumpStatus, DumpPhase, FAILED, MediaPhase, MediaStatus, PROGRESSING, SPEC_VALID, resolve_instance, validate,
 };
@@ -118,12 +118,12 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         match status.phase {
             DumpPhase::Succeeded => notes.push(Note {
                 kind: NoteKind::Normal,
-                reason: "Complete".into(),
+                reason: Reason::Complete,
                 message: status.message.clone().unwrap_or_default(),
             }),
             DumpPhase::Failed => notes.push(Note {
                 kind: NoteKind::Warning,
-                reason: "DumpFailed".into(),
+                reason: Reason::DumpFailed,
                 message: status.message.clone().unwrap_or_default(),
             }),
             _ => {}
@@ -134,7 +134,7 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
     {
         notes.push(Note {
             kind: NoteKind::Warning,
-            reason: "InvalidSpec".into(),
+            reason: Reason::InvalidSpec,
             message: crate::api::validate::summarize(errors),
         });
     }
@@ -291,7 +291,7 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
     });
 
     let generation = dd.metadata.generation;
-    let failed_reason = failed_media.and_then(|m| m.reason.clone()).unwrap_or_else(|| "Failed".into());
+    let failed_reason = failed_media.and_then(|m| m.reason.clone()).unwrap_or_else(|| Reason::Failed.as_str().into());
     let spec_message = errors
         .map(|e| crate::api::validate::summarize(e))
         .unwrap_or_else(|| "the spec passed every check".into());
@@ -374,7 +374,7 @@ fn cleanup(dd: &DataDump, obs: &Observed, ctx: &PlanContext, uid: &str, has_fina
     if !live.is_empty() {
         notes.push(Note {
             kind: NoteKind::Normal,
-            reason: "Cleanup".into(),
+            reason: Reason::Cleanup,
             message: format!("deleting: terminating {}", live.join(", ")),
         });
         actions.push(Action::Terminate { instance_ids: live });

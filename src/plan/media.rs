@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
-use super::{Action, Instance, InstanceState, LaunchRequest, MediaObjects, Note, NoteKind, PlanContext, tags};
+use super::{Action, Instance, InstanceState, LaunchRequest, MediaObjects, Note, NoteKind, PlanContext, Reason, tags};
 use crate::api::{AttemptOutcome, Credentials, DataDump, MediaPhase, MediaStatus, Progress, ResolvedInstance};
 
 /// The idempotency token of one attempt: the same (uid, media type, attempt) always gives the
@@ -49,12 +49,8 @@ pub(super) struct Out {
 }
 
 impl Out {
-    fn note(&mut self, kind: NoteKind, reason: &str, message: String) {
-        self.notes.push(Note {
-            kind,
-            reason: reason.into(),
-            message,
-        });
+    fn note(&mut self, kind: NoteKind, reason: Reason, message: String) {
+        self.notes.push(Note { kind, reason, message });
     }
 }
 
@@ -93,21 +89,21 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                 {
                     ms.phase = MediaPhase::Succeeded;
                     record_output(ms, output);
-                    ms.reason = Some("AlreadyExported".into());
+                    ms.reason = Some(Reason::AlreadyExported.as_str().into());
                     ms.message = Some(format!(
                         "_success already present under {}; nothing launched",
                         ms.s3_uri.clone().unwrap_or_default()
                     ));
                     out.note(
                         NoteKind::Normal,
-                        "AlreadyExported",
+                        Reason::AlreadyExported,
                         format!("{media}: already exported for this date; nothing launched"),
                     );
                     continue;
                 }
                 if env.deadline_passed {
                     ms.phase = MediaPhase::Failed;
-                    ms.reason = Some("DeadlineExceeded".into());
+                    ms.reason = Some(Reason::DeadlineExceeded.as_str().into());
                     ms.message = Some("the deadline passed before this media type could start".into());
                     continue;
                 }
@@ -142,7 +138,7 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                     ms.message = Some(format!("attempt {} running on {}", ms.attempt, i.id));
                     out.note(
                         NoteKind::Normal,
-                        "Launched",
+                        Reason::Launched,
                         format!("{media}: attempt {} runs on instance {}", ms.attempt, i.id),
                     );
                     continue;
@@ -163,16 +159,16 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                     Ok(req) => {
                         out.note(
                             NoteKind::Normal,
-                            "Launching",
+                            Reason::Launching,
                             format!("{media}: launching attempt {} on a {}", ms.attempt, resolved.instance_type),
                         );
                         out.launch.push(Action::Launch(Box::new(req)));
                     }
                     Err(e) => {
                         ms.phase = MediaPhase::Failed;
-                        ms.reason = Some("UserDataInvalid".into());
+                        ms.reason = Some(Reason::UserDataInvalid.as_str().into());
                         ms.message = Some(format!("cannot render the worker script: {e}; nothing was launched"));
-                        out.note(NoteKind::Warning, "UserDataInvalid", format!("{media}: {e}"));
+                        out.note(NoteKind::Warning, Reason::UserDataInvalid, format!("{media}: {e}"));
                         continue;
                     }
                 }
@@ -203,25 +199,25 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                         record_output(ms, output);
                         (
                             AttemptOutcome::Succeeded,
-                            "WorkerSucceeded",
+                            Reason::WorkerSucceeded,
                             format!("_success found ({} files, {} bytes)", output.files, output.bytes),
                         )
                     }
-                    (Some(Err(why)), _) => (AttemptOutcome::Failed, "OutputIncomplete", why.clone()),
-                    (None, Some(f)) => (AttemptOutcome::Failed, "WorkerFailed", f.message.clone()),
+                    (Some(Err(why)), _) => (AttemptOutcome::Failed, Reason::OutputIncomplete, why.clone()),
+                    (None, Some(f)) => (AttemptOutcome::Failed, Reason::WorkerFailed, f.message.clone()),
                     (None, None) if env.deadline_passed => (
                         AttemptOutcome::DeadlineExceeded,
-                        "DeadlineExceeded",
+                        Reason::DeadlineExceeded,
                         "the deadline passed while the worker ran".into(),
                     ),
-                    (None, None) if env.suspend => (AttemptOutcome::Suspended, "Suspended", "suspended: terminating the worker".into()),
+                    (None, None) if env.suspend => (AttemptOutcome::Suspended, Reason::Suspended, "suspended: terminating the worker".into()),
                     (None, None) => match current {
                         None if env.now.duration_since(ms.attempt_start_time.unwrap_or(env.now)).as_secs()
                             >= env.ctx.launch_grace.as_secs() as i64 =>
                         {
                             (
                                 AttemptOutcome::Failed,
-                                "InstanceLost",
+                                Reason::InstanceLost,
                                 format!(
                                     "instance {} disappeared without writing _success",
                                     ms.instance_id.clone().unwrap_or_default()
@@ -230,7 +226,7 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                         }
                         Some(i) if !i.state.is_live() => (
                             AttemptOutcome::Failed,
-                            "InstanceLost",
+                            Reason::InstanceLost,
                             format!("instance {} is {} without having written _success", i.id, i.state.as_str()),
                         ),
                         _ => return,
@@ -243,7 +239,7 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                 };
                 out.note(kind, reason, format!("{media}: {message}"));
                 ms.outcome = Some(outcome);
-                ms.reason = Some(reason.into());
+                ms.reason = Some(reason.as_str().into());
                 ms.message = Some(message);
                 ms.phase = MediaPhase::Terminating;
             }
@@ -263,7 +259,7 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                         ms.phase = MediaPhase::Succeeded;
                         out.note(
                             NoteKind::Normal,
-                            "Succeeded",
+                            Reason::Succeeded,
                             format!("{media}: exported to {}", ms.s3_uri.clone().unwrap_or_default()),
                         );
                     }
@@ -272,7 +268,7 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                         if ms.failed_attempts <= env.dd.spec.backoff_limit && !env.deadline_passed {
                             out.note(
                                 NoteKind::Warning,
-                                "Retrying",
+                                Reason::Retrying,
                                 format!(
                                     "{media}: attempt {} failed ({}); retrying ({} of {} retries)",
                                     ms.attempt,
@@ -287,7 +283,7 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                             ms.phase = MediaPhase::Failed;
                             out.note(
                                 NoteKind::Warning,
-                                "Failed",
+                                Reason::Failed,
                                 format!(
                                     "{media}: failed after {} attempt(s): {}",
                                     ms.attempt,
@@ -298,17 +294,17 @@ pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>,
                     }
                     Some(AttemptOutcome::DeadlineExceeded) => {
                         ms.phase = MediaPhase::Failed;
-                        ms.reason = Some("DeadlineExceeded".into());
+                        ms.reason = Some(Reason::DeadlineExceeded.as_str().into());
                         out.note(
                             NoteKind::Warning,
-                            "DeadlineExceeded",
+                            Reason::DeadlineExceeded,
                             format!("{media}: the deadline passed; worker terminated"),
                         );
                     }
                     Some(AttemptOutcome::Suspended) | None => {
                         clear_attempt(ms);
                         ms.phase = MediaPhase::Pending;
-                        ms.reason = Some("Suspended".into());
+                        ms.reason = Some(Reason::Suspended.as_str().into());
                         ms.message = Some("suspended; resumes with a new attempt".into());
                         if env.suspend {
                             return;

@@ -10,6 +10,7 @@
 
 mod dump;
 mod media;
+mod reason;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +23,7 @@ use crate::api::{DataDump, SiteDefaults};
 
 pub use dump::{dump_date, plan};
 pub use media::token_for;
+pub use reason::Reason;
 
 /// The finalizer that guards cleanup (instances, staged credentials).
 pub const FINALIZER: &str = "datadump.dev/cleanup";
@@ -304,8 +306,8 @@ pub enum NoteKind {
 pub struct Note {
     /// Severity.
     pub kind: NoteKind,
-    /// A CamelCase reason, e.g. `Launched`.
-    pub reason: String,
+    /// Why, e.g. [`Reason::Launched`].
+    pub reason: Reason,
     /// What happened.
     pub message: String,
 }
