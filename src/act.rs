@@ -24,10 +24,13 @@ pub enum ActError {
         key: String,
         /// Why (never the value).
         reason: String,
+        /// The API server's error, when the read itself failed.
+        #[source]
+        source: Option<kube::Error>,
     },
     /// The object itself could not be updated (finalizer).
     #[error("cannot update the DataDump: {0}")]
-    Object(String),
+    Object(#[source] kube::Error),
     /// The worker's user data could not be prepared (binary, job, presigned URLs).
     #[error(transparent)]
     Release(#[from] crate::worker::release::ReleaseError),
@@ -39,10 +42,44 @@ impl ActError {
         match self {
             ActError::Backend(e) => e.metric_label(),
             ActError::Secret { .. } => "secret",
+            ActError::Object(e) if kube_conflict(e) => "conflict",
             ActError::Object(_) => "object",
             ActError::Release(crate::worker::release::ReleaseError::Backend(e)) => e.metric_label(),
             ActError::Release(_) => "release",
         }
+    }
+}
+
+impl ActError {
+    /// Whether trying again may help without a change from the user: a throttled or
+    /// unavailable service, a conflict, a connection that failed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ActError::Backend(e) | ActError::Release(crate::worker::release::ReleaseError::Backend(e)) => e.is_transient(),
+            ActError::Release(_) => false,
+            ActError::Secret { source, .. } => source.as_ref().is_some_and(kube_transient),
+            ActError::Object(e) => kube_transient(e),
+        }
+    }
+
+    /// Whether the object changed since it was read (409): a fresh read fixes it at once.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, ActError::Object(e) if kube_conflict(e))
+    }
+}
+
+/// Whether a Kubernetes API error is a conflict (409: the resourceVersion is stale).
+pub fn kube_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// Whether a Kubernetes API error may pass by itself: a conflict, throttling (429), a server
+/// error (5xx), or a connection that failed; not a refusal (other 4xx) or a bad request.
+pub fn kube_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 409 | 429 | 500..=599),
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
     }
 }
 
@@ -180,4 +217,54 @@ pub fn settle(status: &mut Option<crate::api::DataDumpStatus>, done: &Done, now:
         _ => {}
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Kubernetes API answer with this HTTP code.
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status::failure("from the test", "Test").with_code(code)))
+    }
+
+    #[test]
+    fn conflicts_and_server_errors_are_transient_refusals_are_not() {
+        let object = |code| ActError::Object(api(code));
+        assert!(object(409).is_conflict() && object(409).is_transient());
+        assert_eq!(object(409).metric_label(), "conflict");
+        for code in [429, 500, 503] {
+            assert!(object(code).is_transient() && !object(code).is_conflict(), "{code}");
+        }
+        for code in [400, 403, 404, 422] {
+            assert!(!object(code).is_transient(), "{code}");
+        }
+        let secret = |source| ActError::Secret {
+            name: "db".into(),
+            key: "conn".into(),
+            reason: "r".into(),
+            source,
+        };
+        assert!(!secret(None).is_transient(), "a missing Secret needs the user");
+        assert!(secret(Some(api(503))).is_transient() && !secret(Some(api(403))).is_transient());
+        let backend = |e| ActError::Backend(e);
+        let throttled = BackendError::Throttled {
+            api: "RunInstances",
+            message: String::new(),
+        };
+        let refused = BackendError::Rejected {
+            api: "RunInstances",
+            code: "Unauthorized".into(),
+            message: String::new(),
+        };
+        assert!(backend(throttled).is_transient() && !backend(refused).is_transient());
+    }
+
+    #[test]
+    fn the_kube_error_stays_the_source() {
+        let e = ActError::Object(api(409));
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(source.downcast_ref::<kube::Error>().is_some(), "{source:?}");
+        assert!(e.to_string().contains("from the test"), "{e}");
+    }
 }

@@ -29,7 +29,7 @@ impl KubeHome {
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": dd.resource_version()}});
         api.patch(&dd.name_any(), &PatchParams::apply(FIELD_MANAGER), &Patch::Merge(&patch))
             .await
-            .map_err(|e| ActError::Object(e.to_string()))?;
+            .map_err(ActError::Object)?;
         Ok(())
     }
 }
@@ -53,12 +53,18 @@ impl Home for KubeHome {
             name: secret.name.clone(),
             key: secret.key.clone(),
             reason,
+            source: None,
         };
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &dd.namespace().unwrap_or_default());
         let found = api
             .get_opt(&secret.name)
             .await
-            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| ActError::Secret {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                reason: e.to_string(),
+                source: Some(e),
+            })?
             .ok_or_else(|| fail("the Secret does not exist".into()))?;
         let bytes = found
             .data

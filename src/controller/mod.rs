@@ -57,19 +57,34 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Act(e) => e.metric_label(),
-            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(e) if act::kube_conflict(e) => "conflict",
             Error::Kube(_) => "kube",
         }
     }
 
-    /// Base delay before the next try.
-    fn base_delay(&self) -> Duration {
+    /// Whether the object changed since it was read (a finalizer or status write got 409).
+    pub fn is_conflict(&self) -> bool {
         match self {
-            Error::Act(ActError::Backend(e)) if e.is_transient() => Duration::from_secs(2),
-            Error::Kube(kube::Error::Api(s)) if s.code == 409 => Duration::from_millis(500),
-            Error::Kube(_) => Duration::from_secs(2),
-            Error::Act(_) => Duration::from_secs(15),
+            Error::Act(e) => e.is_conflict(),
+            Error::Kube(e) => act::kube_conflict(e),
         }
+    }
+
+    /// The delay before try `n + 1` after `n` failures in a row (before jitter): exponential
+    /// from a base that depends on the error, at most five minutes. A conflict is retried at
+    /// once the first time (the next read is fresh), then from 200 ms.
+    fn backoff(&self, n: u32) -> Duration {
+        let base = match self {
+            _ if self.is_conflict() && n <= 1 => return Duration::ZERO,
+            _ if self.is_conflict() => Duration::from_millis(100),
+            Error::Kube(_) => Duration::from_secs(2),
+            Error::Act(e) if e.is_transient() => Duration::from_secs(2),
+            Error::Act(_) => Duration::from_secs(15),
+        };
+        let millis = (base.as_millis() as u64)
+            .saturating_mul(1u64 << (n.max(1) - 1).min(10))
+            .min(300_000);
+        Duration::from_millis(millis)
     }
 }
 
@@ -394,10 +409,41 @@ pub fn error_policy<C, S, K>(dd: Arc<DataDump>, error: &Error, ctx: Arc<Context<
         *n = n.saturating_add(1);
         *n
     };
-    let base = error.base_delay().as_millis() as u64;
-    let delay = base.saturating_mul(1u64 << (n - 1).min(10)).min(300_000);
+    let delay = error.backoff(n).as_millis() as u64;
     let jitter = fastrand::u64(0..=delay / 2);
     let delay = Duration::from_millis(delay - delay / 4 + jitter);
     warn!(name = %dd.name_any(), namespace = dd.namespace().unwrap_or_default(), error = %error, reason = error.metric_label(), retry_in = ?delay, "reconcile error");
     Requeue::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status::failure("from the test", "Test").with_code(code)))
+    }
+
+    #[test]
+    fn a_conflict_is_retried_at_once_then_backs_off_briefly() {
+        for e in [Error::Act(ActError::Object(api(409))), Error::Kube(api(409))] {
+            assert_eq!(
+                (e.backoff(1), e.backoff(2), e.backoff(3)),
+                (Duration::ZERO, Duration::from_millis(200), Duration::from_millis(400))
+            );
+            assert_eq!(e.metric_label(), "conflict");
+        }
+    }
+
+    #[test]
+    fn transient_errors_back_off_from_two_seconds_permanent_ones_from_fifteen() {
+        let transient = Error::Act(ActError::Object(api(503)));
+        let permanent = Error::Act(ActError::Object(api(403)));
+        assert_eq!(
+            (transient.backoff(1), transient.backoff(2)),
+            (Duration::from_secs(2), Duration::from_secs(4))
+        );
+        assert_eq!(permanent.backoff(1), Duration::from_secs(15));
+        assert_eq!(permanent.backoff(30), Duration::from_secs(300), "at most five minutes");
+    }
 }

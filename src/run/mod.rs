@@ -112,6 +112,7 @@ impl Home for MemoryHome {
         value.ok_or_else(|| ActError::Secret {
             name: secret.name.clone(),
             key: secret.key.clone(),
+            source: None,
             reason: if is_webhook {
                 "datadump run reads the webhook URL from --slack-webhook-env".into()
             } else {
