@@ -7,7 +7,7 @@ use aws_sdk_ssm::types::{ParameterType, Tag};
 use super::{call, classify};
 use crate::backend::{BackendError, SecretStage, SecretValue};
 use crate::metrics::METRICS;
-use crate::plan::tags;
+use crate::backend::tags;
 
 /// SSM through the AWS SDK.
 #[derive(Clone, Debug)]

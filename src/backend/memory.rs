@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use jiff::Timestamp;
 
 use super::{BackendError, Bucket, Compute, InstanceFilter, ObjectMeta, ObjectStore, SecretStage, SecretValue};
-use crate::plan::{Instance, InstanceState, LaunchRequest, tags};
+use super::{Instance, InstanceState, LaunchRequest, tags};
 use crate::worker::Arch;
 
 /// A clock that moves only when told to; shared by the backends that stamp times.
