@@ -86,6 +86,8 @@ struct Case {
     workers: Vec<Worker>,
     users: Vec<(usize, User)>,
     crashes: Vec<CrashAt>,
+    /// Reconciles that read the version before the last change (a lagging watch cache).
+    stale_reads: Vec<usize>,
 }
 
 fn worker() -> impl Strategy<Value = Worker> {
@@ -115,9 +117,10 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec(worker(), 1..8),
         prop::collection::vec(user(), 0..4),
         prop::collection::vec((0u32..80, any::<bool>()).prop_map(|(op, after)| CrashAt { op, after }), 0..5),
+        prop::collection::vec(0usize..120, 0..6),
     )
         .prop_map(
-            |(media, timeout_min, backoff_limit, staged, exported, stale_failure, workers, mut users, crashes)| {
+            |(media, timeout_min, backoff_limit, staged, exported, stale_failure, workers, mut users, crashes, stale_reads)| {
                 users.sort_by_key(|(at, _)| *at);
                 Case {
                     media,
@@ -129,6 +132,7 @@ fn case() -> impl Strategy<Value = Case> {
                     workers,
                     users,
                     crashes,
+                    stale_reads,
                 }
             },
         )
@@ -145,13 +149,14 @@ fn date() -> &'static str {
 }
 
 fn dump(case: &Case) -> DataDump {
+    // resourceVersion 1: every change of the object counts up (see `Shared::change`)
     let credentials = if case.staged {
         "connectionSecretRef: {name: db, key: conn}"
     } else {
         "ssmParameterName: /team/db"
     };
     let yaml = format!(
-        "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata:\n  name: catalog\n  namespace: data\n  uid: {UID}\n  generation: 1\nspec:\n  mediaTypes: [{}]\n  destination: {{bucket: {BUCKET}, prefix: {PREFIX}}}\n  database: {{{credentials}}}\n  instance: {{iamInstanceProfile: worker}}\n  timeout: {}m\n  backoffLimit: {}\n",
+        "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata:\n  name: catalog\n  namespace: data\n  uid: {UID}\n  resourceVersion: \"1\"\n  generation: 1\nspec:\n  mediaTypes: [{}]\n  destination: {{bucket: {BUCKET}, prefix: {PREFIX}}}\n  database: {{{credentials}}}\n  instance: {{iamInstanceProfile: worker}}\n  timeout: {}m\n  backoffLimit: {}\n",
         case.media.join(", "),
         case.timeout_min,
         case.backoff_limit
@@ -192,6 +197,8 @@ fn parquet_part() -> Vec<u8> {
 /// the crash schedule and the invariant violations seen on the way.
 struct Shared {
     object: Mutex<Option<DataDump>>,
+    /// The version before the last change, for stale reads.
+    previous: Mutex<Option<DataDump>>,
     compute: MemoryCompute,
     store: MemoryStore,
     stage: MemoryStage,
@@ -233,22 +240,45 @@ impl Shared {
         self.violations.lock().unwrap().push(what);
     }
 
-    /// The API server's side of a finalizer change: an object being deleted goes away with its
-    /// last finalizer.
-    fn set_finalizer(&self, present: bool) {
+    /// Changes the persisted object as the API server does: refused (a conflict) when the
+    /// writer's resourceVersion is stale; a new resourceVersion, the old version kept for
+    /// stale reads; an object being deleted goes away with its last finalizer.
+    fn change(&self, read: Option<&DataDump>, f: impl FnOnce(&mut DataDump)) -> Result<(), Conflict> {
         let mut object = self.object.lock().unwrap();
-        let Some(dd) = object.as_mut() else { return };
-        let mut finalizers: Vec<String> = dd.metadata.finalizers.clone().unwrap_or_default();
-        finalizers.retain(|f| f != FINALIZER);
-        if present {
-            finalizers.push(FINALIZER.into());
+        let Some(dd) = object.as_mut() else { return Ok(()) };
+        if let Some(read) = read
+            && read.metadata.resource_version != dd.metadata.resource_version
+        {
+            return Err(Conflict);
         }
-        dd.metadata.finalizers = Some(finalizers);
+        *self.previous.lock().unwrap() = Some(dd.clone());
+        f(dd);
+        let version: u64 = dd.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+        dd.metadata.resource_version = Some((version + 1).to_string());
         if dd.metadata.deletion_timestamp.is_some() && dd.metadata.finalizers.iter().flatten().next().is_none() {
             *object = None;
         }
+        Ok(())
+    }
+
+    /// The finalizer patch, guarded by the resourceVersion the controller read.
+    fn set_finalizer(&self, read: &DataDump, present: bool) -> Result<(), ActError> {
+        let conflict = || kube::Error::Api(Box::new(kube::core::Status::failure("conflict", "Conflict").with_code(409)));
+        self.change(Some(read), |dd| {
+            let mut finalizers: Vec<String> = dd.metadata.finalizers.clone().unwrap_or_default();
+            finalizers.retain(|f| f != FINALIZER);
+            if present {
+                finalizers.push(FINALIZER.into());
+            }
+            dd.metadata.finalizers = Some(finalizers);
+        })
+        .map_err(|Conflict| ActError::Object(conflict()))
     }
 }
+
+/// A write refused because the object changed since it was read (HTTP 409).
+#[derive(Debug)]
+struct Conflict;
 
 /// A backend whose side effects may crash.
 #[derive(Clone)]
@@ -324,11 +354,11 @@ impl SecretStage for Faulty<MemoryStage> {
 struct MemoryHome(Arc<Shared>);
 
 impl Home for MemoryHome {
-    async fn add_finalizer(&self, _: &DataDump) -> Result<(), ActError> {
-        Ok(self.0.side_effect(async { self.0.set_finalizer(true) }).await?)
+    async fn add_finalizer(&self, dd: &DataDump) -> Result<(), ActError> {
+        self.0.side_effect(async { self.0.set_finalizer(dd, true) }).await?
     }
-    async fn remove_finalizer(&self, _: &DataDump) -> Result<(), ActError> {
-        Ok(self.0.side_effect(async { self.0.set_finalizer(false) }).await?)
+    async fn remove_finalizer(&self, dd: &DataDump) -> Result<(), ActError> {
+        self.0.side_effect(async { self.0.set_finalizer(dd, false) }).await?
     }
     async fn read_secret(&self, _: &DataDump, _: &SecretKeyRef) -> Result<SecretValue, ActError> {
         Ok(SecretValue::new("postgresql://u:p@db/catalog".into()))
@@ -379,12 +409,17 @@ enum Reconciled {
     Done(Option<Duration>, bool),
     /// The process crashed.
     Crashed,
+    /// A write was refused: the object changed since it was read (retried at once).
+    Conflict,
 }
 
 /// One reconcile of the persisted object, as `reconcile_inner` does it (without Events and
 /// metrics).
-async fn reconcile(shared: &Arc<Shared>, process: &mut Process, ctx: &PlanContext, now: Timestamp) -> Reconciled {
-    let Some(dd) = shared.object() else { return Reconciled::Gone };
+async fn reconcile(shared: &Arc<Shared>, process: &mut Process, ctx: &PlanContext, now: Timestamp, stale: bool) -> Reconciled {
+    let Some(mut dd) = shared.object() else { return Reconciled::Gone };
+    if stale && let Some(previous) = shared.previous.lock().unwrap().clone() {
+        dd = previous;
+    }
     // the controller's snapshot lives poll_interval / 2
     if now.duration_since(process.cache_made).as_secs() as u64 >= ctx.poll_interval.as_secs() / 2 {
         *process = Process::start(shared, now);
@@ -421,6 +456,7 @@ async fn reconcile(shared: &Arc<Shared>, process: &mut Process, ctx: &PlanContex
     }
     let done = match act::perform(&plan.actions, &dd, backends, &MemoryHome(shared.clone())).await {
         Ok(done) => done,
+        Err(e) if e.is_conflict() => return Reconciled::Conflict,
         Err(_) => return Reconciled::Crashed,
     };
     let mut status = plan.status.clone();
@@ -429,14 +465,12 @@ async fn reconcile(shared: &Arc<Shared>, process: &mut Process, ctx: &PlanContex
         && super::status::changed(&dd, &new)
     {
         let written = shared
-            .side_effect(async {
-                if let Some(o) = shared.object.lock().unwrap().as_mut() {
-                    o.status = Some(new);
-                }
-            })
+            .side_effect(async { shared.change(Some(&dd), |o| o.status = Some(new)) })
             .await;
-        if written.is_err() {
-            return Reconciled::Crashed;
+        match written {
+            Err(_) => return Reconciled::Crashed,
+            Ok(Err(Conflict)) => return Reconciled::Conflict,
+            Ok(Ok(())) => {}
         }
     }
     Reconciled::Done(plan.requeue_after, !plan.actions.is_empty())
@@ -632,6 +666,7 @@ fn run(case: &Case) -> Result<(), String> {
     let clock = FakeClock::new(start());
     let shared = Arc::new(Shared {
         object: Mutex::new(Some(dump(case))),
+        previous: Mutex::new(None),
         compute: MemoryCompute::default(),
         store: MemoryStore::new(clock.clone()),
         stage: MemoryStage::default(),
@@ -682,23 +717,24 @@ fn run(case: &Case) -> Result<(), String> {
     let mut ended = false;
     while steps < MAX_STEPS {
         for (_, u) in users.iter().filter(|(at, _)| *at == steps) {
-            let mut object = shared.object.lock().unwrap();
-            let Some(dd) = object.as_mut() else { break };
-            match u {
+            let now = clock.now();
+            let _ = shared.change(None, |dd| match u {
                 User::Suspend => dd.spec.suspend = true,
                 User::Resume => dd.spec.suspend = false,
                 User::Delete => {
-                    dd.metadata.deletion_timestamp.get_or_insert(Time(clock.now()));
-                    if dd.metadata.finalizers.iter().flatten().next().is_none() {
-                        *object = None;
-                    }
+                    dd.metadata.deletion_timestamp.get_or_insert(Time(now));
                 }
-            }
+            });
         }
         steps += 1;
-        let outcome = futures::executor::block_on(reconcile(&shared, &mut process, &ctx, clock.now()));
-        if std::env::var_os("DATADUMP_LOOP_TRACE").is_some() && matches!(outcome, Reconciled::Crashed) {
-            eprintln!("crash (op {})", shared.ops.lock().unwrap());
+        let stale = case.stale_reads.contains(&steps);
+        let outcome = futures::executor::block_on(reconcile(&shared, &mut process, &ctx, clock.now(), stale));
+        if std::env::var_os("DATADUMP_LOOP_TRACE").is_some() {
+            match outcome {
+                Reconciled::Crashed => eprintln!("crash (op {})", shared.ops.lock().unwrap()),
+                Reconciled::Conflict => eprintln!("conflict (stale read: {stale})"),
+                _ => {}
+            }
         }
         let wait = match outcome {
             Reconciled::Gone => {
@@ -709,6 +745,7 @@ fn run(case: &Case) -> Result<(), String> {
                 process = Process::start(&shared, clock.now());
                 Duration::from_secs(1)
             }
+            Reconciled::Conflict => Duration::ZERO,
             Reconciled::Done(requeue, acted) => {
                 let object = shared.object();
                 let status = object.as_ref().and_then(|o| o.status.clone()).unwrap_or_default();
@@ -825,6 +862,7 @@ fn a_failure_for_good_during_a_suspend_leaves_no_staged_credentials() {
         ],
         users: vec![(10, User::Suspend), (26, User::Suspend)],
         crashes: vec![CrashAt { op: 11, after: false }],
+        stale_reads: vec![],
     };
     run(&case).unwrap();
 }
