@@ -28,9 +28,16 @@ pub enum ActError {
         #[source]
         source: Option<kube::Error>,
     },
-    /// The object itself could not be updated (finalizer).
+    /// The object itself could not be updated (finalizer) or read.
     #[error("cannot update the DataDump: {0}")]
     Object(#[source] kube::Error),
+    /// The object changed since it was read: a launch planned from that read may repeat an
+    /// attempt the newer status already moved past.
+    #[error("the DataDump changed since it was read (resourceVersion {read}); planning again")]
+    Stale {
+        /// The resourceVersion the plan was made from.
+        read: String,
+    },
     /// The worker's user data could not be prepared (binary, job, presigned URLs).
     #[error(transparent)]
     Release(#[from] crate::worker::release::ReleaseError),
@@ -43,6 +50,7 @@ impl ActError {
             ActError::Backend(e) => e.metric_label(),
             ActError::Secret { .. } => "secret",
             ActError::Object(e) if kube_conflict(e) => "conflict",
+            ActError::Stale { .. } => "conflict",
             ActError::Object(_) => "object",
             ActError::Release(crate::worker::release::ReleaseError::Backend(e)) => e.metric_label(),
             ActError::Release(_) => "release",
@@ -59,12 +67,13 @@ impl ActError {
             ActError::Release(_) => false,
             ActError::Secret { source, .. } => source.as_ref().is_some_and(kube_transient),
             ActError::Object(e) => kube_transient(e),
+            ActError::Stale { .. } => true,
         }
     }
 
     /// Whether the object changed since it was read (409): a fresh read fixes it at once.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, ActError::Object(e) if kube_conflict(e))
+        matches!(self, ActError::Stale { .. }) || matches!(self, ActError::Object(e) if kube_conflict(e))
     }
 }
 
@@ -89,6 +98,9 @@ pub trait Home: Send + Sync {
     fn add_finalizer(&self, dd: &DataDump) -> impl Future<Output = Result<(), ActError>> + Send;
     /// Removes the cleanup finalizer.
     fn remove_finalizer(&self, dd: &DataDump) -> impl Future<Output = Result<(), ActError>> + Send;
+    /// Confirms `dd` is the object's current version ([`ActError::Stale`] otherwise): a watch
+    /// cache may lag behind the status this driver wrote itself.
+    fn confirm_current(&self, dd: &DataDump) -> impl Future<Output = Result<(), ActError>> + Send;
     /// Reads a Secret key of the object's namespace.
     fn read_secret(&self, dd: &DataDump, secret: &SecretKeyRef) -> impl Future<Output = Result<SecretValue, ActError>> + Send;
 }
@@ -145,6 +157,9 @@ pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
                 backends.stage.put(parameter, &value).await?;
             }
             Action::Launch(req) => {
+                // Only from the current version: a stale read may still show an attempt as
+                // Launching whose instance ran, and vanished, since.
+                home.confirm_current(dd).await?;
                 // Adopt, never duplicate: look the token up by tag right before launching.
                 let uid = dd.metadata.uid.clone().unwrap_or_default();
                 let existing = backends.compute.instances(InstanceFilter::Owner(&uid)).await?;
@@ -232,6 +247,8 @@ mod tests {
     fn conflicts_and_server_errors_are_transient_refusals_are_not() {
         let object = |code| ActError::Object(api(code));
         assert!(object(409).is_conflict() && object(409).is_transient());
+        let stale = ActError::Stale { read: "7".into() };
+        assert!(stale.is_conflict() && stale.is_transient(), "a stale read is planned again at once");
         assert_eq!(object(409).metric_label(), "conflict");
         for code in [429, 500, 503] {
             assert!(object(code).is_transient() && !object(code).is_conflict(), "{code}");
