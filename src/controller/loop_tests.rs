@@ -262,8 +262,7 @@ impl Shared {
     }
 
     /// The finalizer patch, guarded by the resourceVersion the controller read.
-    fn set_finalizer(&self, read: &DataDump, present: bool) -> Result<(), ActError> {
-        let conflict = || kube::Error::Api(Box::new(kube::core::Status::failure("conflict", "Conflict").with_code(409)));
+    fn set_finalizer(&self, read: &DataDump, present: bool) -> Result<(), Conflict> {
         self.change(Some(read), |dd| {
             let mut finalizers: Vec<String> = dd.metadata.finalizers.clone().unwrap_or_default();
             finalizers.retain(|f| f != FINALIZER);
@@ -272,13 +271,20 @@ impl Shared {
             }
             dd.metadata.finalizers = Some(finalizers);
         })
-        .map_err(|Conflict| ActError::Object(conflict()))
     }
 }
 
 /// A write refused because the object changed since it was read (HTTP 409).
 #[derive(Debug)]
 struct Conflict;
+
+impl From<Conflict> for ActError {
+    fn from(_: Conflict) -> Self {
+        ActError::Object(kube::Error::Api(Box::new(
+            kube::core::Status::failure("the object changed since it was read", "Conflict").with_code(409),
+        )))
+    }
+}
 
 /// A backend whose side effects may crash.
 #[derive(Clone)]
@@ -355,19 +361,15 @@ struct MemoryHome(Arc<Shared>);
 
 impl Home for MemoryHome {
     async fn add_finalizer(&self, dd: &DataDump) -> Result<(), ActError> {
-        self.0.side_effect(async { self.0.set_finalizer(dd, true) }).await?
+        Ok(self.0.side_effect(async { self.0.set_finalizer(dd, true) }).await??)
     }
     async fn remove_finalizer(&self, dd: &DataDump) -> Result<(), ActError> {
-        self.0.side_effect(async { self.0.set_finalizer(dd, false) }).await?
+        Ok(self.0.side_effect(async { self.0.set_finalizer(dd, false) }).await??)
     }
     async fn confirm_current(&self, dd: &DataDump) -> Result<(), ActError> {
         let current = self.0.object().and_then(|o| o.metadata.resource_version).unwrap_or_default();
         let read = dd.metadata.resource_version.clone().unwrap_or_default();
-        if read == current {
-            Ok(())
-        } else {
-            Err(ActError::Stale { read })
-        }
+        if read == current { Ok(()) } else { Err(ActError::Stale { read }) }
     }
 
     async fn read_secret(&self, _: &DataDump, _: &SecretKeyRef) -> Result<SecretValue, ActError> {
