@@ -53,10 +53,14 @@ pub struct MemoryInstance {
     pub request: LaunchRequest,
     /// Gone from DescribeInstances (EC2 forgets terminated instances after a while).
     pub vanished: bool,
+    /// Listed by DescribeInstances only from then on (EC2 is eventually consistent).
+    pub visible_from: Option<Timestamp>,
 }
 
 #[derive(Default)]
 struct ComputeState {
+    /// Set by [`MemoryCompute::like_ec2`].
+    ec2: Option<(FakeClock, std::time::Duration)>,
     instances: Vec<MemoryInstance>,
     next_id: u64,
     describes: u64,
@@ -64,14 +68,23 @@ struct ComputeState {
     terminates: u64,
 }
 
-/// [`Compute`] in memory. Launches are not idempotent by token (unlike RunInstances with a
-/// ClientToken), so a duplicate launch by the caller shows as two instances.
+/// [`Compute`] in memory. By default stricter than EC2: every launch is listed at once and
+/// none is idempotent by token, so a duplicate launch by the caller shows as two instances.
+/// [`MemoryCompute::like_ec2`] behaves as EC2 does instead.
 #[derive(Clone, Default)]
 pub struct MemoryCompute {
     state: Arc<Mutex<ComputeState>>,
 }
 
 impl MemoryCompute {
+    /// As EC2: a launch is listed only `lag` after it (by `clock`), and a launch with a token
+    /// already used returns that instance (RunInstances' ClientToken).
+    pub fn like_ec2(clock: FakeClock, lag: std::time::Duration) -> Self {
+        let compute = MemoryCompute::default();
+        lock(&compute.state).ec2 = Some((clock, lag));
+        compute
+    }
+
     /// Every instance ever launched, vanished ones included, in launch order.
     pub fn all(&self) -> Vec<MemoryInstance> {
         lock(&self.state).instances.clone()
@@ -104,9 +117,14 @@ impl Compute for MemoryCompute {
     async fn instances(&self, filter: InstanceFilter<'_>) -> Result<Vec<Instance>, BackendError> {
         let mut s = lock(&self.state);
         s.describes += 1;
+        let now = s.ec2.as_ref().map(|(clock, _)| clock.now());
         Ok(s.instances
             .iter()
             .filter(|i| !i.vanished)
+            .filter(|i| match (i.visible_from, now) {
+                (Some(from), Some(now)) => now >= from,
+                _ => true,
+            })
             .filter(|i| match filter {
                 InstanceFilter::Owner(uid) => i.instance.owner_uid == uid,
                 InstanceFilter::AllManaged => i.instance.state != InstanceState::Terminated,
@@ -119,6 +137,15 @@ impl Compute for MemoryCompute {
     async fn launch(&self, req: &LaunchRequest) -> Result<String, BackendError> {
         let mut s = lock(&self.state);
         s.launches += 1;
+        if s.ec2.is_some()
+            && let Some(same) = s.instances.iter().find(|i| i.instance.token == req.token)
+        {
+            return Ok(same.instance.id.clone());
+        }
+        let visible_from = s
+            .ec2
+            .as_ref()
+            .map(|(clock, lag)| clock.now() + jiff::SignedDuration::try_from(*lag).expect("a test duration fits"));
         s.next_id += 1;
         let id = format!("i-{:017x}", s.next_id);
         let instance = Instance {
@@ -135,6 +162,7 @@ impl Compute for MemoryCompute {
             managed_by,
             request: req.clone(),
             vanished: false,
+            visible_from,
         });
         Ok(id)
     }
@@ -339,6 +367,28 @@ mod tests {
         assert_eq!(compute.instances(InstanceFilter::AllManaged).await.unwrap().len(), 1);
         assert_eq!(compute.instances(InstanceFilter::Managed).await.unwrap().len(), 2);
         assert_eq!((compute.launches(), compute.terminates(), compute.describes()), (2, 1, 3));
+    }
+
+    #[tokio::test]
+    async fn like_ec2_a_launch_is_listed_late_and_its_token_is_idempotent() {
+        let clock = FakeClock::new("2026-11-01T00:00:00Z".parse().unwrap());
+        let compute = MemoryCompute::like_ec2(clock.clone(), std::time::Duration::from_secs(5));
+        let req = LaunchRequest {
+            media_type: "image".into(),
+            attempt: 1,
+            token: "t1".into(),
+            instance: Default::default(),
+            tags: [(tags::UID.to_string(), "uid-a".to_string())].into(),
+            job: crate::worker::job::sample("t1"),
+            arch: Arch::X86_64,
+            user_data: String::new(),
+        };
+        let id = compute.launch(&req).await.unwrap();
+        assert!(compute.instances(InstanceFilter::Owner("uid-a")).await.unwrap().is_empty());
+        assert_eq!(compute.launch(&req).await.unwrap(), id, "the same ClientToken, the same instance");
+        clock.advance(std::time::Duration::from_secs(5));
+        assert_eq!(compute.instances(InstanceFilter::Owner("uid-a")).await.unwrap().len(), 1);
+        assert_eq!((compute.all().len(), compute.launches()), (1, 2));
     }
 
     #[tokio::test]

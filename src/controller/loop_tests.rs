@@ -1,8 +1,10 @@
 //! Property test of the whole loop, in memory: observe → plan → act → status write, as
 //! `reconcile` does it, against the in-memory backends ([`crate::backend::memory`]) on a fake
 //! clock, for random DataDumps, random worker outcomes, random user toggles (suspend, resume,
-//! delete) and crashes between any two side effects (a crash drops everything but the
-//! persisted object and the backends); the orphan sweeper runs now and then. Invariants checked at the end of every case: the dump
+//! delete), crashes between any two side effects (a crash drops everything but the persisted
+//! object and the backends), stale reads of the object with 409s on its writes, and compute
+//! that is either stricter than EC2 or like it (late listing, ClientToken idempotency); the
+//! orphan sweeper runs now and then. Invariants checked at the end of every case: the dump
 //! ended (terminal, or deleted with its finalizer released), at most one instance per attempt
 //! token, none left running, no staged credentials left, nothing exported ever rewritten; and
 //! at every launch: its token was persisted first.
@@ -88,6 +90,9 @@ struct Case {
     crashes: Vec<CrashAt>,
     /// Reconciles that read the version before the last change (a lagging watch cache).
     stale_reads: Vec<usize>,
+    /// Compute as EC2: launches listed only this many seconds later, ClientToken idempotency.
+    /// `None`: stricter than EC2 (listed at once, not idempotent).
+    ec2_lag: Option<u32>,
 }
 
 fn worker() -> impl Strategy<Value = Worker> {
@@ -118,9 +123,10 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec(user(), 0..4),
         prop::collection::vec((0u32..80, any::<bool>()).prop_map(|(op, after)| CrashAt { op, after }), 0..5),
         prop::collection::vec(0usize..120, 0..6),
+        prop::option::of(1u32..20),
     )
         .prop_map(
-            |(media, timeout_min, backoff_limit, staged, exported, stale_failure, workers, mut users, crashes, stale_reads)| {
+            |(media, timeout_min, backoff_limit, staged, exported, stale_failure, workers, mut users, crashes, stale_reads, ec2_lag)| {
                 users.sort_by_key(|(at, _)| *at);
                 Case {
                     media,
@@ -133,6 +139,7 @@ fn case() -> impl Strategy<Value = Case> {
                     users,
                     crashes,
                     stale_reads,
+                    ec2_lag,
                 }
             },
         )
@@ -679,7 +686,10 @@ fn run(case: &Case) -> Result<(), String> {
     let shared = Arc::new(Shared {
         object: Mutex::new(Some(dump(case))),
         previous: Mutex::new(None),
-        compute: MemoryCompute::default(),
+        compute: match case.ec2_lag {
+            Some(secs) => MemoryCompute::like_ec2(clock.clone(), Duration::from_secs(secs.into())),
+            None => MemoryCompute::default(),
+        },
         store: MemoryStore::new(clock.clone()),
         stage: MemoryStage::default(),
         ops: Mutex::new(0),
@@ -875,6 +885,7 @@ fn a_failure_for_good_during_a_suspend_leaves_no_staged_credentials() {
         users: vec![(10, User::Suspend), (26, User::Suspend)],
         crashes: vec![CrashAt { op: 11, after: false }],
         stale_reads: vec![],
+        ec2_lag: None,
     };
     run(&case).unwrap();
 }
@@ -903,6 +914,7 @@ fn a_stale_read_after_the_instance_vanished_launches_no_second_instance() {
         users: vec![],
         crashes: vec![],
         stale_reads: vec![5],
+        ec2_lag: None,
     };
     run(&case).unwrap();
 }
