@@ -96,7 +96,7 @@ struct Case {
 }
 
 fn worker() -> impl Strategy<Value = Worker> {
-    let secs = 10u32..1500;
+    let secs = 10u32..600;
     prop_oneof![
         4 => (secs.clone(), 1u8..4, any::<bool>()).prop_map(|(secs, parts, halt)| Worker::Succeed { secs, parts, halt }),
         1 => secs.clone().prop_map(|secs| Worker::Truncate { secs }),
