@@ -918,3 +918,65 @@ fn a_stale_read_after_the_instance_vanished_launches_no_second_instance() {
     };
     run(&case).unwrap();
 }
+
+/// Found by the property test (shrunk): EC2 listed the launch of a moment ago late, the
+/// deadline passed meanwhile, and the attempt was ended as if it had no instance.
+#[test]
+fn a_launch_listed_late_when_the_deadline_passes_is_terminated() {
+    let case = Case {
+        media: vec!["image", "audio", "video"],
+        timeout_min: 8,
+        backoff_limit: 1,
+        staged: true,
+        exported: vec![false; 3],
+        stale_failure: vec![false; 3],
+        workers: vec![
+            Worker::Succeed {
+                secs: 128,
+                parts: 1,
+                halt: false,
+            },
+            Worker::Fail { secs: 10, halt: false },
+            Worker::Truncate { secs: 38 },
+        ],
+        users: vec![(10, User::Suspend), (30, User::Suspend)],
+        crashes: vec![CrashAt { op: 12, after: false }, CrashAt { op: 23, after: false }],
+        stale_reads: vec![2],
+        ec2_lag: Some(2),
+    };
+    run(&case).unwrap();
+}
+
+/// Found by the property test (shrunk): an instance seen through the cache's own launch
+/// record, not yet listed by EC2 when the deadline passed, was left running.
+#[test]
+fn an_instance_seen_but_not_yet_listed_at_the_deadline_is_terminated() {
+    let case = Case {
+        media: vec!["image", "audio", "video"],
+        timeout_min: 13,
+        backoff_limit: 2,
+        staged: false,
+        exported: vec![false; 3],
+        stale_failure: vec![false; 3],
+        workers: vec![
+            Worker::Truncate { secs: 204 },
+            Worker::Truncate { secs: 261 },
+            Worker::Fail { secs: 461, halt: true },
+            Worker::Succeed {
+                secs: 348,
+                parts: 1,
+                halt: false,
+            },
+            Worker::Succeed {
+                secs: 231,
+                parts: 1,
+                halt: true,
+            },
+        ],
+        users: vec![],
+        crashes: vec![CrashAt { op: 59, after: false }],
+        stale_reads: vec![],
+        ec2_lag: Some(17),
+    };
+    run(&case).unwrap();
+}

@@ -18,7 +18,7 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
     let uid = dd.metadata.uid.clone().unwrap_or_default();
     let has_finalizer = dd.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER);
     if dd.metadata.deletion_timestamp.is_some() {
-        return cleanup(dd, obs, ctx, &uid, has_finalizer);
+        return cleanup(dd, obs, ctx, &uid, has_finalizer, now);
     }
     if !has_finalizer {
         return Plan {
@@ -291,7 +291,9 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
     });
 
     let generation = dd.metadata.generation;
-    let failed_reason = failed_media.and_then(|m| m.reason.clone()).unwrap_or_else(|| Reason::Failed.as_str().into());
+    let failed_reason = failed_media
+        .and_then(|m| m.reason.clone())
+        .unwrap_or_else(|| Reason::Failed.as_str().into());
     let spec_message = errors
         .map(|e| crate::api::validate::summarize(e))
         .unwrap_or_else(|| "the spec passed every check".into());
@@ -353,8 +355,9 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
 }
 
 /// Deletion: terminate every instance of the object, delete staged credentials, and release
-/// the finalizer only once EC2 confirms every instance terminated.
-fn cleanup(dd: &DataDump, obs: &Observed, ctx: &PlanContext, uid: &str, has_finalizer: bool) -> Plan {
+/// the finalizer only once EC2 confirms every instance terminated, and lists every attempt
+/// that may have launched one (EC2 lists a new instance late).
+fn cleanup(dd: &DataDump, obs: &Observed, ctx: &PlanContext, uid: &str, has_finalizer: bool, now: Timestamp) -> Plan {
     if !has_finalizer {
         return Plan {
             actions: vec![],
@@ -390,7 +393,14 @@ fn cleanup(dd: &DataDump, obs: &Observed, ctx: &PlanContext, uid: &str, has_fina
     actions.push(Action::DeleteCredentials {
         parameters: media.iter().map(|m| ctx.staged_parameter(uid, m)).collect(),
     });
-    if obs.instances.iter().all(|i| i.state == super::InstanceState::Terminated) {
+    // an attempt started within the launch grace whose instance is not listed may still have one
+    let unlisted = dd.status.iter().flat_map(|s| s.media.iter()).any(|m| {
+        matches!(m.phase, MediaPhase::Launching | MediaPhase::Running | MediaPhase::Terminating)
+            && m.token.as_ref().is_some_and(|t| !obs.instances.iter().any(|i| &i.token == t))
+            && m.attempt_start_time
+                .is_some_and(|t| now.duration_since(t).as_secs() < ctx.launch_grace.as_secs() as i64)
+    });
+    if !unlisted && obs.instances.iter().all(|i| i.state == super::InstanceState::Terminated) {
         actions.push(Action::RemoveFinalizer);
         Plan {
             actions,

@@ -300,6 +300,14 @@ fn terminating(env: &Env, ms: &mut MediaStatus, current: Option<&Instance>, out:
         }
         return Next::Done;
     }
+    // An instance not listed may only be listed late (EC2 is eventually consistent: a launch
+    // of a moment ago, seen or not): within the launch grace, absence proves nothing yet.
+    let launched_lately = ms
+        .attempt_start_time
+        .is_some_and(|t| env.now.duration_since(t).as_secs() < env.ctx.launch_grace.as_secs() as i64);
+    if current.is_none() && launched_lately {
+        return Next::Done;
+    }
     ms.instance_state = ms.instance_id.as_ref().map(|_| InstanceState::Terminated.as_str().into());
     match ms.outcome {
         Some(AttemptOutcome::Succeeded) => {
