@@ -24,10 +24,20 @@ pub enum ActError {
         key: String,
         /// Why (never the value).
         reason: String,
+        /// The API server's error, when the read itself failed.
+        #[source]
+        source: Option<kube::Error>,
     },
-    /// The object itself could not be updated (finalizer).
+    /// The object itself could not be updated (finalizer) or read.
     #[error("cannot update the DataDump: {0}")]
-    Object(String),
+    Object(#[source] kube::Error),
+    /// The object changed since it was read: a launch planned from that read may repeat an
+    /// attempt the newer status already moved past.
+    #[error("the DataDump changed since it was read (resourceVersion {read}); planning again")]
+    Stale {
+        /// The resourceVersion the plan was made from.
+        read: String,
+    },
     /// The worker's user data could not be prepared (binary, job, presigned URLs).
     #[error(transparent)]
     Release(#[from] crate::worker::release::ReleaseError),
@@ -39,10 +49,46 @@ impl ActError {
         match self {
             ActError::Backend(e) => e.metric_label(),
             ActError::Secret { .. } => "secret",
+            ActError::Object(e) if kube_conflict(e) => "conflict",
+            ActError::Stale { .. } => "conflict",
             ActError::Object(_) => "object",
             ActError::Release(crate::worker::release::ReleaseError::Backend(e)) => e.metric_label(),
             ActError::Release(_) => "release",
         }
+    }
+}
+
+impl ActError {
+    /// Whether trying again may help without a change from the user: a throttled or
+    /// unavailable service, a conflict, a connection that failed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ActError::Backend(e) | ActError::Release(crate::worker::release::ReleaseError::Backend(e)) => e.is_transient(),
+            ActError::Release(_) => false,
+            ActError::Secret { source, .. } => source.as_ref().is_some_and(kube_transient),
+            ActError::Object(e) => kube_transient(e),
+            ActError::Stale { .. } => true,
+        }
+    }
+
+    /// Whether the object changed since it was read (409): a fresh read fixes it at once.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, ActError::Stale { .. }) || matches!(self, ActError::Object(e) if kube_conflict(e))
+    }
+}
+
+/// Whether a Kubernetes API error is a conflict (409: the resourceVersion is stale).
+pub fn kube_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// Whether a Kubernetes API error may pass by itself: a conflict, throttling (429), a server
+/// error (5xx), or a connection that failed; not a refusal (other 4xx) or a bad request.
+pub fn kube_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 409 | 429 | 500..=599),
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
     }
 }
 
@@ -52,6 +98,9 @@ pub trait Home: Send + Sync {
     fn add_finalizer(&self, dd: &DataDump) -> impl Future<Output = Result<(), ActError>> + Send;
     /// Removes the cleanup finalizer.
     fn remove_finalizer(&self, dd: &DataDump) -> impl Future<Output = Result<(), ActError>> + Send;
+    /// Confirms `dd` is the object's current version ([`ActError::Stale`] otherwise): a watch
+    /// cache may lag behind the status this driver wrote itself.
+    fn confirm_current(&self, dd: &DataDump) -> impl Future<Output = Result<(), ActError>> + Send;
     /// Reads a Secret key of the object's namespace.
     fn read_secret(&self, dd: &DataDump, secret: &SecretKeyRef) -> impl Future<Output = Result<SecretValue, ActError>> + Send;
 }
@@ -112,6 +161,9 @@ pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
                 backends.stage.put(parameter, &value).await?;
             }
             Action::Launch(req) => {
+                // Only from the current version: a stale read may still show an attempt as
+                // Launching whose instance ran, and vanished, since.
+                home.confirm_current(dd).await?;
                 // Adopt, never duplicate: look the token up by tag right before launching.
                 let uid = dd.metadata.uid.clone().unwrap_or_default();
                 let existing = backends.compute.instances(InstanceFilter::Owner(&uid)).await?;
@@ -187,7 +239,7 @@ async fn ensure_requester_pays<S: ObjectStore>(store: &S, dd: &DataDump) -> Resu
 /// recorded (not sent, one more attempt, the error, when) instead of the planned "sent"; the
 /// requester-pays outcome is recorded with its condition.
 pub fn settle(dd: &DataDump, status: &mut Option<crate::api::DataDumpStatus>, done: &Done, now: jiff::Timestamp) -> Vec<crate::plan::Note> {
-    use crate::plan::{MAX_NOTIFY_ATTEMPTS, Note, NoteKind};
+    use crate::plan::{MAX_NOTIFY_ATTEMPTS, Note, NoteKind, Reason};
     let mut notes = Vec::new();
     if let (Some(outcome), Some(s)) = (&done.requester_pays, status.as_mut()) {
         let before = s.requester_pays.clone();
@@ -202,13 +254,13 @@ pub fn settle(dd: &DataDump, status: &mut Option<crate::api::DataDumpStatus>, do
                 notes.push(if ok {
                     Note {
                         kind: NoteKind::Normal,
-                        reason: "RequesterPaysEnabled".into(),
+                        reason: Reason::RequesterPaysEnabled,
                         message: message.clone(),
                     }
                 } else {
                     Note {
                         kind: NoteKind::Warning,
-                        reason: "RequesterPaysRefused".into(),
+                        reason: Reason::RequesterPaysRefused,
                         message: message.clone(),
                     }
                 });
@@ -219,14 +271,14 @@ pub fn settle(dd: &DataDump, status: &mut Option<crate::api::DataDumpStatus>, do
     if let Some(card) = &done.card {
         notes.push(Note {
             kind: NoteKind::Normal,
-            reason: "DatasetCardWritten".into(),
+            reason: Reason::DatasetCardWritten,
             message: format!("dataset card written to {card}"),
         });
     }
     match (&done.notify, status.as_mut()) {
         (Some(Ok(())), _) => notes.push(Note {
             kind: NoteKind::Normal,
-            reason: "Notified".into(),
+            reason: Reason::Notified,
             message: "Slack message sent".into(),
         }),
         (Some(Err(e)), Some(s)) => {
@@ -242,11 +294,63 @@ pub fn settle(dd: &DataDump, status: &mut Option<crate::api::DataDumpStatus>, do
             };
             notes.push(Note {
                 kind: NoteKind::Warning,
-                reason: "NotifyFailed".into(),
+                reason: Reason::NotifyFailed,
                 message,
             });
         }
         _ => {}
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Kubernetes API answer with this HTTP code.
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status::failure("from the test", "Test").with_code(code)))
+    }
+
+    #[test]
+    fn conflicts_and_server_errors_are_transient_refusals_are_not() {
+        let object = |code| ActError::Object(api(code));
+        assert!(object(409).is_conflict() && object(409).is_transient());
+        let stale = ActError::Stale { read: "7".into() };
+        assert!(stale.is_conflict() && stale.is_transient(), "a stale read is planned again at once");
+        assert_eq!(object(409).metric_label(), "conflict");
+        for code in [429, 500, 503] {
+            assert!(object(code).is_transient() && !object(code).is_conflict(), "{code}");
+        }
+        for code in [400, 403, 404, 422] {
+            assert!(!object(code).is_transient(), "{code}");
+        }
+        let secret = |source| ActError::Secret {
+            name: "db".into(),
+            key: "conn".into(),
+            reason: "r".into(),
+            source,
+        };
+        assert!(!secret(None).is_transient(), "a missing Secret needs the user");
+        assert!(secret(Some(api(503))).is_transient() && !secret(Some(api(403))).is_transient());
+        let backend = |e| ActError::Backend(e);
+        let throttled = BackendError::Throttled {
+            api: "RunInstances",
+            message: String::new(),
+        };
+        let refused = BackendError::Rejected {
+            api: "RunInstances",
+            code: "Unauthorized".into(),
+            message: String::new(),
+        };
+        assert!(backend(throttled).is_transient() && !backend(refused).is_transient());
+    }
+
+    #[test]
+    fn the_kube_error_stays_the_source() {
+        let e = ActError::Object(api(409));
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(source.downcast_ref::<kube::Error>().is_some(), "{source:?}");
+        assert!(e.to_string().contains("from the test"), "{e}");
+    }
 }

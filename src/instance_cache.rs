@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backend::{BackendError, Compute, InstanceFilter};
-use crate::plan::{Instance, InstanceState, LaunchRequest, tags};
+use crate::backend::{Instance, InstanceState, LaunchRequest, tags};
 
 struct Snapshot {
     taken_at: Instant,

@@ -11,7 +11,7 @@ use base64::Engine;
 
 use super::call;
 use crate::backend::{BackendError, Compute, InstanceFilter};
-use crate::plan::{Instance, InstanceState, LaunchRequest, tags};
+use crate::backend::{Instance, InstanceState, LaunchRequest, tags};
 
 /// The device name of the extra EBS volume (the worker finds it by size, not by name).
 pub const DATA_DEVICE: &str = "/dev/sdf";

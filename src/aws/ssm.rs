@@ -5,9 +5,9 @@ use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::{ParameterType, Tag};
 
 use super::{call, classify};
+use crate::backend::tags;
 use crate::backend::{BackendError, SecretStage, SecretValue};
 use crate::metrics::METRICS;
-use crate::plan::tags;
 
 /// SSM through the AWS SDK.
 #[derive(Clone, Debug)]

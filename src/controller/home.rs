@@ -29,7 +29,7 @@ impl KubeHome {
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": dd.resource_version()}});
         api.patch(&dd.name_any(), &PatchParams::apply(FIELD_MANAGER), &Patch::Merge(&patch))
             .await
-            .map_err(|e| ActError::Object(e.to_string()))?;
+            .map_err(ActError::Object)?;
         Ok(())
     }
 }
@@ -48,17 +48,41 @@ impl Home for KubeHome {
         self.set_finalizers(dd, finalizers).await
     }
 
+    async fn confirm_current(&self, dd: &DataDump) -> Result<(), ActError> {
+        // a merge patch that changes nothing but names the resourceVersion read: the API server
+        // refuses it (409) when the object changed since, and writes nothing otherwise (and it
+        // needs no other verb than the finalizer's patch)
+        let api: Api<DataDump> = Api::namespaced(self.client.clone(), &dd.namespace().unwrap_or_default());
+        let patch = json!({"metadata": {"resourceVersion": dd.resource_version()}});
+        match api
+            .patch(&dd.name_any(), &PatchParams::apply(FIELD_MANAGER), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if crate::act::kube_conflict(&e) => Err(ActError::Stale {
+                read: dd.resource_version().unwrap_or_default(),
+            }),
+            Err(e) => Err(ActError::Object(e)),
+        }
+    }
+
     async fn read_secret(&self, dd: &DataDump, secret: &SecretKeyRef) -> Result<SecretValue, ActError> {
         let fail = |reason: String| ActError::Secret {
             name: secret.name.clone(),
             key: secret.key.clone(),
             reason,
+            source: None,
         };
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &dd.namespace().unwrap_or_default());
         let found = api
             .get_opt(&secret.name)
             .await
-            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| ActError::Secret {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                reason: e.to_string(),
+                source: Some(e),
+            })?
             .ok_or_else(|| fail("the Secret does not exist".into()))?;
         let bytes = found
             .data

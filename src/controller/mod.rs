@@ -5,6 +5,8 @@
 
 mod home;
 mod lenient;
+#[cfg(test)]
+mod loop_tests;
 pub mod schedule;
 mod status;
 pub mod sweeper;
@@ -60,20 +62,36 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Act(e) => e.metric_label(),
-            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(e) if act::kube_conflict(e) => "conflict",
             Error::Kube(_) => "kube",
             Error::Clock(_) => "clock",
         }
     }
 
-    /// Base delay before the next try.
-    fn base_delay(&self) -> Duration {
+    /// Whether the object changed since it was read (a finalizer or status write got 409).
+    pub fn is_conflict(&self) -> bool {
         match self {
-            Error::Act(ActError::Backend(e)) if e.is_transient() => Duration::from_secs(2),
-            Error::Kube(kube::Error::Api(s)) if s.code == 409 => Duration::from_millis(500),
-            Error::Kube(_) | Error::Clock(_) => Duration::from_secs(2),
-            Error::Act(_) => Duration::from_secs(15),
+            Error::Act(e) => e.is_conflict(),
+            Error::Kube(e) => act::kube_conflict(e),
+            Error::Clock(_) => false,
         }
+    }
+
+    /// The delay before try `n + 1` after `n` failures in a row (before jitter): exponential
+    /// from a base that depends on the error, at most five minutes. A conflict is retried at
+    /// once the first time (the next read is fresh), then from 200 ms.
+    fn backoff(&self, n: u32) -> Duration {
+        let base = match self {
+            _ if self.is_conflict() && n <= 1 => return Duration::ZERO,
+            _ if self.is_conflict() => Duration::from_millis(100),
+            Error::Kube(_) | Error::Clock(_) => Duration::from_secs(2),
+            Error::Act(e) if e.is_transient() => Duration::from_secs(2),
+            Error::Act(_) => Duration::from_secs(15),
+        };
+        let millis = (base.as_millis() as u64)
+            .saturating_mul(1u64 << (n.max(1) - 1).min(10))
+            .min(300_000);
+        Duration::from_millis(millis)
     }
 }
 
@@ -327,7 +345,7 @@ where
             if matches!(e, ActError::Secret { .. }) {
                 let event = Event {
                     type_: EventType::Warning,
-                    reason: "SecretUnavailable".into(),
+                    reason: plan::Reason::SecretUnavailable.as_str().into(),
                     note: Some(e.to_string()),
                     action: "StageCredentials".into(),
                     secondary: None,
@@ -359,7 +377,7 @@ where
             } else {
                 EventType::Normal
             },
-            reason: note.reason.clone(),
+            reason: note.reason.as_str().into(),
             note: Some(note.message.chars().take(1000).collect()),
             action: "Reconcile".into(),
             secondary: None,
@@ -421,16 +439,46 @@ pub fn error_policy<C, S, K>(dd: Arc<DataDump>, error: &Error, ctx: Arc<Context<
         *n = n.saturating_add(1);
         *n
     };
-    let delay = backoff(error, n);
+    let delay = jittered_backoff(error, n);
     warn!(name = %dd.name_any(), namespace = dd.namespace().unwrap_or_default(), error = %error, reason = error.metric_label(), retry_in = ?delay, "reconcile error");
     Requeue::requeue(delay)
 }
 
-/// The delay before try `n + 1` after `n` failures in a row: exponential from the error's base
-/// delay, capped at five minutes, with ±25% jitter.
-fn backoff(error: &Error, n: u32) -> Duration {
-    let base = error.base_delay().as_millis() as u64;
-    let delay = base.saturating_mul(1u64 << (n.max(1) - 1).min(10)).min(300_000);
+/// [`Error::backoff`] with ±25% jitter, so many objects do not retry in lockstep.
+fn jittered_backoff(error: &Error, n: u32) -> Duration {
+    let delay = error.backoff(n).as_millis() as u64;
     let jitter = fastrand::u64(0..=delay / 2);
     Duration::from_millis(delay - delay / 4 + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status::failure("from the test", "Test").with_code(code)))
+    }
+
+    #[test]
+    fn a_conflict_is_retried_at_once_then_backs_off_briefly() {
+        for e in [Error::Act(ActError::Object(api(409))), Error::Kube(api(409))] {
+            assert_eq!(
+                (e.backoff(1), e.backoff(2), e.backoff(3)),
+                (Duration::ZERO, Duration::from_millis(200), Duration::from_millis(400))
+            );
+            assert_eq!(e.metric_label(), "conflict");
+        }
+    }
+
+    #[test]
+    fn transient_errors_back_off_from_two_seconds_permanent_ones_from_fifteen() {
+        let transient = Error::Act(ActError::Object(api(503)));
+        let permanent = Error::Act(ActError::Object(api(403)));
+        assert_eq!(
+            (transient.backoff(1), transient.backoff(2)),
+            (Duration::from_secs(2), Duration::from_secs(4))
+        );
+        assert_eq!(permanent.backoff(1), Duration::from_secs(15));
+        assert_eq!(permanent.backoff(30), Duration::from_secs(300), "at most five minutes");
+    }
 }

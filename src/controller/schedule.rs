@@ -169,7 +169,7 @@ pub async fn reconcile_schedule(sched: Arc<DataDumpSchedule>, ctx: Arc<ScheduleC
             } else {
                 EventType::Normal
             },
-            reason: note.reason.clone(),
+            reason: note.reason.as_str().into(),
             note: Some(note.message.chars().take(1000).collect()),
             action: "Schedule".into(),
             secondary: None,
@@ -287,7 +287,7 @@ pub fn schedule_error_policy(sched: Arc<DataDumpSchedule>, error: &Error, ctx: A
         *n = n.saturating_add(1);
         *n
     };
-    let delay = super::backoff(error, n);
+    let delay = super::jittered_backoff(error, n);
     warn!(name = %sched.name_any(), namespace = sched.namespace().unwrap_or_default(), error = %error, retry_in = ?delay, "schedule reconcile error");
     Requeue::requeue(delay)
 }

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::media::{self, Env, Out};
-use super::{Action, FINALIZER, Note, NoteKind, Observed, Plan, PlanContext};
+use super::{Action, FINALIZER, Note, NoteKind, Observed, Plan, PlanContext, Reason};
 use crate::api::{
     COMPLETE, DataDump, DataDumpStatus, DumpPhase, FAILED, MediaPhase, MediaStatus, PROGRESSING, REQUESTER_PAYS, SPEC_VALID,
     resolve_instance, validate,
@@ -19,7 +19,7 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
     let uid = dd.metadata.uid.clone().unwrap_or_default();
     let has_finalizer = dd.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER);
     if dd.metadata.deletion_timestamp.is_some() {
-        return cleanup(dd, obs, ctx, &uid, has_finalizer);
+        return cleanup(dd, obs, ctx, &uid, has_finalizer, now);
     }
     if !has_finalizer {
         return Plan {
@@ -112,17 +112,25 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         .and_then(|s| s.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
 
     summarize(&mut status, dd, validity.as_ref().err(), resolved.is_some(), now);
+    // A dump that ended starts nothing again: no credentials stay staged, also not those of a
+    // media type a suspend sent back to Pending (the steps release only terminal media types').
+    if status.phase.is_terminal() {
+        for m in status.media.iter_mut().filter(|m| m.credentials_staged) {
+            out.delete_parameters.push(ctx.staged_parameter(&uid, m.media_type.as_str()));
+            m.credentials_staged = false;
+        }
+    }
     let mut notes = out.notes;
     if old.phase != status.phase {
         match status.phase {
             DumpPhase::Succeeded => notes.push(Note {
                 kind: NoteKind::Normal,
-                reason: "Complete".into(),
+                reason: Reason::Complete,
                 message: status.message.clone().unwrap_or_default(),
             }),
             DumpPhase::Failed => notes.push(Note {
                 kind: NoteKind::Warning,
-                reason: "DumpFailed".into(),
+                reason: Reason::DumpFailed,
                 message: status.message.clone().unwrap_or_default(),
             }),
             _ => {}
@@ -133,7 +141,7 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
     {
         notes.push(Note {
             kind: NoteKind::Warning,
-            reason: "InvalidSpec".into(),
+            reason: Reason::InvalidSpec,
             message: crate::api::validate::summarize(errors),
         });
     }
@@ -401,7 +409,9 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
     });
 
     let generation = dd.metadata.generation;
-    let failed_reason = failed_media.and_then(|m| m.reason.clone()).unwrap_or_else(|| "Failed".into());
+    let failed_reason = failed_media
+        .and_then(|m| m.reason.clone())
+        .unwrap_or_else(|| Reason::Failed.as_str().into());
     let spec_message = errors
         .map(|e| crate::api::validate::summarize(e))
         .unwrap_or_else(|| "the spec passed every check".into());
@@ -450,8 +460,9 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
 }
 
 /// Deletion: terminate every instance of the object, delete staged credentials, and release
-/// the finalizer only once EC2 confirms every instance terminated.
-fn cleanup(dd: &DataDump, obs: &Observed, ctx: &PlanContext, uid: &str, has_finalizer: bool) -> Plan {
+/// the finalizer only once EC2 confirms every instance terminated, and lists every attempt
+/// that may have launched one (EC2 lists a new instance late).
+fn cleanup(dd: &DataDump, obs: &Observed, ctx: &PlanContext, uid: &str, has_finalizer: bool, now: Timestamp) -> Plan {
     if !has_finalizer {
         return Plan {
             actions: vec![],
@@ -471,7 +482,7 @@ fn cleanup(dd: &DataDump, obs: &Observed, ctx: &PlanContext, uid: &str, has_fina
     if !live.is_empty() {
         notes.push(Note {
             kind: NoteKind::Normal,
-            reason: "Cleanup".into(),
+            reason: Reason::Cleanup,
             message: format!("deleting: terminating {}", live.join(", ")),
         });
         actions.push(Action::Terminate { instance_ids: live });
@@ -487,7 +498,14 @@ fn cleanup(dd: &DataDump, obs: &Observed, ctx: &PlanContext, uid: &str, has_fina
     actions.push(Action::DeleteCredentials {
         parameters: media.iter().map(|m| ctx.staged_parameter(uid, m)).collect(),
     });
-    if obs.instances.iter().all(|i| i.state == super::InstanceState::Terminated) {
+    // an attempt started within the launch grace whose instance is not listed may still have one
+    let unlisted = dd.status.iter().flat_map(|s| s.media.iter()).any(|m| {
+        matches!(m.phase, MediaPhase::Launching | MediaPhase::Running | MediaPhase::Terminating)
+            && m.token.as_ref().is_some_and(|t| !obs.instances.iter().any(|i| &i.token == t))
+            && m.attempt_start_time
+                .is_some_and(|t| now.duration_since(t).as_secs() < ctx.launch_grace.as_secs() as i64)
+    });
+    if !unlisted && obs.instances.iter().all(|i| i.state == super::InstanceState::Terminated) {
         actions.push(Action::RemoveFinalizer);
         Plan {
             actions,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
-use super::{Action, Instance, InstanceState, LaunchRequest, MediaObjects, Note, NoteKind, PlanContext, tags};
+use super::{Action, Instance, InstanceState, LaunchRequest, MediaObjects, Note, NoteKind, PlanContext, Reason, tags};
 use crate::api::{AttemptOutcome, Credentials, DataDump, MediaPhase, MediaStatus, Progress, ResolvedInstance};
 
 /// The idempotency token of one attempt: the same (uid, media type, attempt) always gives the
@@ -17,6 +17,21 @@ pub fn token_for(uid: &str, media_type: &str, attempt: u32) -> String {
     let digest = Sha256::digest(format!("{uid}/{media_type}/{attempt}").as_bytes());
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("ddt-{hex}")
+}
+
+/// Phase changes one plan may make for one media type. Each phase function changes the phase
+/// at most once, and the longest chain on one set of observations is Launching → Running →
+/// Terminating → Pending (a retry) → Launching, which then waits for its token to be persisted;
+/// the bound only guards against a future phase function that would loop.
+const MAX_TRANSITIONS: usize = 8;
+
+/// Whether the next phase can be decided on the same observations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// The phase changed and the new one may move on at once.
+    Again,
+    /// Nothing more until the world changes (or the next plan).
+    Done,
 }
 
 /// What one media type's step sees of the dump.
@@ -49,12 +64,8 @@ pub(super) struct Out {
 }
 
 impl Out {
-    fn note(&mut self, kind: NoteKind, reason: &str, message: String) {
-        self.notes.push(Note {
-            kind,
-            reason: reason.into(),
-            message,
-        });
+    fn note(&mut self, kind: NoteKind, reason: Reason, message: String) {
+        self.notes.push(Note { kind, reason, message });
     }
 }
 
@@ -75,258 +86,297 @@ fn clear_attempt(ms: &mut MediaStatus) {
     ms.last_progress = None;
 }
 
-/// Advances one media type as far as the observations allow.
+/// Advances one media type as far as the observations allow: one phase function after another
+/// while each says the next phase can be decided on the same observations.
 pub(super) fn step(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>, instances: &[&Instance], out: &mut Out) {
-    let media = ms.media_type.as_str().to_string();
     // Instances of earlier attempts (or strays) that still run are never left behind.
     for i in instances {
         if Some(&i.token) != ms.token.as_ref() && i.state.needs_terminate() {
             out.terminate.push(i.id.clone());
         }
     }
-    for _ in 0..8 {
+    for _ in 0..MAX_TRANSITIONS {
         let current = ms.token.as_ref().and_then(|t| instances.iter().find(|i| &i.token == t).copied());
-        match ms.phase {
-            MediaPhase::Pending => {
-                if let Some(Ok(output)) = objs.and_then(|o| o.success.as_ref())
-                    && ms.attempt == 0
-                {
-                    ms.phase = MediaPhase::Succeeded;
-                    record_output(ms, output);
-                    ms.reason = Some("AlreadyExported".into());
-                    ms.message = Some(format!(
-                        "_success already present under {}; nothing launched",
-                        ms.s3_uri.clone().unwrap_or_default()
-                    ));
-                    out.note(
-                        NoteKind::Normal,
-                        "AlreadyExported",
-                        format!("{media}: already exported for this date; nothing launched"),
-                    );
-                    continue;
-                }
-                if env.deadline_passed {
-                    ms.phase = MediaPhase::Failed;
-                    ms.reason = Some("DeadlineExceeded".into());
-                    ms.message = Some("the deadline passed before this media type could start".into());
-                    continue;
-                }
-                if !env.can_launch {
-                    return;
-                }
-                ms.attempt += 1;
-                ms.token = Some(token_for(env.uid, &media, ms.attempt));
-                ms.attempt_start_time = Some(env.now);
-                ms.phase = MediaPhase::Launching;
-                ms.instance_id = None;
-                ms.instance_state = None;
-                ms.outcome = None;
-                if let Some(Credentials::Secret(_)) = env.dd.spec.database.credentials()
-                    && !ms.credentials_staged
-                {
-                    out.stage.push(Action::StageCredentials {
-                        media_type: media.clone(),
-                        parameter: env.ctx.staged_parameter(env.uid, &media),
-                    });
-                    ms.credentials_staged = true;
-                }
-                // The launch itself waits for the next plan, once this token is persisted.
-                return;
-            }
-            MediaPhase::Launching => {
-                if let Some(i) = current {
-                    ms.instance_id = Some(i.id.clone());
-                    ms.instance_state = Some(i.state.as_str().into());
-                    ms.phase = MediaPhase::Running;
-                    ms.reason = None;
-                    ms.message = Some(format!("attempt {} running on {}", ms.attempt, i.id));
-                    out.note(
-                        NoteKind::Normal,
-                        "Launched",
-                        format!("{media}: attempt {} runs on instance {}", ms.attempt, i.id),
-                    );
-                    continue;
-                }
-                if env.deadline_passed || env.suspend {
-                    ms.outcome = Some(if env.deadline_passed {
-                        AttemptOutcome::DeadlineExceeded
-                    } else {
-                        AttemptOutcome::Suspended
-                    });
-                    ms.phase = MediaPhase::Terminating;
-                    continue;
-                }
-                let (Some(resolved), Some(deadline), true) = (env.resolved, env.deadline, env.can_launch) else {
-                    return;
-                };
-                match launch_request(env, ms, resolved, deadline) {
-                    Ok(req) => {
-                        out.note(
-                            NoteKind::Normal,
-                            "Launching",
-                            format!("{media}: launching attempt {} on a {}", ms.attempt, resolved.instance_type),
-                        );
-                        out.launch.push(Action::Launch(Box::new(req)));
-                    }
-                    Err(e) => {
-                        ms.phase = MediaPhase::Failed;
-                        ms.reason = Some("UserDataInvalid".into());
-                        ms.message = Some(format!("cannot render the worker script: {e}; nothing was launched"));
-                        out.note(NoteKind::Warning, "UserDataInvalid", format!("{media}: {e}"));
-                        continue;
-                    }
-                }
-                return;
-            }
-            MediaPhase::Running => {
-                ms.instance_state = current.map(|i| i.state.as_str().to_string()).or(ms.instance_state.take());
-                if let Some(p) = objs.and_then(|o| o.progress.as_ref()) {
-                    ms.last_progress = Some(Progress {
-                        stage: p.stage.clone(),
-                        time: p.time,
-                    });
-                    ms.files = p.files.or(ms.files);
-                    ms.bytes = p.bytes.or(ms.bytes);
-                    ms.rows = p.rows.or(ms.rows);
-                }
-                // Semaphores count only when this attempt wrote them: by the token in the
-                // report, else by time (another dump or an earlier attempt may share the prefix).
-                let ours = |token: &Option<String>, time: Option<Timestamp>| match (token, &ms.token, ms.attempt_start_time) {
-                    (Some(t), Some(mine), _) => t == mine,
-                    (None, _, Some(start)) => time.is_some_and(|t| t.as_second() >= start.as_second()),
-                    _ => false,
-                };
-                let failure = objs.and_then(|o| o.failure.as_ref()).filter(|f| ours(&f.token, Some(f.time)));
-                let success = objs
-                    .filter(|o| ours(&o.success_token, o.success_at))
-                    .and_then(|o| o.success.as_ref());
-                let (outcome, reason, message) = match (success, failure) {
-                    (Some(Ok(output)), _) => {
-                        record_output(ms, output);
-                        (
-                            AttemptOutcome::Succeeded,
-                            "WorkerSucceeded",
-                            format!("_success found ({} files, {} bytes)", output.files, output.bytes),
-                        )
-                    }
-                    (Some(Err(why)), _) => (AttemptOutcome::Failed, "OutputIncomplete", why.clone()),
-                    (None, Some(f)) => (AttemptOutcome::Failed, "WorkerFailed", f.message.clone()),
-                    (None, None) if env.deadline_passed => (
-                        AttemptOutcome::DeadlineExceeded,
-                        "DeadlineExceeded",
-                        "the deadline passed while the worker ran".into(),
+        let next = match ms.phase {
+            MediaPhase::Pending => pending(env, ms, objs, out),
+            MediaPhase::Launching => launching(env, ms, current, out),
+            MediaPhase::Running => running(env, ms, objs, current, out),
+            MediaPhase::Terminating => terminating(env, ms, current, out),
+            MediaPhase::Succeeded | MediaPhase::Failed => ended(env, ms, out),
+        };
+        if next == Next::Done {
+            return;
+        }
+    }
+}
+
+/// Pending: an earlier export for the date ends it at once; else a new attempt (token,
+/// staged credentials) whose launch waits for the next plan, once the token is persisted.
+fn pending(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>, out: &mut Out) -> Next {
+    let media = ms.media_type.as_str().to_string();
+    if let Some(Ok(output)) = objs.and_then(|o| o.success.as_ref())
+        && ms.attempt == 0
+    {
+        ms.phase = MediaPhase::Succeeded;
+        record_output(ms, output);
+        ms.reason = Some(Reason::AlreadyExported.as_str().into());
+        ms.message = Some(format!(
+            "_success already present under {}; nothing launched",
+            ms.s3_uri.clone().unwrap_or_default()
+        ));
+        out.note(
+            NoteKind::Normal,
+            Reason::AlreadyExported,
+            format!("{media}: already exported for this date; nothing launched"),
+        );
+        return Next::Again;
+    }
+    if env.deadline_passed {
+        ms.phase = MediaPhase::Failed;
+        ms.reason = Some(Reason::DeadlineExceeded.as_str().into());
+        ms.message = Some("the deadline passed before this media type could start".into());
+        return Next::Again;
+    }
+    if !env.can_launch {
+        return Next::Done;
+    }
+    ms.attempt += 1;
+    ms.token = Some(token_for(env.uid, &media, ms.attempt));
+    ms.attempt_start_time = Some(env.now);
+    ms.phase = MediaPhase::Launching;
+    ms.instance_id = None;
+    ms.instance_state = None;
+    ms.outcome = None;
+    if let Some(Credentials::Secret(_)) = env.dd.spec.database.credentials()
+        && !ms.credentials_staged
+    {
+        out.stage.push(Action::StageCredentials {
+            media_type: media.clone(),
+            parameter: env.ctx.staged_parameter(env.uid, &media),
+        });
+        ms.credentials_staged = true;
+    }
+    // The launch itself waits for the next plan, once this token is persisted.
+    Next::Done
+}
+
+/// Launching: the attempt's instance, once seen, makes it Running; until then the launch is
+/// planned again (adopted, never duplicated, if it exists), unless suspended or out of time.
+fn launching(env: &Env, ms: &mut MediaStatus, current: Option<&Instance>, out: &mut Out) -> Next {
+    let media = ms.media_type.as_str().to_string();
+    if let Some(i) = current {
+        ms.instance_id = Some(i.id.clone());
+        ms.instance_state = Some(i.state.as_str().into());
+        ms.phase = MediaPhase::Running;
+        ms.reason = None;
+        ms.message = Some(format!("attempt {} running on {}", ms.attempt, i.id));
+        out.note(
+            NoteKind::Normal,
+            Reason::Launched,
+            format!("{media}: attempt {} runs on instance {}", ms.attempt, i.id),
+        );
+        return Next::Again;
+    }
+    if env.deadline_passed || env.suspend {
+        ms.outcome = Some(if env.deadline_passed {
+            AttemptOutcome::DeadlineExceeded
+        } else {
+            AttemptOutcome::Suspended
+        });
+        ms.phase = MediaPhase::Terminating;
+        return Next::Again;
+    }
+    let (Some(resolved), Some(deadline), true) = (env.resolved, env.deadline, env.can_launch) else {
+        return Next::Done;
+    };
+    match launch_request(env, ms, resolved, deadline) {
+        Ok(req) => {
+            out.note(
+                NoteKind::Normal,
+                Reason::Launching,
+                format!("{media}: launching attempt {} on a {}", ms.attempt, resolved.instance_type),
+            );
+            out.launch.push(Action::Launch(Box::new(req)));
+        }
+        Err(e) => {
+            ms.phase = MediaPhase::Failed;
+            ms.reason = Some(Reason::UserDataInvalid.as_str().into());
+            ms.message = Some(format!("cannot render the worker script: {e}; nothing was launched"));
+            out.note(NoteKind::Warning, Reason::UserDataInvalid, format!("{media}: {e}"));
+            return Next::Again;
+        }
+    }
+    Next::Done
+}
+
+/// Running: progress is recorded; this attempt's `_success` or `_failure`, the deadline, a
+/// suspend or a lost instance decide the outcome and move to Terminating.
+fn running(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>, current: Option<&Instance>, out: &mut Out) -> Next {
+    let media = ms.media_type.as_str().to_string();
+    ms.instance_state = current.map(|i| i.state.as_str().to_string()).or(ms.instance_state.take());
+    if let Some(p) = objs.and_then(|o| o.progress.as_ref()) {
+        ms.last_progress = Some(Progress {
+            stage: p.stage.clone(),
+            time: p.time,
+        });
+        ms.files = p.files.or(ms.files);
+        ms.bytes = p.bytes.or(ms.bytes);
+        ms.rows = p.rows.or(ms.rows);
+    }
+    // Semaphores count only when this attempt wrote them: by the token in the
+    // report, else by time (another dump or an earlier attempt may share the prefix).
+    let ours = |token: &Option<String>, time: Option<Timestamp>| match (token, &ms.token, ms.attempt_start_time) {
+        (Some(t), Some(mine), _) => t == mine,
+        (None, _, Some(start)) => time.is_some_and(|t| t.as_second() >= start.as_second()),
+        _ => false,
+    };
+    let failure = objs.and_then(|o| o.failure.as_ref()).filter(|f| ours(&f.token, Some(f.time)));
+    let success = objs
+        .filter(|o| ours(&o.success_token, o.success_at))
+        .and_then(|o| o.success.as_ref());
+    let (outcome, reason, message) = match (success, failure) {
+        (Some(Ok(output)), _) => {
+            record_output(ms, output);
+            (
+                AttemptOutcome::Succeeded,
+                Reason::WorkerSucceeded,
+                format!("_success found ({} files, {} bytes)", output.files, output.bytes),
+            )
+        }
+        (Some(Err(why)), _) => (AttemptOutcome::Failed, Reason::OutputIncomplete, why.clone()),
+        (None, Some(f)) => (AttemptOutcome::Failed, Reason::WorkerFailed, f.message.clone()),
+        (None, None) if env.deadline_passed => (
+            AttemptOutcome::DeadlineExceeded,
+            Reason::DeadlineExceeded,
+            "the deadline passed while the worker ran".into(),
+        ),
+        (None, None) if env.suspend => (
+            AttemptOutcome::Suspended,
+            Reason::Suspended,
+            "suspended: terminating the worker".into(),
+        ),
+        (None, None) => match current {
+            None if env.now.duration_since(ms.attempt_start_time.unwrap_or(env.now)).as_secs() >= env.ctx.launch_grace.as_secs() as i64 => {
+                (
+                    AttemptOutcome::Failed,
+                    Reason::InstanceLost,
+                    format!(
+                        "instance {} disappeared without writing _success",
+                        ms.instance_id.clone().unwrap_or_default()
                     ),
-                    (None, None) if env.suspend => (AttemptOutcome::Suspended, "Suspended", "suspended: terminating the worker".into()),
-                    (None, None) => match current {
-                        None if env.now.duration_since(ms.attempt_start_time.unwrap_or(env.now)).as_secs()
-                            >= env.ctx.launch_grace.as_secs() as i64 =>
-                        {
-                            (
-                                AttemptOutcome::Failed,
-                                "InstanceLost",
-                                format!(
-                                    "instance {} disappeared without writing _success",
-                                    ms.instance_id.clone().unwrap_or_default()
-                                ),
-                            )
-                        }
-                        Some(i) if !i.state.is_live() => (
-                            AttemptOutcome::Failed,
-                            "InstanceLost",
-                            format!("instance {} is {} without having written _success", i.id, i.state.as_str()),
-                        ),
-                        _ => return,
-                    },
-                };
-                let kind = if outcome == AttemptOutcome::Succeeded {
-                    NoteKind::Normal
-                } else {
-                    NoteKind::Warning
-                };
-                out.note(kind, reason, format!("{media}: {message}"));
-                ms.outcome = Some(outcome);
-                ms.reason = Some(reason.into());
-                ms.message = Some(message);
-                ms.phase = MediaPhase::Terminating;
+                )
             }
-            MediaPhase::Terminating => {
-                if let Some(i) = current
-                    && i.state != InstanceState::Terminated
-                {
-                    ms.instance_state = Some(i.state.as_str().into());
-                    if i.state.needs_terminate() {
-                        out.terminate.push(i.id.clone());
-                    }
-                    return;
-                }
-                ms.instance_state = ms.instance_id.as_ref().map(|_| InstanceState::Terminated.as_str().into());
-                match ms.outcome {
-                    Some(AttemptOutcome::Succeeded) => {
-                        ms.phase = MediaPhase::Succeeded;
-                        out.note(
-                            NoteKind::Normal,
-                            "Succeeded",
-                            format!("{media}: exported to {}", ms.s3_uri.clone().unwrap_or_default()),
-                        );
-                    }
-                    Some(AttemptOutcome::Failed) => {
-                        ms.failed_attempts += 1;
-                        if ms.failed_attempts <= env.dd.spec.backoff_limit && !env.deadline_passed {
-                            out.note(
-                                NoteKind::Warning,
-                                "Retrying",
-                                format!(
-                                    "{media}: attempt {} failed ({}); retrying ({} of {} retries)",
-                                    ms.attempt,
-                                    ms.message.clone().unwrap_or_default(),
-                                    ms.failed_attempts,
-                                    env.dd.spec.backoff_limit
-                                ),
-                            );
-                            clear_attempt(ms);
-                            ms.phase = MediaPhase::Pending;
-                        } else {
-                            ms.phase = MediaPhase::Failed;
-                            out.note(
-                                NoteKind::Warning,
-                                "Failed",
-                                format!(
-                                    "{media}: failed after {} attempt(s): {}",
-                                    ms.attempt,
-                                    ms.message.clone().unwrap_or_default()
-                                ),
-                            );
-                        }
-                    }
-                    Some(AttemptOutcome::DeadlineExceeded) => {
-                        ms.phase = MediaPhase::Failed;
-                        ms.reason = Some("DeadlineExceeded".into());
-                        out.note(
-                            NoteKind::Warning,
-                            "DeadlineExceeded",
-                            format!("{media}: the deadline passed; worker terminated"),
-                        );
-                    }
-                    Some(AttemptOutcome::Suspended) | None => {
-                        clear_attempt(ms);
-                        ms.phase = MediaPhase::Pending;
-                        ms.reason = Some("Suspended".into());
-                        ms.message = Some("suspended; resumes with a new attempt".into());
-                        if env.suspend {
-                            return;
-                        }
-                    }
-                }
+            Some(i) if !i.state.is_live() => (
+                AttemptOutcome::Failed,
+                Reason::InstanceLost,
+                format!("instance {} is {} without having written _success", i.id, i.state.as_str()),
+            ),
+            _ => return Next::Done,
+        },
+    };
+    let kind = if outcome == AttemptOutcome::Succeeded {
+        NoteKind::Normal
+    } else {
+        NoteKind::Warning
+    };
+    out.note(kind, reason, format!("{media}: {message}"));
+    ms.outcome = Some(outcome);
+    ms.reason = Some(reason.as_str().into());
+    ms.message = Some(message);
+    ms.phase = MediaPhase::Terminating;
+    Next::Again
+}
+
+/// Terminating: waits until EC2 confirms the instance terminated, then the outcome decides:
+/// Succeeded, a retry (back to Pending), Failed, or Pending again after a suspend.
+fn terminating(env: &Env, ms: &mut MediaStatus, current: Option<&Instance>, out: &mut Out) -> Next {
+    let media = ms.media_type.as_str().to_string();
+    if let Some(i) = current
+        && i.state != InstanceState::Terminated
+    {
+        ms.instance_state = Some(i.state.as_str().into());
+        if i.state.needs_terminate() {
+            out.terminate.push(i.id.clone());
+        }
+        return Next::Done;
+    }
+    // An instance not listed may only be listed late (EC2 is eventually consistent: a launch
+    // of a moment ago, seen or not): within the launch grace, absence proves nothing yet.
+    let launched_lately = ms
+        .attempt_start_time
+        .is_some_and(|t| env.now.duration_since(t).as_secs() < env.ctx.launch_grace.as_secs() as i64);
+    if current.is_none() && launched_lately {
+        return Next::Done;
+    }
+    ms.instance_state = ms.instance_id.as_ref().map(|_| InstanceState::Terminated.as_str().into());
+    match ms.outcome {
+        Some(AttemptOutcome::Succeeded) => {
+            ms.phase = MediaPhase::Succeeded;
+            out.note(
+                NoteKind::Normal,
+                Reason::Succeeded,
+                format!("{media}: exported to {}", ms.s3_uri.clone().unwrap_or_default()),
+            );
+        }
+        Some(AttemptOutcome::Failed) => {
+            ms.failed_attempts += 1;
+            if ms.failed_attempts <= env.dd.spec.backoff_limit && !env.deadline_passed {
+                out.note(
+                    NoteKind::Warning,
+                    Reason::Retrying,
+                    format!(
+                        "{media}: attempt {} failed ({}); retrying ({} of {} retries)",
+                        ms.attempt,
+                        ms.message.clone().unwrap_or_default(),
+                        ms.failed_attempts,
+                        env.dd.spec.backoff_limit
+                    ),
+                );
+                clear_attempt(ms);
+                ms.phase = MediaPhase::Pending;
+            } else {
+                ms.phase = MediaPhase::Failed;
+                out.note(
+                    NoteKind::Warning,
+                    Reason::Failed,
+                    format!(
+                        "{media}: failed after {} attempt(s): {}",
+                        ms.attempt,
+                        ms.message.clone().unwrap_or_default()
+                    ),
+                );
             }
-            MediaPhase::Succeeded | MediaPhase::Failed => {
-                if ms.credentials_staged {
-                    out.delete_parameters.push(env.ctx.staged_parameter(env.uid, &media));
-                    ms.credentials_staged = false;
-                }
-                return;
+        }
+        Some(AttemptOutcome::DeadlineExceeded) => {
+            ms.phase = MediaPhase::Failed;
+            ms.reason = Some(Reason::DeadlineExceeded.as_str().into());
+            out.note(
+                NoteKind::Warning,
+                Reason::DeadlineExceeded,
+                format!("{media}: the deadline passed; worker terminated"),
+            );
+        }
+        Some(AttemptOutcome::Suspended) | None => {
+            clear_attempt(ms);
+            ms.phase = MediaPhase::Pending;
+            ms.reason = Some(Reason::Suspended.as_str().into());
+            ms.message = Some("suspended; resumes with a new attempt".into());
+            if env.suspend {
+                return Next::Done;
             }
         }
     }
+    Next::Again
+}
+
+/// Succeeded or Failed: only the staged credentials are left to delete.
+fn ended(env: &Env, ms: &mut MediaStatus, out: &mut Out) -> Next {
+    let media = ms.media_type.as_str().to_string();
+    if ms.credentials_staged {
+        out.delete_parameters.push(env.ctx.staged_parameter(env.uid, &media));
+        ms.credentials_staged = false;
+    }
+    Next::Done
 }
 
 fn record_output(ms: &mut MediaStatus, output: &super::Output) {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::{Note, NoteKind};
+use super::{Note, NoteKind, Reason};
 use crate::api::{
     ConcurrencyPolicy, CronSchedule, DataDumpSchedule, DataDumpScheduleStatus, DumpPhase, DumpReference, SPEC_VALID, SiteDefaults,
     validate_schedule,
@@ -165,7 +165,7 @@ pub fn plan_schedule(sched: &DataDumpSchedule, dumps: &[OwnedDump], site: &SiteD
             {
                 notes.push(Note {
                     kind: NoteKind::Warning,
-                    reason: "InvalidSpec".into(),
+                    reason: Reason::InvalidSpec,
                     message: crate::api::validate::summarize(errors),
                 });
             }
@@ -193,7 +193,7 @@ pub fn plan_schedule(sched: &DataDumpSchedule, dumps: &[OwnedDump], site: &SiteD
                     status.last_missed_time = Some(due);
                     notes.push(Note {
                         kind: NoteKind::Warning,
-                        reason: "MissedSchedule".into(),
+                        reason: Reason::MissedSchedule,
                         message: format!(
                             "missed the run due at {due}{}: it is more than startingDeadlineSeconds ({}s) late, so none starts",
                             missed_suffix(missed),
@@ -205,7 +205,7 @@ pub fn plan_schedule(sched: &DataDumpSchedule, dumps: &[OwnedDump], site: &SiteD
                     if old.waiting_schedule_time != Some(due) {
                         notes.push(Note {
                             kind: NoteKind::Normal,
-                            reason: "AlreadyActive".into(),
+                            reason: Reason::AlreadyActive,
                             message: format!(
                                 "the run due at {due} waits: {} is still active (concurrencyPolicy Forbid)",
                                 active.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
@@ -221,7 +221,7 @@ pub fn plan_schedule(sched: &DataDumpSchedule, dumps: &[OwnedDump], site: &SiteD
                             });
                             notes.push(Note {
                                 kind: NoteKind::Normal,
-                                reason: "Replaced".into(),
+                                reason: Reason::Replaced,
                                 message: format!(
                                     "deleted the active DataDump {} for the run due at {due} (concurrencyPolicy Replace)",
                                     d.name
@@ -233,7 +233,7 @@ pub fn plan_schedule(sched: &DataDumpSchedule, dumps: &[OwnedDump], site: &SiteD
                     if missed > 0 {
                         notes.push(Note {
                             kind: NoteKind::Warning,
-                            reason: "MissedSchedule".into(),
+                            reason: Reason::MissedSchedule,
                             message: format!(
                                 "{} earlier scheduled time(s) since {earliest} were missed; only the latest, {due}, runs",
                                 count_text(missed)
@@ -243,7 +243,7 @@ pub fn plan_schedule(sched: &DataDumpSchedule, dumps: &[OwnedDump], site: &SiteD
                     let date = cron.date_of(due);
                     notes.push(Note {
                         kind: NoteKind::Normal,
-                        reason: "Created".into(),
+                        reason: Reason::Created,
                         message: format!("created DataDump {run} for {due} (DATE {date})"),
                     });
                     actions.push(ScheduleAction::Create {

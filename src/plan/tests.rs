@@ -443,6 +443,84 @@ fn suspend_terminates_and_resume_starts_a_fresh_attempt_without_spending_a_retry
     assert_eq!(p.status.as_ref().unwrap().start_time, Some(at(0)), "the deadline is never reset");
 }
 
+/// Found by the loop's property test: one media type failed for good while a suspend had sent
+/// the other back to Pending; the dump ended Failed and the other's staged credentials stayed.
+#[test]
+fn a_dump_that_ends_while_a_media_type_waits_deletes_its_staged_credentials() {
+    let mut d = dd("  backoffLimit: 0\n  suspend: true\n");
+    let mut image = crate::api::MediaStatus::new(MediaType("image".into()));
+    image.phase = MediaPhase::Failed;
+    image.attempt = 1;
+    let mut audio = crate::api::MediaStatus::new(MediaType("audio".into()));
+    audio.phase = MediaPhase::Pending;
+    audio.attempt = 1;
+    audio.credentials_staged = true;
+    d.status = Some(crate::api::DataDumpStatus {
+        start_time: Some(at(0)),
+        dump_date: Some(dump_date(at(0))),
+        media: vec![image, audio],
+        ..Default::default()
+    });
+    let p = plan(&d, &Observed::default(), &ctx(), at(60));
+    assert_eq!(p.status.as_ref().unwrap().phase, DumpPhase::Failed);
+    assert!(!media(&p, "audio").credentials_staged);
+    assert!(
+        p.actions.contains(&Action::DeleteCredentials {
+            parameters: vec![ctx().staged_parameter(UID, "audio")]
+        }),
+        "{:?}",
+        p.actions
+    );
+    // and once that is persisted, nothing is left to do
+    let d = persist(d, &p);
+    assert!(plan(&d, &Observed::default(), &ctx(), at(61)).actions.is_empty());
+}
+
+/// Found by the loop's property test (EC2 lists a new instance late): the deadline passed
+/// while the attempt's instance was not listed; the attempt was ended as if the instance were
+/// gone, and the instance, listed a moment later, was left running.
+#[test]
+fn an_instance_not_listed_within_the_launch_grace_is_waited_for_and_then_terminated() {
+    let mut d = running("");
+    // the dump started long ago: its deadline is at(30), the attempt started at(0)
+    d.status.as_mut().unwrap().start_time = Some(at(30 - 36_000));
+    let p = plan(&d, &Observed::default(), &ctx(), at(40));
+    let m = media(&p, "image");
+    assert_eq!(
+        (m.phase, m.outcome),
+        (MediaPhase::Terminating, Some(AttemptOutcome::DeadlineExceeded))
+    );
+    assert!(p.requeue_after.is_some_and(|d| d <= ctx().fast_requeue), "looks again soon");
+    let d = persist(d, &p);
+    let listed = Observed {
+        instances: vec![inst("image", 1, InstanceState::Running)],
+        ..Default::default()
+    };
+    let p = plan(&d, &listed, &ctx(), at(42));
+    assert_eq!(terminated(&p), vec!["i-image1"]);
+    assert_eq!(media(&p, "image").phase, MediaPhase::Terminating);
+    // never listed: after the grace the attempt ends
+    let p = plan(&d, &Observed::default(), &ctx(), at(200));
+    assert_eq!(media(&p, "image").phase, MediaPhase::Failed);
+}
+
+/// Found by the loop's property test: deleted right after a launch, before EC2 listed the
+/// instance; the finalizer was released and the instance left running.
+#[test]
+fn deletion_keeps_the_finalizer_while_a_recent_launch_is_not_listed() {
+    let mut d = running("");
+    d.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(10)));
+    let p = plan(&d, &Observed::default(), &ctx(), at(10));
+    assert!(!p.actions.contains(&Action::RemoveFinalizer), "{:?}", p.actions);
+    assert_eq!(p.requeue_after, Some(ctx().fast_requeue));
+    let p = plan(&d, &Observed::default(), &ctx(), at(200));
+    assert_eq!(
+        p.actions.last(),
+        Some(&Action::RemoveFinalizer),
+        "after the grace, nothing listed is nothing"
+    );
+}
+
 #[test]
 fn media_types_that_are_no_identifiers_get_no_status_entry() {
     // stored behind the schema's back: the status schema would refuse the whole status

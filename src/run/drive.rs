@@ -56,14 +56,6 @@ impl Signals {
     }
 }
 
-fn is_permanent(e: &ActError) -> bool {
-    match e {
-        ActError::Backend(b) => !b.is_transient(),
-        ActError::Release(crate::worker::release::ReleaseError::Backend(b)) => !b.is_transient(),
-        ActError::Secret { .. } | ActError::Object(_) | ActError::Release(_) => true,
-    }
-}
-
 /// Runs the loop until the dump ends or, after a signal or a permanent error, until cleanup is
 /// done. `workdir` is where local workers keep their logs (for the summary).
 pub(super) async fn drive<C: Compute>(
@@ -136,7 +128,7 @@ pub(super) async fn drive<C: Compute>(
             }
             Err(e) => {
                 failures += 1;
-                let permanent = is_permanent(&e);
+                let permanent = !e.is_transient();
                 view.error(&e.to_string(), stop.is_some());
                 if stop.is_some() && failures >= CLEANUP_FAILURES {
                     view.finish_abandoned(&dd, &live, &staged(&dd, ctx));

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 use crate::backend::{BackendError, Compute, InstanceFilter};
-use crate::plan::{Instance, InstanceState, LaunchRequest, tags};
+use crate::backend::{Instance, InstanceState, LaunchRequest, tags};
 
 /// How long a terminated worker gets by default to write `_failure` and exit before SIGKILL.
 pub const TERM_GRACE: Duration = Duration::from_secs(10);

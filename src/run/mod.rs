@@ -97,6 +97,11 @@ impl Home for MemoryHome {
         Ok(())
     }
 
+    async fn confirm_current(&self, _: &DataDump) -> Result<(), ActError> {
+        // the runner's object lives in its own memory: always current
+        Ok(())
+    }
+
     async fn read_secret(&self, dd: &DataDump, secret: &SecretKeyRef) -> Result<SecretValue, ActError> {
         let is_webhook = dd
             .spec
@@ -112,6 +117,7 @@ impl Home for MemoryHome {
         value.ok_or_else(|| ActError::Secret {
             name: secret.name.clone(),
             key: secret.key.clone(),
+            source: None,
             reason: if is_webhook {
                 "datadump run reads the webhook URL from --slack-webhook-env".into()
             } else {

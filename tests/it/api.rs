@@ -343,7 +343,11 @@ pub(crate) const BAD: &[(&str, &str, &str)] = &[
         "notification: {slack: {webhookSecretRef: {name: slack, key: 'a b'}}}",
         "spec.notification.slack.webhookSecretRef.key",
     ),
-    ("card license not a host identifier", "datasetCard: {license: CC-BY}", "spec.datasetCard.license"),
+    (
+        "card license not a host identifier",
+        "datasetCard: {license: CC-BY}",
+        "spec.datasetCard.license",
+    ),
     (
         "gated select field without options",
         "datasetCard: {gated: {prompt: Agree, fields: [{name: Use, type: select}]}}",
@@ -359,7 +363,11 @@ pub(crate) const BAD: &[(&str, &str, &str)] = &[
         "datasetCard: {columns: {video.title: The title}}",
         "spec.datasetCard.columns[\"video.title\"]",
     ),
-    ("multi-line card name", "datasetCard: {prettyName: \"a\\nb\"}", "spec.datasetCard.prettyName"),
+    (
+        "multi-line card name",
+        "datasetCard: {prettyName: \"a\\nb\"}",
+        "spec.datasetCard.prettyName",
+    ),
 ];
 
 /// Builds a document from BASE with `overrides` replacing top-level spec fields (`XXXX`
