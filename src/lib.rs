@@ -1,5 +1,8 @@
 //! datadump-operator: export PostgreSQL tables to Parquet on S3 with short-lived EC2 workers,
-//! reconciled from `DataDump` custom resources.
+//! reconciled from `DataDump` custom resources (and `DataDumpSchedule`s that create them).
+//!
+//! The design — data flow, the state machines, the S3 contract, the security model, and which
+//! function holds each rule — is in `docs/architecture.md`; the user's view is the README.
 #![forbid(unsafe_code)]
 
 pub mod act;

@@ -1,4 +1,4 @@
-//! One media type's state machine (see ARCHITECTURE.md):
+//! One media type's state machine (see docs/architecture.md):
 //! Pending → Launching → Running → Terminating → Succeeded | Failed, with retries back to
 //! Pending. Pure, no I/O.
 
