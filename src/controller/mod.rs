@@ -83,6 +83,8 @@ pub struct Context<C, S, K> {
     pub recorder: Recorder,
     /// Consecutive failures per object uid, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The last `_progress.json` per media type, so that an unchanged one is not read again.
+    progress: crate::observe::ProgressCache,
 }
 
 impl<C, S, K> Context<C, S, K> {
@@ -98,6 +100,7 @@ impl<C, S, K> Context<C, S, K> {
             backends,
             plan,
             failures: Mutex::default(),
+            progress: Default::default(),
         }
     }
 }
@@ -111,6 +114,10 @@ pub struct ControllerArgs {
     /// Seconds between looks at running workers.
     #[arg(long, env = "DATADUMP_POLL_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
+    /// Reconciles in flight at once; the others wait their turn. Bounds memory and the load on
+    /// AWS when many DataDumps are due together (each reconcile holds its AWS calls' buffers).
+    #[arg(long, env = "DATADUMP_MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
+    pub max_concurrent_reconciles: u16,
     /// How often the orphan sweeper looks for instances whose owner is gone.
     #[arg(long, env = "DATADUMP_SWEEP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub sweep_interval: Duration,
@@ -242,7 +249,8 @@ async fn run_controller(client: Client, args: &ControllerArgs, ready: crate::htt
         None => Api::all_with(client.clone(), &resource),
     };
     let (reader, writer) = kube::runtime::reflector::store();
-    let controller = Controller::for_stream(lenient::watch(api, watcher::Config::default().any_semantic(), writer), reader);
+    let controller = Controller::for_stream(lenient::watch(api, watcher::Config::default().any_semantic(), writer), reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(args.max_concurrent_reconciles));
     let (store, compute, interval) = (controller.store(), ctx.backends.compute.clone(), args.sweep_interval);
     let sweep = tokio::spawn(async move {
         // kube-runtime's Store::wait_until_ready wakes only the last of several concurrent
@@ -294,7 +302,8 @@ where
     K: SecretStage + 'static,
 {
     let now = Timestamp::now();
-    let observed = crate::observe::observe(dd, &ctx.plan.site, &ctx.backends.compute, &ctx.backends.store, now).await?;
+    let (compute, store) = (&ctx.backends.compute, &ctx.backends.store);
+    let observed = crate::observe::observe_cached(dd, &ctx.plan.site, compute, store, Some(&ctx.progress), now).await?;
     let plan = plan::plan(dd, &observed, &ctx.plan, now);
     let home = KubeHome::new(ctx.client.clone());
     let done = match act::perform(&plan.actions, dd, &ctx.backends, &home).await {
@@ -327,7 +336,7 @@ where
     }
     let mut notes = plan.notes.clone();
     let mut status = plan.status.clone();
-    notes.extend(act::settle(&dd, &mut status, &done, now));
+    notes.extend(act::settle(dd, &mut status, &done, now));
     let reference = dd.object_ref(&());
     for note in &notes {
         let event = Event {
