@@ -193,7 +193,8 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
     env.extend(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     w.start_controller(&env);
     let port = w.http_port().await;
-    let pid = common::controller_pid(&w.kubeconfig);
+    // the controller runs with its own kubeconfig (its service account), not the admin one
+    let pid = common::controller_pid(&w.kube.controller_kubeconfig);
 
     // 1. launch (or, seeded, the controller's first look at every dump)
     let started = Instant::now();
