@@ -25,7 +25,10 @@
 //! cargo bench --bench controller_scale                    # N = 1, 100, 1000
 //! cargo bench --bench controller_scale -- --quick         # N = 1, 100
 //! cargo bench --bench controller_scale -- --sizes 1,10,300 --poll 5 --cycles 4
+//! cargo bench --bench controller_scale -- --sizes 1000 --controller-env DATADUMP_MAX_CONCURRENT_RECONCILES=0
 //! ```
+//!
+//! `--controller-env KEY=VALUE,…` adds to the controller's environment (to compare settings).
 //!
 //! Under `cargo test --all-targets` (no `--bench`) it runs N = 1 for one cycle as a smoke test
 //! and writes no results file.
@@ -165,7 +168,7 @@ async fn seed_running(w: &World, n: usize) {
         .await;
 }
 
-async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seeded: bool) -> Row {
+async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seeded: bool, extra_env: &[(String, String)]) -> Row {
     let mut row = Row {
         n,
         seeded,
@@ -179,15 +182,19 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
         seed_running(&w, n).await;
         eprintln!("  seeded {n} running dumps in {:.0} s", started.elapsed().as_secs_f64());
     }
-    w.start_controller(&[
-        ("AWS_ENDPOINT_URL", &proxy.url()),
+    let proxy_url = proxy.url();
+    let mut env = vec![
+        ("AWS_ENDPOINT_URL", proxy_url.as_str()),
         ("DATADUMP_POLL_INTERVAL", &poll_text),
         ("DATADUMP_SWEEP_INTERVAL", "10m"),
         ("DATADUMP_LAUNCH_GRACE", "30m"),
         ("DATADUMP_LOG", "info"),
-    ]);
+    ];
+    env.extend(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    w.start_controller(&env);
     let port = w.http_port().await;
-    let pid = common::controller_pid(&w.kubeconfig);
+    // the controller runs with its own kubeconfig (its service account), not the admin one
+    let pid = common::controller_pid(&w.kube.controller_kubeconfig);
 
     // 1. launch (or, seeded, the controller's first look at every dump)
     let started = Instant::now();
@@ -361,11 +368,17 @@ async fn main() {
         .unwrap_or(if flags.bench { 4 } else { 1 });
     let max_launch = Duration::from_secs(60 * flags.value("max-minutes").map(|m| m.parse().unwrap()).unwrap_or(20u64));
     let seed_above: usize = flags.value("seed-above").map(|s| s.parse().unwrap()).unwrap_or(300);
+    let extra_env: Vec<(String, String)> = flags
+        .value("controller-env")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
     let started = Instant::now();
     let mut rows = Vec::new();
     for n in sizes {
         eprintln!("N = {n} DataDumps × 2 media types");
-        let row = scale(n, poll, cycles, max_launch, n > seed_above).await;
+        let row = scale(n, poll, cycles, max_launch, n > seed_above, &extra_env).await;
         eprintln!(
             "  launch {:?}, steady window {:.1} cycles, completion {:?}, peak RSS {}",
             row.launch,
@@ -439,6 +452,9 @@ async fn main() {
         }
     });
     line("steady: reconciles per poll cycle", &|r| format!("{:.1}", r.reconciles_per_cycle));
+    line("steady: share of running media types observed per poll cycle", &|r| {
+        format!("{:.0} %", 100.0 * r.reconciles_per_cycle / r.n as f64)
+    });
     line("steady: reconcile duration p50 / p99 (histogram bucket ≤)", &|r| {
         format!(
             "{} / {}",
@@ -474,7 +490,14 @@ async fn main() {
         .collect();
     let report = format!(
         "# Controller scale\n\n`cargo bench --bench controller_scale{}`; poll interval {}, steady window {} cycles.\n\nMachine: {}. Wall time {:.0} s.\n\n{t}\n{}\n",
-        if flags.quick { " -- --quick" } else { "" },
+        if flags.args.len() > 1 {
+            format!(
+                " -- {}",
+                flags.args.iter().filter(|a| *a != "--bench").cloned().collect::<Vec<_>>().join(" ")
+            )
+        } else {
+            String::new()
+        },
         dur(poll),
         cycles,
         common::machine(),

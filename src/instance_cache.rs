@@ -1,13 +1,16 @@
 //! A shared view of every instance this installation manages, so that a poll cycle costs one
 //! paginated DescribeInstances however many DataDumps there are. Reads are served from a
-//! snapshot younger than `max_age`; otherwise one caller refreshes while the others wait for
-//! its result (single-flight). This process's own launches and terminations are written into
-//! the snapshot as they succeed (so an attempt's instance is adopted at once, never launched
-//! twice); a call whose outcome is unknown forces a refresh. I/O through the inner [`Compute`].
+//! snapshot younger than `max_age`. When it is older, one caller refreshes (single-flight) and
+//! every other reader keeps using the last snapshot meanwhile (stale-while-revalidate: at 1,000
+//! DataDumps a fleet-wide describe takes seconds, and readers queued behind it used to stall
+//! the whole controller). This process's own launches and terminations are written into the
+//! snapshot as they succeed (so an attempt's instance is adopted at once, never launched twice),
+//! and into the snapshot a refresh already in flight installs; a call whose outcome is unknown
+//! forces a refresh that every reader waits for. I/O through the inner [`Compute`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::{BackendError, Compute, InstanceFilter};
@@ -15,9 +18,26 @@ use crate::backend::{Instance, InstanceState, LaunchRequest, tags};
 
 struct Snapshot {
     taken_at: Instant,
+    /// How long its describe took: a snapshot stays fresh at least that long, so that describes
+    /// never run back to back when one takes longer than `max_age` (a slow or loaded EC2).
+    took: Duration,
     /// The mutation counter when the refresh started.
     generation: u64,
     by_owner: HashMap<String, Vec<Instance>>,
+}
+
+/// What this process did to instances, kept while a refresh that may not show it runs.
+enum Own {
+    Launched(Instance),
+    Terminated(Vec<String>),
+}
+
+#[derive(Default)]
+struct Shared {
+    snapshot: Option<Snapshot>,
+    /// Own launches and terminations with the time they succeeded; a refresh that started
+    /// earlier applies those of them that happened after its start before it installs.
+    journal: Vec<(Instant, Own)>,
 }
 
 /// [`Compute`] with a shared, mutation-aware instance snapshot.
@@ -25,8 +45,38 @@ struct Snapshot {
 pub struct InstanceCache<C> {
     inner: C,
     max_age: Duration,
-    snapshot: Arc<tokio::sync::Mutex<Option<Snapshot>>>,
+    shared: Arc<Mutex<Shared>>,
+    /// Held by the one caller that refreshes.
+    refreshing: Arc<tokio::sync::Mutex<()>>,
     mutations: Arc<AtomicU64>,
+}
+
+/// The instances of one owner.
+fn of_owner(s: &Snapshot, uid: &str) -> Vec<Instance> {
+    s.by_owner.get(uid).cloned().unwrap_or_default()
+}
+
+impl Snapshot {
+    fn apply(&mut self, own: &Own) {
+        match own {
+            Own::Launched(instance) => {
+                let list = self.by_owner.entry(instance.owner_uid.clone()).or_default();
+                if !list.iter().any(|i| i.id == instance.id) {
+                    list.push(instance.clone());
+                }
+            }
+            Own::Terminated(ids) => {
+                for i in self
+                    .by_owner
+                    .values_mut()
+                    .flatten()
+                    .filter(|i| ids.contains(&i.id) && i.state.needs_terminate())
+                {
+                    i.state = InstanceState::ShuttingDown;
+                }
+            }
+        }
+    }
 }
 
 impl<C: Compute> InstanceCache<C> {
@@ -35,7 +85,8 @@ impl<C: Compute> InstanceCache<C> {
         InstanceCache {
             inner,
             max_age,
-            snapshot: Arc::default(),
+            shared: Arc::default(),
+            refreshing: Arc::default(),
             mutations: Arc::default(),
         }
     }
@@ -45,28 +96,83 @@ impl<C: Compute> InstanceCache<C> {
         &self.inner
     }
 
-    async fn owner(&self, uid: &str) -> Result<Vec<Instance>, BackendError> {
-        let mut guard = self.snapshot.lock().await;
-        let fresh = guard
-            .as_ref()
-            .is_some_and(|s| s.generation == self.mutations.load(Ordering::SeqCst) && s.taken_at.elapsed() < self.max_age);
-        if !fresh {
-            let generation = self.mutations.load(Ordering::SeqCst);
-            let all = self.inner.instances(InstanceFilter::Managed).await?;
-            // aged from the answer, not the request: when one fleet-wide describe takes longer
-            // than max_age, every caller queued behind it would otherwise refresh again in turn
-            let taken_at = Instant::now();
-            let mut by_owner: HashMap<String, Vec<Instance>> = HashMap::new();
-            for i in all {
-                by_owner.entry(i.owner_uid.clone()).or_default().push(i);
-            }
-            *guard = Some(Snapshot {
-                taken_at,
-                generation,
-                by_owner,
-            });
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The owner's instances from the snapshot when it may serve: `Ok` when it is fresh, or
+    /// merely old while `refresh_running`; `Err(old)` says whether it is only old (no unknown
+    /// outcome since it was taken), so that a reader need not wait for a refresh.
+    fn serve(&self, uid: &str, refresh_running: bool) -> Result<Vec<Instance>, bool> {
+        let shared = self.lock();
+        let Some(s) = shared.snapshot.as_ref() else {
+            return Err(false);
+        };
+        if s.generation != self.mutations.load(Ordering::SeqCst) {
+            return Err(false);
         }
-        Ok(guard.as_ref().and_then(|s| s.by_owner.get(uid).cloned()).unwrap_or_default())
+        if s.taken_at.elapsed() < self.max_age.max(s.took) || refresh_running {
+            return Ok(of_owner(s, uid));
+        }
+        Err(true)
+    }
+
+    async fn owner(&self, uid: &str) -> Result<Vec<Instance>, BackendError> {
+        let only_old = match self.serve(uid, false) {
+            Ok(list) => return Ok(list),
+            Err(only_old) => only_old,
+        };
+        let _refresh = if only_old {
+            match self.refreshing.try_lock() {
+                Ok(guard) => guard,
+                // someone is refreshing: the old snapshot serves meanwhile
+                Err(_) => match self.serve(uid, true) {
+                    Ok(list) => return Ok(list),
+                    Err(_) => self.refreshing.lock().await,
+                },
+            }
+        } else {
+            self.refreshing.lock().await
+        };
+        // the refresh we may have waited for could already be what we need
+        if let Ok(list) = self.serve(uid, false) {
+            return Ok(list);
+        }
+        let generation = self.mutations.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let all = self.inner.instances(InstanceFilter::Managed).await?;
+        // aged from the answer, not the request: when one fleet-wide describe takes longer
+        // than max_age, every caller queued behind it would otherwise refresh again in turn
+        let taken_at = Instant::now();
+        let mut by_owner: HashMap<String, Vec<Instance>> = HashMap::new();
+        for i in all {
+            by_owner.entry(i.owner_uid.clone()).or_default().push(i);
+        }
+        let mut snapshot = Snapshot {
+            taken_at,
+            took: taken_at.duration_since(started),
+            generation,
+            by_owner,
+        };
+        let mut shared = self.lock();
+        // own launches and terminations made while the describe ran may be missing from it
+        for (_, own) in shared.journal.iter().filter(|(at, _)| *at >= started) {
+            snapshot.apply(own);
+        }
+        shared.journal.retain(|(at, _)| *at >= started);
+        let list = of_owner(&snapshot, uid);
+        shared.snapshot = Some(snapshot);
+        Ok(list)
+    }
+
+    /// Writes one of our own successful changes into the snapshot, and into the journal for a
+    /// refresh in flight (each refresh drops what happened before it started).
+    fn record(&self, own: Own) {
+        let mut shared = self.lock();
+        if let Some(s) = shared.snapshot.as_mut() {
+            s.apply(&own);
+        }
+        shared.journal.push((Instant::now(), own));
     }
 }
 
@@ -95,12 +201,7 @@ impl<C: Compute> Compute for InstanceCache<C> {
                     token: req.token.clone(),
                     state: InstanceState::Pending,
                 };
-                if let Some(s) = self.snapshot.lock().await.as_mut() {
-                    let list = s.by_owner.entry(instance.owner_uid.clone()).or_default();
-                    if !list.iter().any(|i| i.id == id) {
-                        list.push(instance);
-                    }
-                }
+                self.record(Own::Launched(instance));
                 Ok(id)
             }
             Err(e) => {
@@ -113,17 +214,8 @@ impl<C: Compute> Compute for InstanceCache<C> {
 
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), BackendError> {
         let result = self.inner.terminate(instance_ids).await;
-        if result.is_ok()
-            && let Some(s) = self.snapshot.lock().await.as_mut()
-        {
-            for i in s
-                .by_owner
-                .values_mut()
-                .flatten()
-                .filter(|i| instance_ids.contains(&i.id) && i.state.needs_terminate())
-            {
-                i.state = InstanceState::ShuttingDown;
-            }
+        if result.is_ok() {
+            self.record(Own::Terminated(instance_ids.to_vec()));
         } else {
             self.mutations.fetch_add(1, Ordering::SeqCst);
         }
@@ -144,12 +236,17 @@ mod tests {
         instances: Mutex<Vec<Instance>>,
         describes: AtomicU64,
         fail_launch: std::sync::atomic::AtomicBool,
+        /// A describe answers with the list as it was when called, this much later.
+        slow: Mutex<Duration>,
     }
 
     impl Compute for Arc<Counting> {
         async fn instances(&self, _: InstanceFilter<'_>) -> Result<Vec<Instance>, BackendError> {
             self.describes.fetch_add(1, Ordering::SeqCst);
-            Ok(self.instances.lock().unwrap().clone())
+            let answer = self.instances.lock().unwrap().clone();
+            let slow = *self.slow.lock().unwrap();
+            tokio::time::sleep(slow).await;
+            Ok(answer)
         }
         async fn launch(&self, req: &LaunchRequest) -> Result<String, BackendError> {
             if self.fail_launch.load(Ordering::SeqCst) {
@@ -227,5 +324,30 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(60)).await;
         cache.instances(InstanceFilter::Owner("a")).await.unwrap();
         assert_eq!(inner.describes.load(Ordering::SeqCst), 3, "an old snapshot is refreshed");
+    }
+
+    #[tokio::test]
+    async fn readers_keep_the_old_snapshot_while_one_refresh_runs_and_launches_meanwhile_survive_it() {
+        let inner = Arc::new(Counting::default());
+        let cache = InstanceCache::new(inner.clone(), Duration::from_millis(50));
+        cache.instances(InstanceFilter::Owner("a")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        *inner.slow.lock().unwrap() = Duration::from_millis(400);
+        let refresh = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.instances(InstanceFilter::Owner("a")).await.unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // the describe in flight was answered before this launch
+        let id = cache.launch(&request("b", "t1")).await.unwrap();
+        let started = Instant::now();
+        let seen = cache.instances(InstanceFilter::Owner("b")).await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(200), "a reader waited for the refresh");
+        assert_eq!(seen.len(), 1, "our launch is in the old snapshot");
+        refresh.await.unwrap();
+        assert_eq!(inner.describes.load(Ordering::SeqCst), 2, "one refresh for every reader");
+        let seen = cache.instances(InstanceFilter::Owner("b")).await.unwrap();
+        assert_eq!(seen.len(), 1, "the refresh that missed our launch did not drop it");
+        assert_eq!(seen[0].id, id);
     }
 }

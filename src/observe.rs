@@ -2,12 +2,18 @@
 //! DescribeInstances by uid tag for all media types) and, per media type still in play, the
 //! semaphores under its S3 prefix (one LIST of the `_`-objects, then GETs only of what
 //! exists). When `_success` is there, the manifest is checked against S3 and every Parquet
-//! footer is read (ranged GETs) for row counts. I/O through the backend traits.
+//! footer is read (ranged GETs) for row counts. With a [`ProgressCache`] (the controller's),
+//! `_progress.json` is read again only when the LIST shows it changed (size or LastModified):
+//! in steady state a running media type costs one LIST per poll cycle. I/O through the backend
+//! traits.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use jiff::Timestamp;
 
 use crate::api::DataDump;
-use crate::backend::{BackendError, Bucket, Compute, InstanceFilter, ObjectStore};
+use crate::backend::{BackendError, Bucket, Compute, InstanceFilter, ObjectMeta, ObjectStore};
 use crate::plan::{self, FailureSeen, MediaObjects, Observed, Output, ProgressSeen};
 use crate::worker::contract::{self, FailureReport, Manifest, ProgressReport};
 
@@ -20,6 +26,61 @@ pub fn bucket_of(dd: &DataDump) -> Bucket<'_> {
     }
 }
 
+/// The last `_progress.json` read per (DataDump uid, media type), with the size and
+/// LastModified the LIST showed for it: an unchanged listing serves the parsed report without
+/// a GET. One small entry per media type in play; entries go when the media type leaves play
+/// or the DataDump is being deleted.
+#[derive(Default)]
+pub struct ProgressCache {
+    seen: Mutex<HashMap<(String, String), ProgressEntry>>,
+}
+
+#[derive(Clone)]
+struct ProgressEntry {
+    key: String,
+    size: u64,
+    last_modified: Timestamp,
+    progress: Option<ProgressSeen>,
+}
+
+impl ProgressCache {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), ProgressEntry>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, uid: &str, media: &str, meta: &ObjectMeta) -> Option<Option<ProgressSeen>> {
+        self.map()
+            .get(&(uid.to_string(), media.to_string()))
+            .filter(|e| e.key == meta.key && e.size == meta.size && e.last_modified == meta.last_modified)
+            .map(|e| e.progress.clone())
+    }
+
+    fn put(&self, uid: &str, media: &str, meta: &ObjectMeta, progress: Option<ProgressSeen>) {
+        let entry = ProgressEntry {
+            key: meta.key.clone(),
+            size: meta.size,
+            last_modified: meta.last_modified,
+            progress,
+        };
+        self.map().insert((uid.to_string(), media.to_string()), entry);
+    }
+
+    /// Drops the entries of `uid` except those of `keep`.
+    fn retain(&self, uid: &str, keep: &[String]) {
+        self.map().retain(|(u, m), _| u != uid || keep.contains(m));
+    }
+
+    /// How many media types have an entry.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Whether no media type has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Observes one DataDump; `site` resolves its instance type, whose architecture is looked up
 /// (cached) while a launch may follow.
 pub async fn observe<C: Compute, S: ObjectStore>(
@@ -27,6 +88,18 @@ pub async fn observe<C: Compute, S: ObjectStore>(
     site: &crate::api::SiteDefaults,
     compute: &C,
     store: &S,
+    now: Timestamp,
+) -> Result<Observed, BackendError> {
+    observe_cached(dd, site, compute, store, None, now).await
+}
+
+/// [`observe`], reading `_progress.json` only when `cache` does not hold its listed version.
+pub async fn observe_cached<C: Compute, S: ObjectStore>(
+    dd: &DataDump,
+    site: &crate::api::SiteDefaults,
+    compute: &C,
+    store: &S,
+    cache: Option<&ProgressCache>,
     now: Timestamp,
 ) -> Result<Observed, BackendError> {
     let uid = dd.metadata.uid.clone().unwrap_or_default();
@@ -37,6 +110,9 @@ pub async fn observe<C: Compute, S: ObjectStore>(
     // an invalid spec is not looked into (the planner reports it as SpecValid=False at once,
     // whatever S3 or EC2 would answer: a missing bucket must not hide the condition)
     if dd.metadata.deletion_timestamp.is_some() || crate::api::validate(&dd.spec, site).is_err() {
+        if let Some(cache) = cache {
+            cache.retain(&uid, &[]);
+        }
         return Ok(observed);
     }
     // the media types still in play; while any is, and the dump may launch, the instance
@@ -46,17 +122,38 @@ pub async fn observe<C: Compute, S: ObjectStore>(
     if may_launch && let Some(resolved) = crate::api::resolve_instance(&dd.spec.instance, site) {
         observed.architecture = Some(compute.architecture(&resolved.instance_type).await?);
     }
+    if let Some(cache) = cache {
+        cache.retain(&uid, &media);
+    }
     let date = plan::date_of(dd, now);
     let bucket = bucket_of(dd);
     for media in media {
         let prefix = contract::media_prefix(&dd.spec.destination.prefix, &date, &media);
-        let objects = media_objects(store, bucket, &prefix).await?;
+        let seen = cache.map(|c| (c, uid.as_str(), media.as_str()));
+        let objects = media_objects(store, bucket, &prefix, seen).await?;
         observed.objects.insert(media, objects);
     }
     Ok(observed)
 }
 
-async fn media_objects<S: ObjectStore>(store: &S, bucket: Bucket<'_>, prefix: &str) -> Result<MediaObjects, BackendError> {
+/// Parses a `_progress.json` body.
+fn progress_of(body: &[u8]) -> Option<ProgressSeen> {
+    let p = serde_json::from_slice::<ProgressReport>(body).ok()?;
+    Some(ProgressSeen {
+        stage: Some(stage_name(p.stage)),
+        time: Some(p.time),
+        files: Some(p.files),
+        bytes: Some(p.bytes),
+        rows: p.rows,
+    })
+}
+
+async fn media_objects<S: ObjectStore>(
+    store: &S,
+    bucket: Bucket<'_>,
+    prefix: &str,
+    cache: Option<(&ProgressCache, &str, &str)>,
+) -> Result<MediaObjects, BackendError> {
     let listed = store.list(bucket, &format!("{prefix}_")).await?;
     let find = |name: &str| listed.iter().find(|o| o.key == format!("{prefix}{name}"));
     let mut out = MediaObjects::default();
@@ -72,17 +169,18 @@ async fn media_objects<S: ObjectStore>(store: &S, bucket: Bucket<'_>, prefix: &s
             message,
         });
     }
-    if find(contract::PROGRESS).is_some()
-        && let Some(body) = store.get(bucket, &format!("{prefix}{}", contract::PROGRESS)).await?
-        && let Ok(p) = serde_json::from_slice::<ProgressReport>(&body)
-    {
-        out.progress = Some(ProgressSeen {
-            stage: Some(stage_name(p.stage)),
-            time: Some(p.time),
-            files: Some(p.files),
-            bytes: Some(p.bytes),
-            rows: p.rows,
-        });
+    if let Some(meta) = find(contract::PROGRESS) {
+        match cache.and_then(|(c, uid, media)| c.get(uid, media, meta)) {
+            Some(progress) => out.progress = progress,
+            None => {
+                let body = store.get(bucket, &meta.key).await?;
+                out.progress = body.as_deref().and_then(progress_of);
+                // a body that vanished between LIST and GET is looked at again next time
+                if let (Some((c, uid, media)), Some(_)) = (cache, body) {
+                    c.put(uid, media, meta, out.progress.clone());
+                }
+            }
+        }
     }
     if let Some(meta) = find(contract::SUCCESS) {
         out.success_at = Some(meta.last_modified);
@@ -260,5 +358,104 @@ mod tests {
             s.ends_with("row 7: timestamp 'infinity' has no Parquet counterpart; fix: cast it"),
             "{s}"
         );
+    }
+
+    /// A bucket of `_progress.json` only, that counts GETs.
+    #[derive(Default)]
+    struct Progress {
+        object: std::sync::Mutex<Option<(ObjectMeta, Vec<u8>)>>,
+        gets: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Progress {
+        fn write(&self, key: &str, files: u64, second: i64) {
+            let body = serde_json::to_vec(&ProgressReport {
+                stage: Stage::Dumping,
+                files,
+                bytes: 0,
+                rows: None,
+                estimated_rows: None,
+                rows_per_second: None,
+                eta: None,
+                attempt: 1,
+                token: "t".into(),
+                time: Timestamp::from_second(second).unwrap(),
+            })
+            .unwrap();
+            let meta = ObjectMeta {
+                key: key.into(),
+                size: body.len() as u64,
+                last_modified: Timestamp::from_second(second).unwrap(),
+            };
+            *self.object.lock().unwrap() = Some((meta, body));
+        }
+    }
+
+    impl ObjectStore for Progress {
+        async fn list(&self, _: Bucket<'_>, prefix: &str) -> Result<Vec<ObjectMeta>, BackendError> {
+            let o = self.object.lock().unwrap();
+            Ok(o.iter()
+                .filter(|(m, _)| m.key.starts_with(prefix))
+                .map(|(m, _)| m.clone())
+                .collect())
+        }
+        async fn get(&self, _: Bucket<'_>, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let o = self.object.lock().unwrap();
+            Ok(o.iter().find(|(m, _)| m.key == key).map(|(_, b)| b.clone()))
+        }
+        async fn get_tail(&self, _: Bucket<'_>, _: &str, _: u64) -> Result<Vec<u8>, BackendError> {
+            unreachable!()
+        }
+        async fn put(&self, _: Bucket<'_>, _: &str, _: Vec<u8>, _: &str) -> Result<(), BackendError> {
+            unreachable!()
+        }
+        async fn head(&self, _: Bucket<'_>, _: &str) -> Result<Option<u64>, BackendError> {
+            unreachable!()
+        }
+        async fn digest(&self, _: Bucket<'_>, _: &str) -> Result<Option<crate::backend::Digest>, BackendError> {
+            unreachable!()
+        }
+        async fn requester_pays(&self, _: Bucket<'_>) -> Result<bool, BackendError> {
+            unreachable!()
+        }
+        async fn enable_requester_pays(&self, _: Bucket<'_>) -> Result<(), BackendError> {
+            unreachable!()
+        }
+        async fn presign_get(&self, _: Bucket<'_>, _: &str, _: std::time::Duration) -> Result<String, BackendError> {
+            unreachable!()
+        }
+        async fn presign_put(&self, _: Bucket<'_>, _: &str, _: std::time::Duration) -> Result<String, BackendError> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn progress_is_read_again_only_when_the_listing_shows_it_changed() {
+        let store = Progress::default();
+        let cache = ProgressCache::default();
+        let bucket = Bucket {
+            name: "b",
+            region: None,
+            requester_pays: false,
+        };
+        let prefix = "p/2026-01-01/image/";
+        let key = format!("{prefix}{}", contract::PROGRESS);
+        let look = || media_objects(&store, bucket, prefix, Some((&cache, "uid", "image")));
+        store.write(&key, 1, 100);
+        let gets = || store.gets.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(look().await.unwrap().progress.unwrap().files, Some(1));
+        assert_eq!(look().await.unwrap().progress.unwrap().files, Some(1));
+        assert_eq!(gets(), 1, "an unchanged listing is served from the cache");
+        store.write(&key, 2, 105);
+        assert_eq!(look().await.unwrap().progress.unwrap().files, Some(2));
+        assert_eq!(gets(), 2, "a new LastModified is read");
+        // without a cache every look reads
+        media_objects(&store, bucket, prefix, None).await.unwrap();
+        assert_eq!(gets(), 3);
+        // a media type that leaves play loses its entry
+        assert_eq!(cache.len(), 1);
+        cache.retain("uid", &["audio".into()]);
+        assert!(cache.is_empty());
     }
 }
