@@ -214,24 +214,20 @@ pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
 /// (permissions, a missing bucket) is the outcome, with its fix; only transient errors fail.
 async fn ensure_requester_pays<S: ObjectStore>(store: &S, dd: &DataDump) -> Result<Result<(), String>, ActError> {
     let bucket = crate::observe::bucket_of(dd);
-    let refused = |e: BackendError| -> Result<Result<(), String>, ActError> {
-        if e.is_transient() {
-            return Err(e.into());
-        }
-        Ok(Err(format!(
+    let outcome = match store.requester_pays(bucket).await {
+        Ok(true) => Ok(()),
+        Ok(false) => store.enable_requester_pays(bucket).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => Ok(Ok(())),
+        Err(e) if e.is_transient() => Err(e.into()),
+        Err(e) => Ok(Err(format!(
             "{e}; fix: allow the controller s3:GetBucketRequestPayment and s3:PutBucketRequestPayment on \
              arn:aws:s3:::{b}, or have the bucket owner run `aws s3api put-bucket-request-payment --bucket {b} \
              --request-payment-configuration Payer=Requester`",
             b = bucket.name
-        )))
-    };
-    match store.requester_pays(bucket).await {
-        Ok(true) => Ok(Ok(())),
-        Ok(false) => match store.enable_requester_pays(bucket).await {
-            Ok(()) => Ok(Ok(())),
-            Err(e) => refused(e),
-        },
-        Err(e) => refused(e),
+        ))),
     }
 }
 
