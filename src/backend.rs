@@ -123,6 +123,20 @@ pub struct LaunchRequest {
     pub user_data: String,
 }
 
+impl LaunchRequest {
+    /// The instance this request launched as `id`, as DescribeInstances will first list it.
+    pub fn pending_instance(&self, id: &str) -> Instance {
+        Instance {
+            id: id.to_string(),
+            owner_uid: self.tags.get(tags::UID).cloned().unwrap_or_default(),
+            media_type: self.media_type.clone(),
+            attempt: self.attempt,
+            token: self.token.clone(),
+            state: InstanceState::Pending,
+        }
+    }
+}
+
 /// Errors from a backend, classified for retry and metrics.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::{BackendError, Compute, InstanceFilter};
-use crate::backend::{Instance, InstanceState, LaunchRequest, tags};
+use crate::backend::{Instance, InstanceState, LaunchRequest};
 
 struct Snapshot {
     taken_at: Instant,
@@ -193,14 +193,7 @@ impl<C: Compute> Compute for InstanceCache<C> {
             Ok(id) => {
                 // Record what DescribeInstances would now list, so the next look adopts it
                 // without a refresh (a refresh that ran meanwhile may already hold it).
-                let instance = Instance {
-                    id: id.clone(),
-                    owner_uid: req.tags.get(tags::UID).cloned().unwrap_or_default(),
-                    media_type: req.media_type.clone(),
-                    attempt: req.attempt,
-                    token: req.token.clone(),
-                    state: InstanceState::Pending,
-                };
+                let instance = req.pending_instance(&id);
                 self.record(Own::Launched(instance));
                 Ok(id)
             }
@@ -228,6 +221,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::backend::tags;
 
     /// An in-memory compute that counts DescribeInstances calls (the cache's own logic is what
     /// is under test here; the EC2 adapter is tested against moto).

@@ -68,23 +68,9 @@ pub enum Document {
 /// document's `kind` (`DataDump` when it names none). Each entry is a parsed object or the
 /// problem with that document.
 pub fn parse_any(text: &str) -> Vec<Result<Document, FieldError>> {
-    use serde::Deserialize;
-    let mut out = Vec::new();
-    for (n, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = match serde_yaml::Value::deserialize(doc) {
-            Ok(serde_yaml::Value::Null) => continue,
-            Ok(v) => v,
-            Err(e) => {
-                out.push(Err(FieldError {
-                    field: format!("document {}", n + 1),
-                    problem: shorten(&format!("is not valid YAML: {e}"), 400),
-                    fix: "fix the YAML syntax".into(),
-                }));
-                break;
-            }
-        };
+    each_document(text, |value, n| {
         let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("DataDump").to_string();
-        out.push(match kind.as_str() {
+        match kind.as_str() {
             "DataDumpSchedule" => typed::<DataDumpSchedule>(value, n, "datadumpschedule").map(|s| Document::Schedule(Box::new(s))),
             "DataDump" => typed::<DataDump>(value, n, "datadump").map(|d| Document::DataDump(Box::new(d))),
             other => Err(FieldError {
@@ -92,20 +78,25 @@ pub fn parse_any(text: &str) -> Vec<Result<Document, FieldError>> {
                 problem: shorten(&format!("kind {other:?} is neither DataDump nor DataDumpSchedule"), 200),
                 fix: "set kind: DataDump or kind: DataDumpSchedule".into(),
             }),
-        });
-    }
-    out
+        }
+    })
 }
 
 /// Reads every DataDump in a multi-document YAML text. Each entry is a parsed object or the
 /// problem with that document (as a [`FieldError`] naming the field serde stopped at).
 pub fn parse_documents(text: &str) -> Vec<Result<DataDump, FieldError>> {
+    each_document(text, |value, n| typed::<DataDump>(value, n, "datadump"))
+}
+
+/// Splits a multi-document YAML text and reads each non-empty document (with its index) with
+/// `read`; a syntax error is that document's problem and ends the stream.
+fn each_document<T>(text: &str, mut read: impl FnMut(serde_yaml::Value, usize) -> Result<T, FieldError>) -> Vec<Result<T, FieldError>> {
     use serde::Deserialize;
     let mut out = Vec::new();
     for (n, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = match serde_yaml::Value::deserialize(doc) {
-            Ok(serde_yaml::Value::Null) => continue,
-            Ok(v) => v,
+        match serde_yaml::Value::deserialize(doc) {
+            Ok(serde_yaml::Value::Null) => {}
+            Ok(value) => out.push(read(value, n)),
             Err(e) => {
                 out.push(Err(FieldError {
                     field: format!("document {}", n + 1),
@@ -115,8 +106,7 @@ pub fn parse_documents(text: &str) -> Vec<Result<DataDump, FieldError>> {
                 // the YAML stream cannot be resumed after a syntax error
                 break;
             }
-        };
-        out.push(typed::<DataDump>(value, n, "datadump"));
+        }
     }
     out
 }

@@ -148,14 +148,7 @@ impl Compute for MemoryCompute {
             .map(|(clock, lag)| clock.now() + jiff::SignedDuration::try_from(*lag).expect("a test duration fits"));
         s.next_id += 1;
         let id = format!("i-{:017x}", s.next_id);
-        let instance = Instance {
-            id: id.clone(),
-            owner_uid: req.tags.get(tags::UID).cloned().unwrap_or_default(),
-            media_type: req.media_type.clone(),
-            attempt: req.attempt,
-            token: req.token.clone(),
-            state: InstanceState::Pending,
-        };
+        let instance = req.pending_instance(&id);
         let managed_by = req.tags.get(tags::MANAGED_BY).cloned().unwrap_or_default();
         s.instances.push(MemoryInstance {
             instance,

@@ -381,23 +381,7 @@ where
     let mut notes = plan.notes.clone();
     let mut status = plan.status.clone();
     notes.extend(act::settle(dd, &mut status, &done, now));
-    let reference = dd.object_ref(&());
-    for note in &notes {
-        let event = Event {
-            type_: if note.kind == NoteKind::Warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: note.reason.as_str().into(),
-            note: Some(note.message.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            warn!(error = %e, reason = %note.reason, "could not record event");
-        }
-    }
+    publish(&ctx.recorder, &dd.object_ref(&()), &notes, "Reconcile").await;
     if let Some(new) = &status {
         record_transitions(dd, &observed, new, now);
         if status::patch_if_changed(&ctx.client, dd, new).await? {
@@ -454,6 +438,27 @@ pub fn error_policy<C, S, K>(dd: Arc<DataDump>, error: &Error, ctx: Arc<Context<
     let delay = jittered_backoff(error, n);
     warn!(name = %dd.name_any(), namespace = dd.namespace().unwrap_or_default(), error = %error, reason = error.metric_label(), retry_in = ?delay, "reconcile error");
     Requeue::requeue(delay)
+}
+
+/// Records the planner's notes as Events on `reference` (a failed write is logged, never
+/// fatal: Events are a view, status is the record).
+async fn publish(recorder: &Recorder, reference: &k8s_openapi::api::core::v1::ObjectReference, notes: &[plan::Note], action: &str) {
+    for note in notes {
+        let event = Event {
+            type_: if note.kind == NoteKind::Warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: note.reason.as_str().into(),
+            note: Some(note.message.chars().take(1000).collect()),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, reference).await {
+            warn!(error = %e, reason = %note.reason, "could not record event");
+        }
+    }
 }
 
 /// [`Error::backoff`] with ±25% jitter, so many objects do not retry in lockstep.

@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -31,7 +31,6 @@ use super::{Error, FIELD_MANAGER, lenient};
 use crate::api::schedule::{SCHEDULE_LABEL, SCHEDULED_TIME_ANNOTATION};
 use crate::api::{DataDump, DataDumpSchedule, DataDumpScheduleStatus, DumpPhase, SiteDefaults};
 use crate::failpoint;
-use crate::plan::NoteKind;
 use crate::plan::schedule::{OwnedDump, ScheduleAction, plan_schedule};
 
 /// Where "now" comes from.
@@ -161,23 +160,7 @@ pub async fn reconcile_schedule(sched: Arc<DataDumpSchedule>, ctx: Arc<ScheduleC
         }
     }
 
-    let reference = sched.object_ref(&());
-    for note in &plan.notes {
-        let event = Event {
-            type_: if note.kind == NoteKind::Warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: note.reason.as_str().into(),
-            note: Some(note.message.chars().take(1000).collect()),
-            action: "Schedule".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            warn!(error = %e, reason = %note.reason, "could not record event");
-        }
-    }
+    super::publish(&ctx.recorder, &sched.object_ref(&()), &plan.notes, "Schedule").await;
     patch_status_if_changed(&ctx.client, &sched, &plan.status).await?;
     if let Some(uid) = sched.uid() {
         ctx.failures.lock().expect("failure map").remove(&uid);
