@@ -45,8 +45,10 @@ pub struct Metrics {
     registry: Registry,
     /// Reconciles by result.
     pub reconciles: Family<ResultLabels, Counter>,
-    /// Reconcile durations.
+    /// Reconcile durations (the work, after the turn came).
     pub reconcile_duration: Histogram,
+    /// Time a due reconcile waited for its turn under `--max-concurrent-reconciles`.
+    pub reconcile_wait: Histogram,
     /// AWS calls by API and outcome.
     pub aws_calls: Family<CallLabels, Counter>,
     /// Live managed instances by state, as the sweeper last saw them.
@@ -67,6 +69,7 @@ impl Metrics {
         let reconciles = Family::<ResultLabels, Counter>::default();
         let aws_calls = Family::<CallLabels, Counter>::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let reconcile_wait = Histogram::new(exponential_buckets(0.001, 2.0, 18));
         let instances = Family::<StateLabels, Gauge>::default();
         let launches = Counter::default();
         let dump_duration = Family::<PhaseLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(60.0, 2.0, 16)));
@@ -77,6 +80,11 @@ impl Metrics {
             "reconcile_duration_seconds",
             "Time spent in one reconcile",
             reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_wait_seconds",
+            "Time a due reconcile waited for its turn (--max-concurrent-reconciles)",
+            reconcile_wait.clone(),
         );
         registry.register("aws_calls", "AWS API calls by API and outcome", aws_calls.clone());
         registry.register("instances", "Live managed EC2 instances by state", instances.clone());
@@ -100,6 +108,7 @@ impl Metrics {
             registry,
             reconciles,
             reconcile_duration,
+            reconcile_wait,
             aws_calls,
             instances,
             launches,

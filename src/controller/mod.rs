@@ -109,6 +109,10 @@ pub struct Context<C, S, K> {
     failures: Mutex<HashMap<String, u32>>,
     /// The last `_progress.json` per media type, so that an unchanged one is not read again.
     progress: crate::observe::ProgressCache,
+    /// Turns for reconciles (`--max-concurrent-reconciles`; `None`: no bound). A Tokio
+    /// semaphore is fair: due reconciles get their turn in the order they asked, so no dump
+    /// waits while others are reconciled again.
+    turns: Option<tokio::sync::Semaphore>,
 }
 
 impl<C, S, K> Context<C, S, K> {
@@ -125,7 +129,15 @@ impl<C, S, K> Context<C, S, K> {
             plan,
             failures: Mutex::default(),
             progress: Default::default(),
+            turns: None,
         }
+    }
+
+    /// At most `n` reconciles observe, act and write at once (0: no bound); the others wait
+    /// their turn in the order they became due.
+    pub fn with_max_concurrent(mut self, n: u16) -> Self {
+        self.turns = (n > 0).then(|| tokio::sync::Semaphore::new(n.into()));
+        self
     }
 }
 
@@ -138,12 +150,11 @@ pub struct ControllerArgs {
     /// Seconds between looks at running workers.
     #[arg(long, env = "DATADUMP_POLL_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
-    /// Reconciles in flight at once (0: no bound). A bound caps memory and the load on AWS when
-    /// many DataDumps are due together (each reconcile holds its AWS calls' buffers), but
-    /// against a slow AWS endpoint kube-runtime's queue was seen re-running dumps it had already
-    /// reconciled while others waited (benchmarks: 506 of 1,000 dumps in 8 minutes with 16), so
-    /// the default is no bound.
-    #[arg(long, env = "DATADUMP_MAX_CONCURRENT_RECONCILES", default_value_t = 0)]
+    /// Reconciles that observe, act and write at once (0: no bound). The bound caps memory and
+    /// the load on AWS and the API server when many DataDumps are due together (each reconcile
+    /// holds its calls' buffers and connections); due reconciles beyond it wait their turn in
+    /// the order they became due (`datadump_reconcile_wait_seconds`), so none starves.
+    #[arg(long, env = "DATADUMP_MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
     pub max_concurrent_reconciles: u16,
     /// How often the orphan sweeper looks for instances whose owner is gone.
     #[arg(long, env = "DATADUMP_SWEEP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
@@ -272,7 +283,7 @@ async fn run_controller(client: Client, args: &ControllerArgs, ready: crate::htt
         notifier: crate::notify::SlackNotifier::new()?,
         worker: Some(Arc::new(release)),
     };
-    let ctx = Arc::new(Context::new(client.clone(), backends, args.plan_context(arches)));
+    let ctx = Arc::new(Context::new(client.clone(), backends, args.plan_context(arches)).with_max_concurrent(args.max_concurrent_reconciles));
     // untyped watch, typed per object: a malformed DataDump is skipped, not fatal (lenient.rs)
     let resource = kube::api::ApiResource::erase::<DataDump>(&());
     let api: Api<kube::api::DynamicObject> = match &args.namespace {
@@ -280,8 +291,10 @@ async fn run_controller(client: Client, args: &ControllerArgs, ready: crate::htt
         None => Api::all_with(client.clone(), &resource),
     };
     let (reader, writer) = kube::runtime::reflector::store();
-    let controller = Controller::for_stream(lenient::watch(api, watcher::Config::default().any_semantic(), writer), reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(args.max_concurrent_reconciles));
+    // kube-runtime's own concurrency bound stops taking due objects from its queue when full,
+    // which was seen re-running early dumps while others starved: the bound is the fair
+    // semaphore in `reconcile` instead (a waiting reconcile holds no buffers)
+    let controller = Controller::for_stream(lenient::watch(api, watcher::Config::default().any_semantic(), writer), reader);
     let (store, compute, interval) = (controller.store(), ctx.backends.compute.clone(), args.sweep_interval);
     let sweep = tokio::spawn(async move {
         // kube-runtime's Store::wait_until_ready wakes only the last of several concurrent
@@ -331,6 +344,12 @@ where
     S: ObjectStore + 'static,
     K: SecretStage + 'static,
 {
+    let asked = std::time::Instant::now();
+    let _turn = match &ctx.turns {
+        Some(turns) => Some(turns.acquire().await.expect("the reconcile semaphore is never closed")),
+        None => None,
+    };
+    METRICS.reconcile_wait.observe(asked.elapsed().as_secs_f64());
     let started = std::time::Instant::now();
     let result = reconcile_inner(&dd, &ctx).await;
     METRICS.reconcile_duration.observe(started.elapsed().as_secs_f64());
