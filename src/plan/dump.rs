@@ -3,16 +3,16 @@
 //!
 //! [`plan`] reads top to bottom as the list of decisions it makes, one function each:
 //! [`cleanup`] or [`add_finalizer`] first; then [`check_spec`], [`Timing::of`],
-//! [`requester_pays`] and [`step_media`] with [`terminate_removed`]; then [`record_start`],
-//! [`summarize`], [`release_credentials`], [`dump_notes`], [`batch_actions`], [`requeue`],
-//! [`write_dataset_card`] and [`notify`].
+//! [`launch_gate`] (with [`requester_pays`]) and [`step_media`] with [`terminate_removed`];
+//! then [`record_start`], [`summarize`], [`release_credentials`], [`dump_notes`],
+//! [`batch_actions`], [`requeue`], [`write_dataset_card`] and [`notify`].
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::media::{self, Env, Out};
+use super::media::{self, Env, Hold, Launch, LaunchSettings, Out};
 use super::{Action, FINALIZER, Note, NoteKind, Observed, Plan, PlanContext, Reason};
 use crate::api::{
     COMPLETE, DataDump, DataDumpStatus, DumpPhase, FAILED, FieldError, MediaPhase, MediaStatus, PROGRESSING, REQUESTER_PAYS,
@@ -37,25 +37,14 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
     let spec = check_spec(dd, ctx, &mut status);
     let date = date_of(dd, now);
     let timing = Timing::of(&status, dd, now);
-    let may_launch =
-        spec.validity.is_ok() && spec.resolved.is_some() && !dd.spec.suspend && !timing.passed && status.completion_time.is_none();
-    let payment = if may_launch {
-        requester_pays(dd, &old, ctx, now)
-    } else {
-        Payment::Settled
-    };
+    let (launch, payment) = launch_gate(dd, &old, &status, ctx, &spec, &timing, obs.architecture, now);
     let env = Env {
         dd,
         uid: &uid,
         ctx,
         now,
-        can_launch: may_launch && payment == Payment::Settled,
-        suspend: dd.spec.suspend,
-        deadline_passed: timing.passed,
         date: &date,
-        deadline: timing.for_launch,
-        resolved: spec.resolved.as_ref(),
-        architecture: obs.architecture,
+        launch,
     };
 
     let mut out = Out::default();
@@ -137,6 +126,55 @@ impl Timing {
 fn deadline_after(start: Option<Timestamp>, dd: &DataDump) -> Option<Timestamp> {
     let timeout: Duration = dd.spec.timeout.into();
     start.and_then(|s| s.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok())
+}
+
+/// Whether attempts may start and launch in this plan, and with what, or what holds them (the
+/// first [`Hold`] that applies, in its order); and where requester pays stands, asked only of
+/// a dump that nothing else holds.
+#[allow(clippy::too_many_arguments)]
+fn launch_gate<'a>(
+    dd: &'a DataDump,
+    old: &DataDumpStatus,
+    status: &DataDumpStatus,
+    ctx: &PlanContext,
+    spec: &'a SpecCheck,
+    timing: &Timing,
+    architecture: Option<crate::worker::Arch>,
+    now: Timestamp,
+) -> (Launch<'a>, Payment) {
+    let held = |hold| (Launch::Held(hold), Payment::Settled);
+    if timing.passed {
+        return held(Hold::DeadlinePassed {
+            suspended: dd.spec.suspend,
+        });
+    }
+    if dd.spec.suspend {
+        return held(Hold::Suspended);
+    }
+    if spec.validity.is_err() {
+        return held(Hold::InvalidSpec);
+    }
+    let Some(instance) = &spec.resolved else {
+        return held(Hold::Unresolved);
+    };
+    if status.completion_time.is_some() {
+        return held(Hold::Ended);
+    }
+    let payment = requester_pays(dd, old, ctx, now);
+    if payment != Payment::Settled {
+        return (Launch::Held(Hold::RequesterPays), payment);
+    }
+    // A valid spec has exactly one credential source, and a timeout (at most 8760h) that fits.
+    let (Some(credentials), Some(deadline)) = (dd.spec.database.credentials(), timing.for_launch) else {
+        return held(Hold::InvalidSpec);
+    };
+    let settings = LaunchSettings {
+        instance,
+        credentials,
+        deadline,
+        architecture: architecture.unwrap_or_else(|| crate::worker::Arch::of_instance_type(&instance.instance_type)),
+    };
+    (Launch::Allowed(settings), Payment::Settled)
 }
 
 /// Decides the media entries and steps each one: one entry per media type in the spec, in its
