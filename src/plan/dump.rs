@@ -1,16 +1,22 @@
 //! The dump as a whole: finalizer, validation, the deadline, each media type's step, then
 //! phase, conditions and the summary. Pure, no I/O.
+//!
+//! [`plan`] reads top to bottom as the list of decisions it makes, one function each:
+//! [`cleanup`] or [`add_finalizer`] first; then [`check_spec`], [`Timing::of`],
+//! [`launch_gate`] (with [`requester_pays`]) and [`step_media`] with [`terminate_removed`];
+//! then [`record_start`], [`summarize`], [`release_credentials`], [`dump_notes`],
+//! [`batch_actions`], [`requeue`], [`write_dataset_card`] and [`notify`].
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::media::{self, Env, Out};
+use super::media::{self, Env, Hold, Launch, LaunchSettings, Out};
 use super::{Action, FINALIZER, Note, NoteKind, Observed, Plan, PlanContext, Reason};
 use crate::api::{
-    COMPLETE, DataDump, DataDumpStatus, DumpPhase, FAILED, MediaPhase, MediaStatus, PROGRESSING, REQUESTER_PAYS, SPEC_VALID,
-    resolve_instance, validate,
+    COMPLETE, DataDump, DataDumpStatus, DumpPhase, FAILED, FieldError, MediaPhase, MediaStatus, PROGRESSING, REQUESTER_PAYS,
+    ResolvedInstance, SPEC_VALID, resolve_instance, validate,
 };
 use crate::worker::contract::media_prefix;
 
@@ -22,59 +28,162 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         return cleanup(dd, obs, ctx, &uid, has_finalizer, now);
     }
     if !has_finalizer {
-        return Plan {
-            actions: vec![Action::AddFinalizer],
-            status: None,
-            notes: vec![],
-            requeue_after: Some(ctx.fast_requeue),
-        };
+        return add_finalizer(ctx);
     }
 
     let old = dd.status.clone().unwrap_or_default();
     let mut status = old.clone();
     status.observed_generation = dd.metadata.generation;
-    let spec = &dd.spec;
-    let validity = validate(spec, &ctx.site);
-    let resolved = resolve_instance(&spec.instance, &ctx.site);
+    let spec = check_spec(dd, ctx, &mut status);
+    let date = date_of(dd, now);
+    let timing = Timing::of(&status, dd, now);
+    let (launch, payment) = launch_gate(dd, &old, &status, ctx, &spec, &timing, obs.architecture, now);
+    let env = Env {
+        dd,
+        uid: &uid,
+        ctx,
+        now,
+        date: &date,
+        launch,
+    };
+
+    let mut out = Out::default();
+    status.media = step_media(&env, &old, obs, &mut out);
+    terminate_removed(obs, &status.media, &mut out);
+    record_start(&mut status, dd, &date, now);
+    summarize(&mut status, dd, spec.validity.as_ref().err(), spec.resolved.is_some(), now);
+    release_credentials(&mut status, ctx, &uid, &mut out);
+    let notes = dump_notes(&old, &status, spec.validity.as_ref().err(), std::mem::take(&mut out.notes));
+    let mut actions = batch_actions(payment, out);
+    let mut requeue_after = requeue(&status, &actions, payment, ctx, timing.deadline, now);
+    // Side effects of the end run only once the terminal status is persisted.
+    write_dataset_card(dd, &old, &mut status, &date, ctx, &mut actions, &mut requeue_after);
+    notify(dd, &old, &mut status, now, &mut actions, &mut requeue_after);
+    Plan {
+        actions,
+        status: Some(status),
+        notes,
+        requeue_after,
+    }
+}
+
+/// A dump without the finalizer gets it before anything else happens.
+fn add_finalizer(ctx: &PlanContext) -> Plan {
+    Plan {
+        actions: vec![Action::AddFinalizer],
+        status: None,
+        notes: vec![],
+        requeue_after: Some(ctx.fast_requeue),
+    }
+}
+
+/// The spec as the planner judges it this pass.
+struct SpecCheck {
+    /// Every rule the spec breaks, with its field.
+    validity: Result<(), Vec<FieldError>>,
+    /// The instance settings (spec, site default, built-in), when they resolve.
+    resolved: Option<ResolvedInstance>,
+}
+
+/// Validates the spec and resolves its instance settings; a valid spec of a dump that has not
+/// ended records its resolved settings in `status.instance`.
+fn check_spec(dd: &DataDump, ctx: &PlanContext, status: &mut DataDumpStatus) -> SpecCheck {
+    let validity = validate(&dd.spec, &ctx.site);
+    let resolved = resolve_instance(&dd.spec.instance, &ctx.site);
     if let Some(r) = &resolved
         && validity.is_ok()
         && status.completion_time.is_none()
     {
         status.instance = Some(r.clone());
     }
+    SpecCheck { validity, resolved }
+}
 
-    let date = date_of(dd, now);
-    let timeout: Duration = spec.timeout.into();
-    let deadline = status
-        .start_time
-        .and_then(|s| s.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
-    let deadline_passed = deadline.is_some_and(|d| now >= d);
-    // The deadline for a dump about to start is counted from now.
-    let launch_deadline = deadline.or_else(|| now.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
-    let may_launch = validity.is_ok() && resolved.is_some() && !spec.suspend && !deadline_passed && status.completion_time.is_none();
-    let payment = if may_launch {
-        requester_pays(dd, &old, ctx, now)
-    } else {
-        Payment::Settled
-    };
-    let env = Env {
-        dd,
-        uid: &uid,
-        ctx,
-        now,
-        can_launch: may_launch && payment == Payment::Settled,
-        suspend: spec.suspend,
-        deadline_passed,
-        date: &date,
-        deadline: launch_deadline,
-        resolved: resolved.as_ref(),
-        architecture: obs.architecture,
-    };
+/// The dump's deadline as this plan sees it.
+struct Timing {
+    /// `startTime + spec.timeout`, once the dump started (from the persisted status).
+    deadline: Option<Timestamp>,
+    /// The deadline has passed.
+    passed: bool,
+    /// The deadline a worker launched now gets: the dump's, or for a dump about to start,
+    /// counted from now.
+    for_launch: Option<Timestamp>,
+}
 
-    // One entry per media type in the spec, in its order; entries of removed media types stay
-    // only while they still have an instance to end. A name that is no SQL identifier gets no
-    // entry (the status schema would refuse the whole status, SpecValid=False included; the
-    // condition names the field).
+impl Timing {
+    /// Decides the deadline from the recorded start time and `spec.timeout`.
+    fn of(status: &DataDumpStatus, dd: &DataDump, now: Timestamp) -> Timing {
+        let deadline = deadline_after(status.start_time, dd);
+        Timing {
+            deadline,
+            passed: deadline.is_some_and(|d| now >= d),
+            for_launch: deadline.or_else(|| deadline_after(Some(now), dd)),
+        }
+    }
+}
+
+/// `spec.timeout` after `start`, if the dump started (and the sum fits).
+fn deadline_after(start: Option<Timestamp>, dd: &DataDump) -> Option<Timestamp> {
+    let timeout: Duration = dd.spec.timeout.into();
+    start.and_then(|s| s.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok())
+}
+
+/// Whether attempts may start and launch in this plan, and with what, or what holds them (the
+/// first [`Hold`] that applies, in its order); and where requester pays stands, asked only of
+/// a dump that nothing else holds.
+#[allow(clippy::too_many_arguments)]
+fn launch_gate<'a>(
+    dd: &'a DataDump,
+    old: &DataDumpStatus,
+    status: &DataDumpStatus,
+    ctx: &PlanContext,
+    spec: &'a SpecCheck,
+    timing: &Timing,
+    architecture: Option<crate::worker::Arch>,
+    now: Timestamp,
+) -> (Launch<'a>, Payment) {
+    let held = |hold| (Launch::Held(hold), Payment::Settled);
+    if timing.passed {
+        return held(Hold::DeadlinePassed {
+            suspended: dd.spec.suspend,
+        });
+    }
+    if dd.spec.suspend {
+        return held(Hold::Suspended);
+    }
+    if spec.validity.is_err() {
+        return held(Hold::InvalidSpec);
+    }
+    let Some(instance) = &spec.resolved else {
+        return held(Hold::Unresolved);
+    };
+    if status.completion_time.is_some() {
+        return held(Hold::Ended);
+    }
+    let payment = requester_pays(dd, old, ctx, now);
+    if payment != Payment::Settled {
+        return (Launch::Held(Hold::RequesterPays), payment);
+    }
+    // A valid spec has exactly one credential source, and a timeout (at most 8760h) that fits.
+    let (Some(credentials), Some(deadline)) = (dd.spec.database.credentials(), timing.for_launch) else {
+        return held(Hold::InvalidSpec);
+    };
+    let settings = LaunchSettings {
+        instance,
+        credentials,
+        deadline,
+        architecture: architecture.unwrap_or_else(|| crate::worker::Arch::of_instance_type(&instance.instance_type)),
+    };
+    (Launch::Allowed(settings), Payment::Settled)
+}
+
+/// Decides the media entries and steps each one: one entry per media type in the spec, in its
+/// order, with its S3 location, advanced by [`media::step`] on its own instances and objects.
+/// Entries of removed media types are dropped (their instances go through
+/// [`terminate_removed`]). A name that is no SQL identifier gets no entry (the status schema
+/// would refuse the whole status, SpecValid=False included; the condition names the field).
+fn step_media(env: &Env, old: &DataDumpStatus, obs: &Observed, out: &mut Out) -> Vec<MediaStatus> {
+    let spec = &env.dd.spec;
     let mut media: Vec<MediaStatus> = Vec::new();
     for m in spec
         .media_types
@@ -85,42 +194,51 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
             media.push(old.media(m.as_str()).cloned().unwrap_or_else(|| MediaStatus::new(m.clone())));
         }
     }
-    let mut out = Out::default();
     for ms in &mut media {
         ms.s3_uri = Some(format!(
             "s3://{}/{}",
             spec.destination.bucket,
-            media_prefix(&spec.destination.prefix, &date, ms.media_type.as_str())
+            media_prefix(&spec.destination.prefix, env.date, ms.media_type.as_str())
         ));
         let instances: Vec<_> = obs.instances.iter().filter(|i| i.media_type == ms.media_type.as_str()).collect();
-        media::step(&env, ms, obs.objects.get(ms.media_type.as_str()), &instances, &mut out);
+        media::step(env, ms, obs.objects.get(ms.media_type.as_str()), &instances, out);
     }
-    // Instances of media types no longer in the spec, and strays, are terminated.
+    media
+}
+
+/// Instances of media types no longer in the spec, and strays, are terminated.
+fn terminate_removed(obs: &Observed, media: &[MediaStatus], out: &mut Out) {
     for i in &obs.instances {
         if !media.iter().any(|m| m.media_type.as_str() == i.media_type) && i.state.needs_terminate() {
             out.terminate.push(i.id.clone());
         }
     }
-    status.media = media;
+}
 
+/// The first attempt fixes `startTime` and `dumpDate`; `deadline` follows from `startTime`.
+fn record_start(status: &mut DataDumpStatus, dd: &DataDump, date: &str, now: Timestamp) {
     if status.start_time.is_none() && status.media.iter().any(|m| m.attempt > 0) {
         status.start_time = Some(now);
-        status.dump_date = Some(date.clone());
+        status.dump_date = Some(date.to_string());
     }
-    status.deadline = status
-        .start_time
-        .and_then(|s| s.checked_add(jiff::SignedDuration::try_from(timeout).ok()?).ok());
+    status.deadline = deadline_after(status.start_time, dd);
+}
 
-    summarize(&mut status, dd, validity.as_ref().err(), resolved.is_some(), now);
-    // A dump that ended starts nothing again: no credentials stay staged, also not those of a
-    // media type a suspend sent back to Pending (the steps release only terminal media types').
+/// A dump that ended starts nothing again: no credentials stay staged, also not those of a
+/// media type a suspend sent back to Pending (the steps release only terminal media types').
+fn release_credentials(status: &mut DataDumpStatus, ctx: &PlanContext, uid: &str, out: &mut Out) {
     if status.phase.is_terminal() {
         for m in status.media.iter_mut().filter(|m| m.credentials_staged) {
-            out.delete_parameters.push(ctx.staged_parameter(&uid, m.media_type.as_str()));
+            out.delete_parameters.push(ctx.staged_parameter(uid, m.media_type.as_str()));
             m.credentials_staged = false;
         }
     }
-    let mut notes = out.notes;
+}
+
+/// The Events of this plan: the media types' (`steps`), then `Complete` or `DumpFailed` when
+/// the phase became terminal, then `InvalidSpec` when the spec just became invalid.
+fn dump_notes(old: &DataDumpStatus, status: &DataDumpStatus, errors: Option<&Vec<FieldError>>, steps: Vec<Note>) -> Vec<Note> {
+    let mut notes = steps;
     if old.phase != status.phase {
         match status.phase {
             DumpPhase::Succeeded => notes.push(Note {
@@ -136,7 +254,7 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
             _ => {}
         }
     }
-    if let Err(errors) = &validity
+    if let Some(errors) = errors
         && old.condition(SPEC_VALID).is_none_or(|c| c.status != "False")
     {
         notes.push(Note {
@@ -145,7 +263,12 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
             message: crate::api::validate::summarize(errors),
         });
     }
+    notes
+}
 
+/// The order of the actions the steps asked for: `EnsureRequesterPays`, `StageCredentials…`,
+/// one batched `Terminate` (sorted, without duplicates), one `DeleteCredentials`, `Launch…`.
+fn batch_actions(payment: Payment, mut out: Out) -> Vec<Action> {
     let mut actions = Vec::new();
     if payment == Payment::Check {
         actions.push(Action::EnsureRequesterPays);
@@ -164,39 +287,56 @@ pub fn plan(dd: &DataDump, obs: &Observed, ctx: &PlanContext, now: Timestamp) ->
         });
     }
     actions.extend(out.launch);
+    actions
+}
 
-    // Side effects of the end run only once the terminal status is persisted.
-    let mut requeue_after = requeue(&status, &actions, ctx, deadline, now);
-    if let Payment::RetryIn(wait) = payment {
-        requeue_after = Some(requeue_after.map_or(wait, |r| r.min(wait)));
-    }
+/// Once the persisted phase is Succeeded, the dataset card is written once (and looked at
+/// again soon).
+fn write_dataset_card(
+    dd: &DataDump,
+    old: &DataDumpStatus,
+    status: &mut DataDumpStatus,
+    date: &str,
+    ctx: &PlanContext,
+    actions: &mut Vec<Action>,
+    requeue_after: &mut Option<Duration>,
+) {
     if old.phase == DumpPhase::Succeeded && status.phase == DumpPhase::Succeeded && old.dataset_card.is_none() {
         actions.push(Action::WriteDatasetCard);
-        status.dataset_card = Some(format!("s3://{}/{}", spec.destination.bucket, crate::card::card_key(dd, &date)));
-        requeue_after = Some(ctx.fast_requeue);
+        status.dataset_card = Some(format!("s3://{}/{}", dd.spec.destination.bucket, crate::card::card_key(dd, date)));
+        *requeue_after = Some(ctx.fast_requeue);
     }
-    if old.phase.is_terminal() && spec.notification.as_ref().is_some_and(|n| n.slack.is_some()) {
-        let n = old.notification.clone().unwrap_or_default();
-        if !n.sent && n.attempts < super::MAX_NOTIFY_ATTEMPTS {
-            // Failed tries back off: 2^attempts seconds after the last one, at most ~8.5 minutes.
-            let wait = jiff::SignedDuration::from_secs(1 << n.attempts.min(9));
-            let due = n.last_attempt_time.map(|t| t + wait);
-            match due {
-                Some(due) if due > now => {
-                    requeue_after = Some(Duration::from_secs(due.duration_since(now).as_secs().max(1) as u64));
-                }
-                _ => {
-                    actions.push(Action::Notify);
-                    status.notification = Some(crate::api::NotificationStatus { sent: true, ..n });
-                }
-            }
+}
+
+/// Once the persisted phase is terminal and Slack is configured, the message is sent (the
+/// planned status says so; acting reverts it on failure); failed tries back off 2^attempts
+/// seconds, up to [`super::MAX_NOTIFY_ATTEMPTS`].
+fn notify(
+    dd: &DataDump,
+    old: &DataDumpStatus,
+    status: &mut DataDumpStatus,
+    now: Timestamp,
+    actions: &mut Vec<Action>,
+    requeue_after: &mut Option<Duration>,
+) {
+    if !old.phase.is_terminal() || dd.spec.notification.as_ref().is_none_or(|n| n.slack.is_none()) {
+        return;
+    }
+    let n = old.notification.clone().unwrap_or_default();
+    if n.sent || n.attempts >= super::MAX_NOTIFY_ATTEMPTS {
+        return;
+    }
+    // Failed tries back off: 2^attempts seconds after the last one, at most ~8.5 minutes.
+    let wait = jiff::SignedDuration::from_secs(1 << n.attempts.min(9));
+    let due = n.last_attempt_time.map(|t| t + wait);
+    match due {
+        Some(due) if due > now => {
+            *requeue_after = Some(Duration::from_secs(due.duration_since(now).as_secs().max(1) as u64));
         }
-    }
-    Plan {
-        actions,
-        status: Some(status),
-        notes,
-        requeue_after,
+        _ => {
+            actions.push(Action::Notify);
+            status.notification = Some(crate::api::NotificationStatus { sent: true, ..n });
+        }
     }
 }
 
@@ -306,9 +446,13 @@ pub fn dump_date(now: Timestamp) -> String {
     now.strftime("%Y-%m-%d").to_string()
 }
 
+/// When to look again: `fast_requeue` while there are actions or a media type is Launching or
+/// Terminating, `poll_interval` while one is Running, never later than a second after the
+/// deadline, and no later than a refused requester-pays check is due again.
 fn requeue(
     status: &DataDumpStatus,
     actions: &[Action],
+    payment: Payment,
     ctx: &PlanContext,
     deadline: Option<Timestamp>,
     now: Timestamp,
@@ -326,42 +470,72 @@ fn requeue(
         let until = Duration::from_secs(d.duration_since(now).as_secs().max(0) as u64 + 1);
         next = Some(n.min(until));
     }
+    if let Payment::RetryIn(wait) = payment {
+        next = Some(next.map_or(wait, |r| r.min(wait)));
+    }
     next
 }
 
 /// Sets phase, done, message, completion time and conditions from the media entries.
-fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<crate::api::FieldError>>, resolved: bool, now: Timestamp) {
-    let total = status.media.len();
-    let count = |p| status.media.iter().filter(|m| m.phase == p).count();
-    let succeeded = count(MediaPhase::Succeeded);
-    let failed = count(MediaPhase::Failed);
-    let active = status
-        .media
-        .iter()
-        .any(|m| matches!(m.phase, MediaPhase::Launching | MediaPhase::Running | MediaPhase::Terminating));
-    status.phase = if total > 0 && succeeded == total {
-        DumpPhase::Succeeded
-    } else if active {
-        if dd.spec.suspend {
-            DumpPhase::Suspended
-        } else {
-            DumpPhase::Running
-        }
-    } else if failed > 0 {
-        DumpPhase::Failed
-    } else if dd.spec.suspend {
-        DumpPhase::Suspended
-    } else {
-        DumpPhase::Pending
-    };
+fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<FieldError>>, resolved: bool, now: Timestamp) {
+    status.phase = rollup(&status.media, dd.spec.suspend);
     if status.phase.is_terminal() && status.completion_time.is_none() {
         status.completion_time = Some(now);
     }
-    status.done = Some(format!("{succeeded}/{total}"));
+    let counts = Counts::of(&status.media);
+    status.done = Some(format!("{}/{}", counts.succeeded, counts.total));
+    status.message = Some(message(status, dd, errors, resolved));
+    set_conditions(status, dd, errors, now);
+}
 
-    let failed_media = status.media.iter().find(|m| m.phase == MediaPhase::Failed);
-    status.message = Some(match (status.phase, errors) {
-        (_, Some(errors)) if !active && status.completion_time.is_none() => {
+/// How many media types there are, and how many of them succeeded or failed.
+struct Counts {
+    total: usize,
+    succeeded: usize,
+    failed: usize,
+}
+
+impl Counts {
+    /// Counts the media entries by phase.
+    fn of(media: &[MediaStatus]) -> Counts {
+        let count = |p| media.iter().filter(|m| m.phase == p).count();
+        Counts {
+            total: media.len(),
+            succeeded: count(MediaPhase::Succeeded),
+            failed: count(MediaPhase::Failed),
+        }
+    }
+}
+
+/// Whether any media type has an attempt under way (Launching, Running or Terminating).
+fn active(media: &[MediaStatus]) -> bool {
+    media
+        .iter()
+        .any(|m| matches!(m.phase, MediaPhase::Launching | MediaPhase::Running | MediaPhase::Terminating))
+}
+
+/// The dump's phase from its media types', first match wins: all Succeeded; an attempt under
+/// way (Running, or Suspended while one ends); any Failed; suspended; else Pending.
+fn rollup(media: &[MediaStatus], suspend: bool) -> DumpPhase {
+    let counts = Counts::of(media);
+    if counts.total > 0 && counts.succeeded == counts.total {
+        DumpPhase::Succeeded
+    } else if active(media) {
+        if suspend { DumpPhase::Suspended } else { DumpPhase::Running }
+    } else if counts.failed > 0 {
+        DumpPhase::Failed
+    } else if suspend {
+        DumpPhase::Suspended
+    } else {
+        DumpPhase::Pending
+    }
+}
+
+/// The one-line `status.message`: why nothing launches (invalid spec, requester pays, no
+/// instance profile), what was exported, why it failed, or each media type's phase.
+fn message(status: &DataDumpStatus, dd: &DataDump, errors: Option<&Vec<FieldError>>, resolved: bool) -> String {
+    match (status.phase, errors) {
+        (_, Some(errors)) if !active(&status.media) && status.completion_time.is_none() => {
             format!(
                 "spec invalid, nothing launched: {}",
                 errors.first().map(ToString::to_string).unwrap_or_default()
@@ -371,10 +545,13 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
             let files: u64 = status.media.iter().filter_map(|m| m.files).sum();
             let bytes: u64 = status.media.iter().filter_map(|m| m.bytes).sum();
             let rows: u64 = status.media.iter().filter_map(|m| m.rows).sum();
-            format!("exported {total} media type(s): {files} files, {bytes} bytes, {rows} rows")
+            format!(
+                "exported {} media type(s): {files} files, {bytes} bytes, {rows} rows",
+                status.media.len()
+            )
         }
         (DumpPhase::Failed, _) => {
-            let m = failed_media.expect("failed phase has a failed media type");
+            let m = first_failed(&status.media).expect("failed phase has a failed media type");
             format!(
                 "{}: {}",
                 m.media_type,
@@ -406,10 +583,19 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
             })
             .collect::<Vec<_>>()
             .join(", "),
-    });
+    }
+}
 
+/// The first media type that failed: its reason and message are the dump's.
+fn first_failed(media: &[MediaStatus]) -> Option<&MediaStatus> {
+    media.iter().find(|m| m.phase == MediaPhase::Failed)
+}
+
+/// Exactly these conditions, in this order (a condition no longer asked for goes):
+/// `SpecValid`, `Progressing`, `Complete`, `Failed`, and `RequesterPays` when the spec asks.
+fn set_conditions(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<FieldError>>, now: Timestamp) {
     let generation = dd.metadata.generation;
-    let failed_reason = failed_media
+    let failed_reason = first_failed(&status.media)
         .and_then(|m| m.reason.clone())
         .unwrap_or_else(|| Reason::Failed.as_str().into());
     let spec_message = errors
@@ -451,7 +637,6 @@ fn summarize(status: &mut DataDumpStatus, dd: &DataDump, errors: Option<&Vec<cra
         ),
     ];
     let payment = requester_pays_condition(dd, status);
-    // exactly these conditions, in this order (a condition no longer asked for goes)
     let old = std::mem::take(&mut status.conditions);
     for (type_, ok, reason, message) in conditions.into_iter().chain(payment.map(|(ok, r, m)| (REQUESTER_PAYS, ok, r, m))) {
         status.conditions.extend(old.iter().find(|c| c.type_ == type_).cloned());

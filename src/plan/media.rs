@@ -1,6 +1,12 @@
 //! One media type's state machine (see docs/architecture.md):
 //! Pending → Launching → Running → Terminating → Succeeded | Failed, with retries back to
 //! Pending. Pure, no I/O.
+//!
+//! [`step`] runs one phase function after another (`pending`, `launching`, `running`,
+//! `terminating`, `ended`). What they may do is in [`Env::launch`]: an attempt starts, and its
+//! instance launches, only under [`Launch::Allowed`], which carries every setting a launch
+//! needs; [`Launch::Held`] says why not, and whether a suspend or the deadline ends the attempt
+//! under way.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Action, Instance, InstanceState, LaunchRequest, MediaObjects, Note, NoteKind, PlanContext, Reason, tags};
 use crate::api::{AttemptOutcome, Credentials, DataDump, MediaPhase, MediaStatus, Progress, ResolvedInstance};
+use crate::worker::Arch;
 
 /// The idempotency token of one attempt: the same (uid, media type, attempt) always gives the
 /// same token, so even a lost status cannot make a second instance for one attempt. 36 ASCII
@@ -40,17 +47,72 @@ pub(super) struct Env<'a> {
     pub uid: &'a str,
     pub ctx: &'a PlanContext,
     pub now: Timestamp,
-    /// Spec valid, instance settings resolved, not suspended, deadline not passed.
-    pub can_launch: bool,
-    pub suspend: bool,
-    pub deadline_passed: bool,
     /// The dump's DATE folder.
     pub date: &'a str,
-    /// The dump's deadline (set once the first attempt starts).
-    pub deadline: Option<Timestamp>,
-    pub resolved: Option<&'a ResolvedInstance>,
-    /// The resolved instance type's architecture, as observed.
-    pub architecture: Option<crate::worker::Arch>,
+    /// Whether an attempt may start and launch in this plan, with everything a launch needs;
+    /// else what holds it.
+    pub launch: Launch<'a>,
+}
+
+impl Env<'_> {
+    /// The dump's deadline passed: a pending media type fails, an attempt under way ends.
+    fn deadline_passed(&self) -> bool {
+        matches!(self.launch, Launch::Held(Hold::DeadlinePassed { .. }))
+    }
+
+    /// `spec.suspend`: an attempt under way ends (outcome Suspended) and nothing starts.
+    fn suspended(&self) -> bool {
+        matches!(
+            self.launch,
+            Launch::Held(Hold::Suspended | Hold::DeadlinePassed { suspended: true })
+        )
+    }
+}
+
+/// Whether a media type may start an attempt and launch its instance in this plan. The only
+/// way to a launch is through `Allowed`, which carries everything a launch needs.
+pub(super) enum Launch<'a> {
+    /// Attempts may start and launch: the spec is valid, the instance resolved, the dump is
+    /// neither suspended, nor past its deadline, nor ended, and requester pays is settled.
+    Allowed(LaunchSettings<'a>),
+    /// Nothing starts or launches.
+    Held(Hold),
+}
+
+/// What a launch needs, all of it decided (by `dump.rs::launch_gate`, the one place that
+/// builds it).
+pub(super) struct LaunchSettings<'a> {
+    /// The resolved instance settings (spec, site default, built-in).
+    pub instance: &'a ResolvedInstance,
+    /// Where the worker's connection string comes from.
+    pub credentials: Credentials<'a>,
+    /// The worker's deadline: the dump's, or for a dump about to start, counted from now.
+    pub deadline: Timestamp,
+    /// The instance type's architecture: as observed (DescribeInstanceTypes), else by the
+    /// type's name ([`Arch::of_instance_type`]).
+    pub architecture: Arch,
+}
+
+/// Why nothing starts or launches in this plan: the first that applies, in this order. The
+/// first two also end attempts under way, so they come first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Hold {
+    /// The dump's deadline passed (and it may be suspended too).
+    DeadlinePassed {
+        /// `spec.suspend` is set as well.
+        suspended: bool,
+    },
+    /// `spec.suspend`.
+    Suspended,
+    /// The spec breaks a rule (or, which validation rules out, gives no credential source or
+    /// no deadline a launch could carry).
+    InvalidSpec,
+    /// The instance settings do not resolve (no instance profile).
+    Unresolved,
+    /// The dump ended (`completionTime`).
+    Ended,
+    /// The bucket does not make requesters pay yet (being checked, or refused).
+    RequesterPays,
 }
 
 /// What the steps of all media types ask for; batched by the dump planner.
@@ -69,11 +131,13 @@ impl Out {
     }
 }
 
-/// The SSM parameter the worker reads: the staged one, or the user's own.
-pub(super) fn worker_parameter(env: &Env, media_type: &str) -> String {
-    match env.dd.spec.database.credentials() {
-        Some(Credentials::Ssm(name)) => name.to_string(),
-        _ => env.ctx.staged_parameter(env.uid, media_type),
+impl LaunchSettings<'_> {
+    /// The SSM parameter the worker reads: the staged one, or the user's own.
+    fn worker_parameter(&self, env: &Env, media_type: &str) -> String {
+        match self.credentials {
+            Credentials::Ssm(name) => name.to_string(),
+            Credentials::Secret(_) => env.ctx.staged_parameter(env.uid, media_type),
+        }
     }
 }
 
@@ -131,15 +195,15 @@ fn pending(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>, out: &m
         );
         return Next::Again;
     }
-    if env.deadline_passed {
+    if env.deadline_passed() {
         ms.phase = MediaPhase::Failed;
         ms.reason = Some(Reason::DeadlineExceeded.as_str().into());
         ms.message = Some("the deadline passed before this media type could start".into());
         return Next::Again;
     }
-    if !env.can_launch {
+    let Launch::Allowed(settings) = &env.launch else {
         return Next::Done;
-    }
+    };
     ms.attempt += 1;
     ms.token = Some(token_for(env.uid, &media, ms.attempt));
     ms.attempt_start_time = Some(env.now);
@@ -147,7 +211,7 @@ fn pending(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>, out: &m
     ms.instance_id = None;
     ms.instance_state = None;
     ms.outcome = None;
-    if let Some(Credentials::Secret(_)) = env.dd.spec.database.credentials()
+    if let Credentials::Secret(_) = settings.credentials
         && !ms.credentials_staged
     {
         out.stage.push(Action::StageCredentials {
@@ -177,8 +241,8 @@ fn launching(env: &Env, ms: &mut MediaStatus, current: Option<&Instance>, out: &
         );
         return Next::Again;
     }
-    if env.deadline_passed || env.suspend {
-        ms.outcome = Some(if env.deadline_passed {
+    if env.deadline_passed() || env.suspended() {
+        ms.outcome = Some(if env.deadline_passed() {
             AttemptOutcome::DeadlineExceeded
         } else {
             AttemptOutcome::Suspended
@@ -186,15 +250,15 @@ fn launching(env: &Env, ms: &mut MediaStatus, current: Option<&Instance>, out: &
         ms.phase = MediaPhase::Terminating;
         return Next::Again;
     }
-    let (Some(resolved), Some(deadline), true) = (env.resolved, env.deadline, env.can_launch) else {
+    let Launch::Allowed(settings) = &env.launch else {
         return Next::Done;
     };
-    match launch_request(env, ms, resolved, deadline) {
+    match launch_request(env, ms, settings) {
         Ok(req) => {
             out.note(
                 NoteKind::Normal,
                 Reason::Launching,
-                format!("{media}: launching attempt {} on a {}", ms.attempt, resolved.instance_type),
+                format!("{media}: launching attempt {} on a {}", ms.attempt, settings.instance.instance_type),
             );
             out.launch.push(Action::Launch(Box::new(req)));
         }
@@ -245,12 +309,12 @@ fn running(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>, current
         }
         (Some(Err(why)), _) => (AttemptOutcome::Failed, Reason::OutputIncomplete, why.clone()),
         (None, Some(f)) => (AttemptOutcome::Failed, Reason::WorkerFailed, f.message.clone()),
-        (None, None) if env.deadline_passed => (
+        (None, None) if env.deadline_passed() => (
             AttemptOutcome::DeadlineExceeded,
             Reason::DeadlineExceeded,
             "the deadline passed while the worker ran".into(),
         ),
-        (None, None) if env.suspend => (
+        (None, None) if env.suspended() => (
             AttemptOutcome::Suspended,
             Reason::Suspended,
             "suspended: terminating the worker".into(),
@@ -320,7 +384,7 @@ fn terminating(env: &Env, ms: &mut MediaStatus, current: Option<&Instance>, out:
         }
         Some(AttemptOutcome::Failed) => {
             ms.failed_attempts += 1;
-            if ms.failed_attempts <= env.dd.spec.backoff_limit && !env.deadline_passed {
+            if ms.failed_attempts <= env.dd.spec.backoff_limit && !env.deadline_passed() {
                 out.note(
                     NoteKind::Warning,
                     Reason::Retrying,
@@ -361,7 +425,7 @@ fn terminating(env: &Env, ms: &mut MediaStatus, current: Option<&Instance>, out:
             ms.phase = MediaPhase::Pending;
             ms.reason = Some(Reason::Suspended.as_str().into());
             ms.message = Some("suspended; resumes with a new attempt".into());
-            if env.suspend {
+            if env.suspended() {
                 return Next::Done;
             }
         }
@@ -385,8 +449,9 @@ fn record_output(ms: &mut MediaStatus, output: &super::Output) {
     ms.rows = output.rows.or(ms.rows);
 }
 
-/// Builds the full RunInstances request for the current attempt.
-fn launch_request(env: &Env, ms: &MediaStatus, resolved: &ResolvedInstance, deadline: Timestamp) -> Result<LaunchRequest, String> {
+/// Builds the full RunInstances request for the current attempt, from the settings a launch
+/// is allowed with.
+fn launch_request(env: &Env, ms: &MediaStatus, settings: &LaunchSettings) -> Result<LaunchRequest, String> {
     let media = ms.media_type.as_str();
     let token = ms.token.clone().ok_or("no token recorded")?;
     let meta = &env.dd.metadata;
@@ -403,7 +468,7 @@ fn launch_request(env: &Env, ms: &MediaStatus, resolved: &ResolvedInstance, dead
     t.insert(tags::MEDIA_TYPE.into(), media.into());
     t.insert(tags::ATTEMPT.into(), ms.attempt.to_string());
     t.insert(tags::TOKEN.into(), token.clone());
-    let parameter = worker_parameter(env, media);
+    let parameter = settings.worker_parameter(env, media);
     let region = env.ctx.region.clone();
     let job = crate::worker::WorkerJob {
         spec: &env.dd.spec,
@@ -411,15 +476,12 @@ fn launch_request(env: &Env, ms: &MediaStatus, resolved: &ResolvedInstance, dead
         dump_date: env.date,
         attempt: ms.attempt,
         token: &token,
-        deadline,
+        deadline: settings.deadline,
         ssm_parameter: &parameter,
         region: &region,
     };
     let job = crate::worker::Job::new(&job).map_err(|e| e.to_string())?;
-    // observed from EC2 (DescribeInstanceTypes) before a launch; the name's convention otherwise
-    let arch = env
-        .architecture
-        .unwrap_or_else(|| crate::worker::Arch::of_instance_type(&resolved.instance_type));
+    let arch = settings.architecture;
     if let super::Launcher::Bootstrap(arches) = &env.ctx.launcher
         && !arches.contains(&arch)
     {
@@ -429,7 +491,7 @@ fn launch_request(env: &Env, ms: &MediaStatus, resolved: &ResolvedInstance, dead
         media_type: media.into(),
         attempt: ms.attempt,
         token,
-        instance: resolved.clone(),
+        instance: settings.instance.clone(),
         tags: t,
         job,
         arch,
