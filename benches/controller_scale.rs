@@ -68,6 +68,9 @@ struct Row {
     reconcile: (Option<f64>, Option<f64>),
     reconciles_per_cycle: f64,
     cpu_per_cycle: Option<f64>,
+    /// The AWS emulator's CPU time per cycle: at 1.0 per second it, not the controller, is the
+    /// bottleneck.
+    moto_cpu_per_cycle: Option<f64>,
     completion: Option<Duration>,
     completion_calls: BTreeMap<String, usize>,
     to_succeeded: (f64, f64),
@@ -273,6 +276,7 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
     let before = common::histogram(&common::metrics(port).await, "datadump_reconcile_duration_seconds");
     let reconciles_before = common::sample(&common::metrics(port).await, "datadump_reconciles_total{result=\"ok\"}").unwrap_or(0.0);
     let cpu_before = pid.and_then(common::cpu_seconds);
+    let moto_before = common::cpu_seconds(w.moto.pid());
     proxy.clear();
     let window_start = Instant::now();
     tokio::time::sleep(poll * cycles).await; // the measurement window
@@ -288,6 +292,9 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
     );
     row.reconciles_per_cycle =
         (common::sample(&metrics, "datadump_reconciles_total{result=\"ok\"}").unwrap_or(0.0) - reconciles_before) / row.cycles;
+    row.moto_cpu_per_cycle = moto_before
+        .zip(common::cpu_seconds(w.moto.pid()))
+        .map(|(a, b)| (b - a) / row.cycles);
     row.cpu_per_cycle = match (cpu_before, pid.and_then(common::cpu_seconds)) {
         (Some(a), Some(b)) => Some((b - a) / row.cycles),
         _ => None,
@@ -464,6 +471,9 @@ async fn main() {
     });
     line("steady: controller CPU per poll cycle", &|r| {
         r.cpu_per_cycle.map_or("n/a".into(), secs)
+    });
+    line("steady: moto (the AWS emulator) CPU per poll cycle", &|r| {
+        r.moto_cpu_per_cycle.map_or("n/a".into(), secs)
     });
     line("steady: controller RSS", &|r| mib(r.rss_steady_kib));
     line("completion: all Succeeded after", &|r| r.completion.map_or("n/a".into(), dur));

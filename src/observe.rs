@@ -145,6 +145,7 @@ fn progress_of(body: &[u8]) -> Option<ProgressSeen> {
         files: Some(p.files),
         bytes: Some(p.bytes),
         rows: p.rows,
+        token: Some(p.token),
     })
 }
 

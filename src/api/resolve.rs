@@ -6,8 +6,10 @@ use super::status::ResolvedInstance;
 
 /// Built-in instance type: small on purpose, so a test run never launches a big machine.
 pub const DEFAULT_INSTANCE_TYPE: &str = "m7g.xlarge";
-/// Built-in extra volume size in GiB.
-pub const DEFAULT_EBS_VOLUME_SIZE_GB: i32 = 100;
+/// Built-in extra volume size in GiB: none. Neither engine needs one (the postgres engine
+/// streams to S3; odbc2parquet keeps about two files in its workdir on the root volume) and the
+/// bootstrap does not mount one, so a default volume would only be paid for.
+pub const DEFAULT_EBS_VOLUME_SIZE_GB: i32 = 0;
 /// Amazon Linux 2023 for arm64, resolved by EC2 at launch.
 pub const AL2023_ARM64: &str = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64";
 /// Amazon Linux 2023 for x86_64, resolved by EC2 at launch.

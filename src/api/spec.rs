@@ -485,9 +485,10 @@ pub struct InstanceSpec {
     #[schemars(regex(pattern = IMAGE_ID_PATTERN))]
     pub image_id: Option<String>,
 
-    /// Size in GiB of the extra EBS volume the worker writes to; 0 attaches none (the worker
-    /// then uses local NVMe when the instance has it, else the root volume). The worker keeps
-    /// about two files on disk at a time. Built-in default: 100.
+    /// Size in GiB of an extra EBS volume (encrypted, deleted on termination); 0 attaches none.
+    /// The worker needs none: the postgres engine streams to S3, and odbc2parquet keeps about
+    /// two files in its workdir (`/var/lib/datadump`, on the root volume). The bootstrap does not
+    /// format or mount it: set it only for an image that mounts it itself. Built-in default: 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 16384))]
     pub ebs_volume_size_gb: Option<i32>,

@@ -283,7 +283,8 @@ async fn run_controller(client: Client, args: &ControllerArgs, ready: crate::htt
         notifier: crate::notify::SlackNotifier::new()?,
         worker: Some(Arc::new(release)),
     };
-    let ctx = Arc::new(Context::new(client.clone(), backends, args.plan_context(arches)).with_max_concurrent(args.max_concurrent_reconciles));
+    let ctx =
+        Arc::new(Context::new(client.clone(), backends, args.plan_context(arches)).with_max_concurrent(args.max_concurrent_reconciles));
     // untyped watch, typed per object: a malformed DataDump is skipped, not fatal (lenient.rs)
     let resource = kube::api::ApiResource::erase::<DataDump>(&());
     let api: Api<kube::api::DynamicObject> = match &args.namespace {
@@ -351,14 +352,18 @@ where
     };
     METRICS.reconcile_wait.observe(asked.elapsed().as_secs_f64());
     let started = std::time::Instant::now();
-    let result = reconcile_inner(&dd, &ctx).await;
+    // boxed when its turn comes: a reconcile waiting for its turn then holds only this small
+    // future, not the observe/act/status state machine (AWS SDK futures run to kilobytes)
+    let result = Box::pin(reconcile_inner(&dd, &ctx, asked)).await;
     METRICS.reconcile_duration.observe(started.elapsed().as_secs_f64());
     let label = result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.metric_label());
     METRICS.reconciles.get_or_create(&ResultLabels { result: label.into() }).inc();
     result
 }
 
-async fn reconcile_inner<C, S, K>(dd: &Arc<DataDump>, ctx: &Arc<Context<C, S, K>>) -> Result<Requeue, Error>
+/// `due`: when this reconcile became due; the next one is planned from then, so that waiting
+/// for a turn and the work itself do not stretch the poll cycle.
+async fn reconcile_inner<C, S, K>(dd: &Arc<DataDump>, ctx: &Arc<Context<C, S, K>>, due: std::time::Instant) -> Result<Requeue, Error>
 where
     C: Compute + 'static,
     S: ObjectStore + 'static,
@@ -411,7 +416,9 @@ where
         ctx.failures.lock().expect("failure map").remove(&uid);
     }
     Ok(match plan.requeue_after {
-        Some(d) => Requeue::requeue(d),
+        // a fixed cadence: every running media type is looked at once per poll interval, not
+        // once per interval plus the time this reconcile waited and took
+        Some(d) => Requeue::requeue(d.saturating_sub(due.elapsed())),
         None => Requeue::await_change(),
     })
 }
@@ -504,6 +511,34 @@ mod tests {
             );
             assert_eq!(e.metric_label(), "conflict");
         }
+    }
+
+    /// At 1,000 DataDumps every due one has its reconcile future at once while most wait for
+    /// their turn: waiting must not hold the observe/act/status state (whose AWS SDK futures
+    /// are large), or memory grows with the number of dumps.
+    #[tokio::test]
+    async fn a_reconcile_waiting_for_its_turn_holds_a_small_future() {
+        use crate::backend::memory::{FakeClock, MemoryCompute, MemoryStage, MemoryStore};
+        let client = Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let backends = Backends {
+            compute: MemoryCompute::default(),
+            store: MemoryStore::new(FakeClock::new(Timestamp::UNIX_EPOCH)),
+            stage: MemoryStage::default(),
+            notifier: crate::notify::SlackNotifier::new().unwrap(),
+            worker: None,
+        };
+        let ctx = Arc::new(Context::new(client, backends, PlanContext::default()).with_max_concurrent(1));
+        let dd: DataDump = serde_yaml::from_str(
+            "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata: {name: d, namespace: n, uid: u}\nspec:\n  mediaTypes: [image]\n  destination: {bucket: b}\n  database: {ssmParameterName: /db}\n",
+        )
+        .unwrap();
+        let dd = Arc::new(dd);
+        let waiting = std::mem::size_of_val(&reconcile(dd.clone(), ctx.clone()));
+        let work = std::mem::size_of_val(&reconcile_inner(&dd, &ctx, std::time::Instant::now()));
+        assert!(
+            waiting < 1024 && waiting * 4 < work,
+            "a waiting reconcile holds {waiting} bytes, the work {work} bytes"
+        );
     }
 
     #[test]

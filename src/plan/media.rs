@@ -278,7 +278,15 @@ fn launching(env: &Env, ms: &mut MediaStatus, current: Option<&Instance>, out: &
 fn running(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>, current: Option<&Instance>, out: &mut Out) -> Next {
     let media = ms.media_type.as_str().to_string();
     ms.instance_state = current.map(|i| i.state.as_str().to_string()).or(ms.instance_state.take());
-    if let Some(p) = objs.and_then(|o| o.progress.as_ref()) {
+    // Progress and semaphores count only when this attempt wrote them: by the token in the
+    // report, else by time (another dump or an earlier attempt may share the prefix).
+    let (mine, start) = (ms.token.clone(), ms.attempt_start_time);
+    let ours = |token: &Option<String>, time: Option<Timestamp>| match (token, &mine, start) {
+        (Some(t), Some(mine), _) => t == mine,
+        (None, _, Some(start)) => time.is_some_and(|t| t.as_second() >= start.as_second()),
+        _ => false,
+    };
+    if let Some(p) = objs.and_then(|o| o.progress.as_ref()).filter(|p| ours(&p.token, p.time)) {
         ms.last_progress = Some(Progress {
             stage: p.stage.clone(),
             time: p.time,
@@ -287,13 +295,6 @@ fn running(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>, current
         ms.bytes = p.bytes.or(ms.bytes);
         ms.rows = p.rows.or(ms.rows);
     }
-    // Semaphores count only when this attempt wrote them: by the token in the
-    // report, else by time (another dump or an earlier attempt may share the prefix).
-    let ours = |token: &Option<String>, time: Option<Timestamp>| match (token, &ms.token, ms.attempt_start_time) {
-        (Some(t), Some(mine), _) => t == mine,
-        (None, _, Some(start)) => time.is_some_and(|t| t.as_second() >= start.as_second()),
-        _ => false,
-    };
     let failure = objs.and_then(|o| o.failure.as_ref()).filter(|f| ours(&f.token, Some(f.time)));
     let success = objs
         .filter(|o| ours(&o.success_token, o.success_at))

@@ -84,6 +84,9 @@ pub struct ProgressSeen {
     pub bytes: Option<u64>,
     /// Rows so far, when known.
     pub rows: Option<u64>,
+    /// The attempt token in the report: progress counts only for the attempt that wrote it
+    /// (an earlier attempt's, or another dump's sharing the prefix, is not shown).
+    pub token: Option<String>,
 }
 
 /// Everything observed about one DataDump besides the object itself.

@@ -199,7 +199,10 @@ fn launch_carries_token_tags_and_safe_settings() {
     assert_eq!(img.tags["team"], "data");
     assert_eq!(img.tags["Name"], "datadump-catalog-image-1");
     assert_eq!(img.instance.instance_type, "m7g.xlarge");
-    assert_eq!(img.instance.ebs_volume_size_gb, 100);
+    assert_eq!(
+        img.instance.ebs_volume_size_gb, 0,
+        "no extra volume unless asked: nothing would use it"
+    );
     assert!(img.user_data.is_empty(), "the driver renders the bootstrap right before launching");
     assert_eq!(img.arch, crate::worker::Arch::Aarch64);
     assert_eq!((img.job.token.as_str(), img.job.attempt), (img.token.as_str(), 1));
@@ -638,6 +641,7 @@ fn progress_is_shown_while_running() {
         files: Some(2),
         bytes: Some(4096),
         rows: None,
+        token: Some(token_for(UID, "image", 1)),
     };
     let mut obs = objects(&[(
         "image",
@@ -652,6 +656,41 @@ fn progress_is_shown_while_running() {
     assert_eq!(m.last_progress.as_ref().unwrap().stage.as_deref(), Some("dumping"));
     assert_eq!((m.files, m.bytes), (Some(2), Some(4096)));
     assert_eq!(p.status.as_ref().unwrap().phase, DumpPhase::Running);
+}
+
+#[test]
+fn progress_counts_only_for_the_attempt_that_wrote_it() {
+    let d = running("");
+    let report = |token: Option<String>, time: i64| ProgressSeen {
+        stage: Some("dumping".into()),
+        time: Some(at(time)),
+        files: Some(9),
+        bytes: Some(1 << 30),
+        rows: Some(1_000_000),
+        token,
+    };
+    // (whose report, written when) → shown?
+    let cases = [
+        (Some(token_for(UID, "image", 1)), 50, true),
+        (Some(token_for(UID, "image", 0)), 50, false),
+        (Some(token_for("another-dump", "image", 1)), 50, false),
+        (None, 50, true),
+        (None, -600, false),
+    ];
+    for (token, time, shown) in cases {
+        let mut obs = objects(&[(
+            "image",
+            MediaObjects {
+                progress: Some(report(token.clone(), time)),
+                ..Default::default()
+            },
+        )]);
+        obs.instances = vec![inst("image", 1, InstanceState::Running)];
+        let p = plan(&d, &obs, &ctx(), at(60));
+        let m = media(&p, "image");
+        assert_eq!(m.last_progress.is_some(), shown, "{token:?} at {time}");
+        assert_eq!(m.files == Some(9), shown, "{token:?} at {time}");
+    }
 }
 
 #[test]

@@ -72,8 +72,8 @@ async fn happy_path_two_media_types() {
         assert_eq!(i.http_tokens.as_deref(), Some("required"), "IMDSv2 only");
         assert_eq!(i.lifecycle, None, "on-demand unless spec.instance.spot");
         assert!(
-            i.devices.contains(&"/dev/sdf".to_string()),
-            "extra volume attached: {:?}",
+            !i.devices.contains(&"/dev/sdf".to_string()),
+            "no extra volume is paid for unless the spec asks: {:?}",
             i.devices
         );
         let user_data = i.user_data.as_deref().expect("user data");
@@ -157,12 +157,18 @@ async fn an_instance_terminated_behind_our_back_is_a_failed_attempt() {
     let dd = w
         .create(
             "lost",
-            "mediaTypes: [audio]\nbackoffLimit: 0\ninstance: {iamInstanceProfile: datadump-worker, instanceType: t4g.nano, spot: true}",
+            "mediaTypes: [audio]\nbackoffLimit: 0\ninstance: {iamInstanceProfile: datadump-worker, instanceType: t4g.nano, spot: true, ebsVolumeSizeGb: 20}",
         )
         .await;
     let uid = dd.uid().unwrap();
     let dd = running(&w, "lost", &["audio"]).await;
-    assert_eq!(w.instances(&uid).await[0].lifecycle.as_deref(), Some("spot"));
+    let instance = &w.instances(&uid).await[0];
+    assert_eq!(instance.lifecycle.as_deref(), Some("spot"));
+    assert!(
+        instance.devices.contains(&"/dev/sdf".to_string()),
+        "the asked-for volume: {:?}",
+        instance.devices
+    );
     let id = dd.status.as_ref().unwrap().media("audio").unwrap().instance_id.clone().unwrap();
     w.ec2.terminate_instances().instance_ids(&id).send().await.unwrap();
     let done = w.wait_dump("lost", "Failed", |d| phase(d) == Some(DumpPhase::Failed)).await;

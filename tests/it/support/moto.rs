@@ -39,6 +39,11 @@ fn moto_command() -> Command {
 }
 
 impl Moto {
+    /// The moto process's id (benchmarks read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts moto and waits until it answers.
     pub async fn start() -> Moto {
         let port = free_port();
