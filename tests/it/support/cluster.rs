@@ -218,7 +218,7 @@ impl World {
     /// Creates a DataDump from the spec fields given as YAML (merged into a valid base).
     pub async fn create(&self, name: &str, spec_yaml: &str) -> DataDump {
         let mut spec: serde_json::Value = serde_yaml::from_str(
-            "mediaTypes: [image, audio]\ndestination: {bucket: datasets}\ndatabase: {connectionSecretRef: {name: catalog-db, key: connectionString}}\ninstance: {iamInstanceProfile: datadump-worker, instanceType: t4g.nano, ebsVolumeSizeGb: 8}\n",
+            "mediaTypes: [image, audio]\ndestination: {bucket: datasets}\ndatabase: {connectionSecretRef: {name: catalog-db, key: connectionString}}\ninstance: {iamInstanceProfile: datadump-worker, instanceType: t4g.nano}\n",
         )
         .unwrap();
         let over: serde_json::Value = serde_yaml::from_str(spec_yaml).unwrap_or(json!({}));
