@@ -28,7 +28,8 @@
 //! cargo bench --bench controller_scale -- --sizes 1000 --controller-env DATADUMP_MAX_CONCURRENT_RECONCILES=0
 //! ```
 //!
-//! `--controller-env KEY=VALUE,…` adds to the controller's environment (to compare settings).
+//! The controller runs with the controller image's `ENV` (the Dockerfile's allocator settings);
+//! `--controller-env KEY=VALUE,…` adds to or overrides its environment (to compare settings).
 //!
 //! Under `cargo test --all-targets` (no `--bench`) it runs N = 1 for one cycle as a smoke test
 //! and writes no results file.
@@ -193,6 +194,10 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
         ("DATADUMP_LAUNCH_GRACE", "30m"),
         ("DATADUMP_LOG", "info"),
     ];
+    // the controller runs with the image's allocator settings (its Dockerfile's ENV), as in a
+    // cluster; --controller-env overrides them
+    let image_env = common::image_env();
+    env.extend(image_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     env.extend(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     w.start_controller(&env);
     let port = w.http_port().await;

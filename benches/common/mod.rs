@@ -220,3 +220,17 @@ pub async fn metrics(port: u16) -> String {
         .flatten()
         .unwrap_or_default()
 }
+
+/// The `ENV` settings of the controller image (the Dockerfile's final stage), so that a
+/// benchmark runs the controller as a cluster does.
+pub fn image_env() -> Vec<(String, String)> {
+    let dockerfile = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap_or_default();
+    let last_stage = dockerfile.rsplit("\nFROM ").next().unwrap_or_default();
+    last_stage
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .flat_map(|l| l.split_whitespace())
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
