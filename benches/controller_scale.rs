@@ -280,8 +280,10 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
     tokio::time::sleep(poll + poll / 2).await; // every media type has seen its progress once
     let before = common::histogram(&common::metrics(port).await, "datadump_reconcile_duration_seconds");
     let reconciles_before = common::sample(&common::metrics(port).await, "datadump_reconciles_total{result=\"ok\"}").unwrap_or(0.0);
-    let cpu_before = pid.and_then(common::cpu_seconds);
-    let moto_before = common::cpu_seconds(w.moto.pid());
+    // CPU seconds of the controller and of moto, read the same way before and after the window
+    let cpu_of = |pid: Option<u32>| pid.and_then(common::cpu_seconds);
+    let (controller_pid, moto_pid) = (pid, Some(w.moto.pid()));
+    let (cpu_before, moto_before) = (cpu_of(controller_pid), cpu_of(moto_pid));
     proxy.clear();
     let window_start = Instant::now();
     tokio::time::sleep(poll * cycles).await; // the measurement window
@@ -297,13 +299,9 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
     );
     row.reconciles_per_cycle =
         (common::sample(&metrics, "datadump_reconciles_total{result=\"ok\"}").unwrap_or(0.0) - reconciles_before) / row.cycles;
-    row.moto_cpu_per_cycle = moto_before
-        .zip(common::cpu_seconds(w.moto.pid()))
-        .map(|(a, b)| (b - a) / row.cycles);
-    row.cpu_per_cycle = match (cpu_before, pid.and_then(common::cpu_seconds)) {
-        (Some(a), Some(b)) => Some((b - a) / row.cycles),
-        _ => None,
-    };
+    let per_cycle = |before: Option<f64>, after: Option<f64>| before.zip(after).map(|(a, b)| (b - a) / row.cycles);
+    row.cpu_per_cycle = per_cycle(cpu_before, cpu_of(controller_pid));
+    row.moto_cpu_per_cycle = per_cycle(moto_before, cpu_of(moto_pid));
     row.rss_steady_kib = pid.and_then(|p| common::proc_kib(p, "VmRSS"));
 
     // 3. completion
