@@ -25,11 +25,15 @@
 //! cargo bench --bench controller_scale                    # N = 1, 100, 1000
 //! cargo bench --bench controller_scale -- --quick         # N = 1, 100
 //! cargo bench --bench controller_scale -- --sizes 1,10,300 --poll 5 --cycles 4
-//! cargo bench --bench controller_scale -- --sizes 1000 --controller-env DATADUMP_MAX_CONCURRENT_RECONCILES=0
+//! cargo bench --bench controller_scale -- --sizes 1000 --variant this \
+//!     --variant "unbounded DATADUMP_MAX_CONCURRENT_RECONCILES=0" \
+//!     --variant "glibc=/tmp/datadump-no-default-features"
 //! ```
 //!
-//! The controller runs with the controller image's `ENV` (the Dockerfile's allocator settings);
-//! `--controller-env KEY=VALUE,…` adds to or overrides its environment (to compare settings).
+//! The controller runs with the controller image's `ENV` (from the Dockerfile). Each
+//! `--variant "LABEL[=BINARY] [KEY=VALUE …]"` is run at every size, one after the other, and
+//! gets its own column: BINARY in place of this build's `datadump`, KEY=VALUE added to or
+//! overriding its environment. So settings and builds are compared side by side in one run.
 //!
 //! Under `cargo test --all-targets` (no `--bench`) it runs N = 1 for one cycle as a smoke test
 //! and writes no results file.
@@ -58,6 +62,8 @@ struct Row {
     n: usize,
     /// Started from a seeded running state instead of the launch phase.
     seeded: bool,
+    /// The `--variant` this row ran, empty for this build as it is.
+    label: String,
     /// Seeded: the time until the controller had reconciled every dump once.
     first_pass: Option<Duration>,
     launch: Option<Duration>,
@@ -68,6 +74,8 @@ struct Row {
     per_cycle: BTreeMap<String, f64>,
     reconcile: (Option<f64>, Option<f64>),
     reconciles_per_cycle: f64,
+    /// The fewest distinct media types LISTed in any one poll interval of the window.
+    fewest_observed: Option<usize>,
     cpu_per_cycle: Option<f64>,
     /// The AWS emulator's CPU time per cycle: at 1.0 per second it, not the controller, is the
     /// bottleneck.
@@ -172,10 +180,68 @@ async fn seed_running(w: &World, n: usize) {
         .await;
 }
 
-async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seeded: bool, extra_env: &[(String, String)]) -> Row {
+/// One controller to measure: a build and its settings (`--variant`).
+#[derive(Default)]
+struct Variant {
+    label: String,
+    /// The `datadump` binary; this build's when `None`.
+    binary: Option<std::path::PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+impl Variant {
+    /// `LABEL[=BINARY] [KEY=VALUE …]`.
+    fn parse(text: &str) -> Variant {
+        let mut words = text.split_whitespace();
+        let first = words.next().expect("--variant needs a label");
+        let (label, binary) = match first.split_once('=') {
+            Some((label, bin)) => (label, Some(std::path::PathBuf::from(bin))),
+            None => (first, None),
+        };
+        let env = words
+            .map(|kv| kv.split_once('=').expect("--variant \"LABEL[=BINARY] KEY=VALUE …\""))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Variant {
+            label: label.to_string(),
+            binary,
+            env,
+        }
+    }
+}
+
+/// The fewest distinct media-type prefixes LISTed in any one of the window's `cycles`
+/// consecutive poll intervals: every running media type was observed in every cycle when this
+/// is 2N.
+fn fewest_listed_per_cycle(
+    calls: &[support::faultproxy::Call],
+    start: std::time::SystemTime,
+    poll: Duration,
+    cycles: u32,
+) -> Option<usize> {
+    let mut per_cycle = vec![std::collections::BTreeSet::new(); cycles as usize];
+    for call in calls.iter().filter(|c| c.api == "ListObjectsV2") {
+        let Some(cycle) = call
+            .at
+            .duration_since(start)
+            .ok()
+            .map(|d| (d.as_secs_f64() / poll.as_secs_f64()) as usize)
+        else {
+            continue;
+        };
+        let prefix = call.query.split('&').find_map(|kv| kv.strip_prefix("prefix="));
+        if let (Some(set), Some(prefix)) = (per_cycle.get_mut(cycle), prefix) {
+            set.insert(prefix.to_string());
+        }
+    }
+    per_cycle.iter().map(|s| s.len()).min()
+}
+
+async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seeded: bool, variant: &Variant) -> Row {
     let mut row = Row {
         n,
         seeded,
+        label: variant.label.clone(),
         ..Row::default()
     };
     let mut w = World::start().await;
@@ -195,11 +261,14 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
         ("DATADUMP_LOG", "info"),
     ];
     // the controller runs with the image's allocator settings (its Dockerfile's ENV), as in a
-    // cluster; --controller-env overrides them
+    // cluster; a --variant's settings override them
     let image_env = common::image_env();
     env.extend(image_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    env.extend(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    w.start_controller(&env);
+    env.extend(variant.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    match &variant.binary {
+        Some(binary) => w.start_controller_binary(binary, &env),
+        None => w.start_controller(&env),
+    };
     let port = w.http_port().await;
     // the controller runs with its own kubeconfig (its service account), not the admin one
     let pid = common::controller_pid(&w.kube.controller_kubeconfig);
@@ -286,9 +355,11 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
     let (cpu_before, moto_before) = (cpu_of(controller_pid), cpu_of(moto_pid));
     proxy.clear();
     let window_start = Instant::now();
+    let window_start_wall = std::time::SystemTime::now();
     tokio::time::sleep(poll * cycles).await; // the measurement window
     let window = window_start.elapsed();
     let counts = proxy.counts();
+    row.fewest_observed = fewest_listed_per_cycle(&proxy.calls(), window_start_wall, poll, cycles);
     let metrics = common::metrics(port).await;
     let after = common::histogram(&metrics, "datadump_reconcile_duration_seconds");
     row.cycles = window.as_secs_f64() / poll.as_secs_f64();
@@ -378,25 +449,25 @@ async fn main() {
         .unwrap_or(if flags.bench { 4 } else { 1 });
     let max_launch = Duration::from_secs(60 * flags.value("max-minutes").map(|m| m.parse().unwrap()).unwrap_or(20u64));
     let seed_above: usize = flags.value("seed-above").map(|s| s.parse().unwrap()).unwrap_or(300);
-    let extra_env: Vec<(String, String)> = flags
-        .value("controller-env")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect();
+    let mut variants: Vec<Variant> = flags.values("variant").iter().map(|v| Variant::parse(v)).collect();
+    if variants.is_empty() {
+        variants.push(Variant::default());
+    }
     let started = Instant::now();
     let mut rows = Vec::new();
     for n in sizes {
-        eprintln!("N = {n} DataDumps × 2 media types");
-        let row = scale(n, poll, cycles, max_launch, n > seed_above, &extra_env).await;
-        eprintln!(
-            "  launch {:?}, steady window {:.1} cycles, completion {:?}, peak RSS {}",
-            row.launch,
-            row.cycles,
-            row.completion,
-            mib(row.hwm_kib)
-        );
-        rows.push(row);
+        for variant in &variants {
+            eprintln!("N = {n} DataDumps × 2 media types {}", variant.label);
+            let row = scale(n, poll, cycles, max_launch, n > seed_above, variant).await;
+            eprintln!(
+                "  launch {:?}, steady window {:.1} cycles, completion {:?}, peak RSS {}",
+                row.launch,
+                row.cycles,
+                row.completion,
+                mib(row.hwm_kib)
+            );
+            rows.push(row);
+        }
     }
 
     let apis: Vec<String> = {
@@ -406,7 +477,13 @@ async fn main() {
         v
     };
     let mut t = String::new();
-    let header: Vec<String> = rows.iter().map(|r| format!("N = {}", r.n)).collect();
+    let header: Vec<String> = rows
+        .iter()
+        .map(|r| match r.label.as_str() {
+            "" => format!("N = {}", r.n),
+            label => format!("N = {} {label}", r.n),
+        })
+        .collect();
     t.push_str(&format!(
         "| measure | {} |\n|---|{}\n",
         header.join(" | "),
@@ -465,6 +542,11 @@ async fn main() {
     line("steady: share of running media types observed per poll cycle", &|r| {
         format!("{:.0} %", 100.0 * r.reconciles_per_cycle / r.n as f64)
     });
+    line("steady: fewest media types observed in one poll cycle (of 2N)", &|r| {
+        r.fewest_observed.map_or("n/a".into(), |k| {
+            format!("{k} of {} ({:.0} %)", 2 * r.n, 100.0 * k as f64 / (2 * r.n) as f64)
+        })
+    });
     line("steady: reconcile duration p50 / p99 (histogram bucket ≤)", &|r| {
         format!(
             "{} / {}",
@@ -499,7 +581,7 @@ async fn main() {
     let notes: Vec<String> = rows
         .iter()
         .filter(|r| !r.note.is_empty())
-        .map(|r| format!("- N = {}: {}", r.n, r.note))
+        .map(|r| format!("- N = {} {}: {}", r.n, r.label, r.note))
         .collect();
     let report = format!(
         "# Controller scale\n\n`cargo bench --bench controller_scale{}`; poll interval {}, steady window {} cycles.\n\nMachine: {}. Wall time {:.0} s.\n\n{t}\n{}\n",

@@ -71,6 +71,21 @@ impl ActError {
         }
     }
 
+    /// The Warning a failure of this kind puts on the object, with the action that failed:
+    /// those only the user can fix (a missing Secret, a call AWS refuses). Transient ones are
+    /// retried quietly (logs and `datadump_reconciles_total{result="error"}`).
+    pub fn warning(&self) -> Option<(crate::plan::Reason, &'static str)> {
+        use crate::plan::Reason;
+        match self {
+            ActError::Secret { .. } => Some((Reason::SecretUnavailable, "StageCredentials")),
+            ActError::Backend(BackendError::Rejected { .. })
+            | ActError::Release(crate::worker::release::ReleaseError::Backend(BackendError::Rejected { .. })) => {
+                Some((Reason::AwsRejected, "CallAws"))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the object changed since it was read (409): a fresh read fixes it at once.
     pub fn is_conflict(&self) -> bool {
         matches!(self, ActError::Stale { .. }) || matches!(self, ActError::Object(e) if kube_conflict(e))

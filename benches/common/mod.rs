@@ -28,19 +28,24 @@ impl Flags {
         }
     }
 
-    /// The value of `--name=VALUE` or `--name VALUE`.
+    /// The value of `--name=VALUE` or `--name VALUE` (the first, if given more than once).
     pub fn value(&self, name: &str) -> Option<String> {
+        self.values(name).into_iter().next()
+    }
+
+    /// Every value of `--name=VALUE` or `--name VALUE`, in order.
+    pub fn values(&self, name: &str) -> Vec<String> {
         let flag = format!("--{name}");
+        let mut found = Vec::new();
         let mut it = self.args.iter();
         while let Some(a) = it.next() {
             if let Some(v) = a.strip_prefix(&format!("{flag}=")) {
-                return Some(v.to_string());
-            }
-            if *a == flag {
-                return it.next().cloned();
+                found.push(v.to_string());
+            } else if *a == flag {
+                found.extend(it.next().cloned());
             }
         }
-        None
+        found
     }
 }
 

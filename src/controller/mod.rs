@@ -3,6 +3,7 @@
 //! decision is `plan::plan`'s. `error_policy` alone decides backoff. The same process (under the
 //! same leader election) runs the DataDumpSchedule controller, [`schedule`].
 
+pub mod events;
 mod home;
 mod lenient;
 #[cfg(test)]
@@ -18,7 +19,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
@@ -31,6 +31,7 @@ use crate::failpoint;
 use crate::instance_cache::InstanceCache;
 use crate::metrics::{METRICS, PhaseLabels, ResultLabels};
 use crate::plan::{self, NoteKind, PlanContext};
+use events::Recorder;
 
 pub use home::KubeHome;
 
@@ -118,12 +119,8 @@ pub struct Context<C, S, K> {
 impl<C, S, K> Context<C, S, K> {
     /// A context.
     pub fn new(client: Client, backends: Backends<C, S, K>, plan: PlanContext) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
             client,
             backends,
             plan,
@@ -378,17 +375,20 @@ where
         Ok(done) => done,
         Err(e) => {
             // Tell the user on the object, not only in our log; error_policy decides the retry.
-            if matches!(e, ActError::Secret { .. }) {
-                let event = Event {
-                    type_: EventType::Warning,
-                    reason: plan::Reason::SecretUnavailable.as_str().into(),
-                    note: Some(e.to_string()),
-                    action: "StageCredentials".into(),
-                    secondary: None,
+            if let Some((reason, action)) = e.warning() {
+                let message = match reason {
+                    plan::Reason::AwsRejected => format!(
+                        "{e}; tried again with backoff until fixed (the controller's IAM policy, the spec's \
+                         instance settings, or an account quota)"
+                    ),
+                    _ => e.to_string(),
                 };
-                if let Err(err) = ctx.recorder.publish(&event, &dd.object_ref(&())).await {
-                    warn!(error = %err, "could not record event");
-                }
+                let note = plan::Note {
+                    kind: NoteKind::Warning,
+                    reason,
+                    message,
+                };
+                ctx.recorder.publish(&dd.object_ref(&()), action, &[note]).await;
             }
             return Err(e.into());
         }
@@ -405,7 +405,7 @@ where
     let mut notes = plan.notes.clone();
     let mut status = plan.status.clone();
     notes.extend(act::settle(dd, &mut status, &done, now));
-    publish(&ctx.recorder, &dd.object_ref(&()), &notes, "Reconcile").await;
+    ctx.recorder.publish(&dd.object_ref(&()), "Reconcile", &notes).await;
     if let Some(new) = &status {
         record_transitions(dd, &observed, new, now);
         if status::patch_if_changed(&ctx.client, dd, new).await? {
@@ -464,27 +464,6 @@ pub fn error_policy<C, S, K>(dd: Arc<DataDump>, error: &Error, ctx: Arc<Context<
     let delay = jittered_backoff(error, n);
     warn!(name = %dd.name_any(), namespace = dd.namespace().unwrap_or_default(), error = %error, reason = error.metric_label(), retry_in = ?delay, "reconcile error");
     Requeue::requeue(delay)
-}
-
-/// Records the planner's notes as Events on `reference` (a failed write is logged, never
-/// fatal: Events are a view, status is the record).
-async fn publish(recorder: &Recorder, reference: &k8s_openapi::api::core::v1::ObjectReference, notes: &[plan::Note], action: &str) {
-    for note in notes {
-        let event = Event {
-            type_: if note.kind == NoteKind::Warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: note.reason.as_str().into(),
-            note: Some(note.message.chars().take(1000).collect()),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = recorder.publish(&event, reference).await {
-            warn!(error = %e, reason = %note.reason, "could not record event");
-        }
-    }
 }
 
 /// [`Error::backoff`] with ±25% jitter, so many objects do not retry in lockstep.

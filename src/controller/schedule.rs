@@ -15,13 +15,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::events::Recorder;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::Recorder;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -160,7 +160,7 @@ pub async fn reconcile_schedule(sched: Arc<DataDumpSchedule>, ctx: Arc<ScheduleC
         }
     }
 
-    super::publish(&ctx.recorder, &sched.object_ref(&()), &plan.notes, "Schedule").await;
+    ctx.recorder.publish(&sched.object_ref(&()), "Schedule", &plan.notes).await;
     patch_status_if_changed(&ctx.client, &sched, &plan.status).await?;
     if let Some(uid) = sched.uid() {
         ctx.failures.lock().expect("failure map").remove(&uid);

@@ -63,6 +63,9 @@ reasons! {
     Cleanup,
     /// The connection-string Secret could not be read.
     SecretUnavailable,
+    /// AWS refused a call (permissions, a parameter, a quota): it is tried again with backoff
+    /// until the cause is fixed.
+    AwsRejected,
     /// The dataset card was written.
     DatasetCardWritten,
     /// The Slack message was sent.

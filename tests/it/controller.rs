@@ -109,9 +109,22 @@ async fn happy_path_two_media_types() {
     assert!(params.iter().all(|p| !p.contains(&uid)));
     assert!(w.keys().await.iter().any(|k| k.ends_with("image/image_02.parquet")));
 
-    let reasons: Vec<String> = w.events().await.into_iter().map(|e| e.0).collect();
+    let events = w.events().await;
     for r in ["Launched", "WorkerSucceeded", "Succeeded", "Complete"] {
-        assert!(reasons.iter().any(|x| x == r), "event {r} missing from {reasons:?}");
+        assert!(events.iter().any(|(x, _)| x == r), "event {r} missing from {events:?}");
+    }
+    // each media type's note is its own Event (`kubectl describe` shows both), not folded into
+    // the other's series because the reason is the same
+    for (reason, media) in [
+        ("Launched", "image"),
+        ("Launched", "audio"),
+        ("Succeeded", "image"),
+        ("Succeeded", "audio"),
+    ] {
+        assert!(
+            events.iter().any(|(r, note)| r == reason && note.starts_with(&format!("{media}:"))),
+            "no {reason} event for {media} in {events:?}"
+        );
     }
     // what `kubectl get datadumps` shows
     let out = crate::support::kube::kubectl_run(&w.kubeconfig, &["get", "datadumps"], "");
@@ -430,6 +443,26 @@ async fn a_missing_secret_is_reported_and_nothing_launches_until_it_exists() {
             .find(|(r, m)| r == "SecretUnavailable" && m.contains("not-yet") && m.contains("does not exist"))
     })
     .await;
+    // every retry says the same: one Event whose series counts the retries ("x2 over …")
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(w.client.clone(), &w.ns);
+    let counted = crate::support::net::wait_for(
+        "the retry counted in the event's series",
+        std::time::Duration::from_secs(60),
+        || async {
+            let same: Vec<_> = events
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("SecretUnavailable"))
+                .collect();
+            let count = same.first()?.series.as_ref()?.count;
+            (count >= 2).then_some((same.len(), count))
+        },
+    )
+    .await;
+    assert_eq!(counted.0, 1, "repeats of one note are one Event ({} counted)", counted.1);
     assert!(w.instances(&uid).await.is_empty(), "nothing launched without credentials");
     w.create_secret("not-yet", "conn", &connection_string()).await;
     running(&w, "nosecret", &["image"]).await;

@@ -550,6 +550,44 @@ async fn throttled_and_lost_launch_calls_never_duplicate_an_instance() {
     assert_healthy(&w, "after AWS faults").await;
 }
 
+/// RunInstances refused (the controller's role lacks `ec2:RunInstances`): a Warning Event on the
+/// dump names the call, AWS's code and where to fix it; the retries count up that one Event's
+/// series instead of adding Events; nothing runs meanwhile. Once the policy is fixed, the dump
+/// goes on with one instance per media type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_launch_is_a_warning_event_and_goes_on_once_allowed() {
+    let mut w = World::start().await;
+    let proxy = FaultProxy::start(&w.moto.endpoint).await;
+    proxy.fail_next("RunInstances", 1_000, FaultKind::AccessDenied);
+    start_controller(&mut w, &[("AWS_ENDPOINT_URL", &proxy.url())]);
+    let dd = w.create("refused", "mediaTypes: [image]").await;
+    let uid = dd.uid().unwrap();
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(w.client.clone(), &w.ns);
+    let refused = wait_for("an AwsRejected event counted twice", Duration::from_secs(90), || async {
+        let list = events.list(&Default::default()).await.unwrap().items;
+        let refused: Vec<_> = list.into_iter().filter(|e| e.reason.as_deref() == Some("AwsRejected")).collect();
+        let count = refused.first()?.series.as_ref()?.count;
+        (count >= 2).then_some(refused)
+    })
+    .await;
+    assert_eq!(refused.len(), 1, "one Event for the repeated refusal: {refused:?}");
+    let event = &refused[0];
+    let note = event.note.clone().unwrap_or_default();
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(
+        note.contains("RunInstances") && note.contains("UnauthorizedOperation") && note.contains("IAM policy"),
+        "{note}"
+    );
+    assert!(w.instances(&uid).await.is_empty(), "nothing runs while RunInstances is refused");
+    proxy.faults_off(); // the policy is fixed
+    w.wait_dump("refused", "image running", |d| media_phase(d, "image") == Some(MediaPhase::Running))
+        .await;
+    let instances = w.instances(&uid).await;
+    assert_eq!(instances.len(), 1, "one instance once allowed: {instances:?}");
+    w.delete("refused").await;
+    w.assert_nothing_left_running(&uid).await;
+}
+
 /// The status write after RunInstances fails three times (500, 409, 500): the instance is
 /// adopted by its token on every retry, never launched again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

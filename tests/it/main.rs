@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod chart;
 mod controller;
+mod emulator;
 mod faults;
 mod glibc;
 mod hygiene;

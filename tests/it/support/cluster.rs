@@ -5,7 +5,7 @@
 //! can kill and restart it at any step) that authenticates as that ServiceAccount through the
 //! fault proxy. Helpers play the worker by writing semaphores.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,9 +135,14 @@ impl World {
     /// ServiceAccount, through the fault proxy. Its log goes to `controller-N.log` in the
     /// world's dir.
     pub fn start_controller(&mut self, env: &[(&str, &str)]) -> usize {
+        self.start_controller_binary(Path::new(env!("CARGO_BIN_EXE_datadump")), env)
+    }
+
+    /// [`World::start_controller`] with another build of `datadump` (benchmarks compare builds).
+    pub fn start_controller_binary(&mut self, binary: &Path, env: &[(&str, &str)]) -> usize {
         self.log_count += 1;
         let log = self.dir.path().join(format!("controller-{}.log", self.log_count));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_datadump"));
+        let mut cmd = Command::new(binary);
         cmd.arg("controller")
             .env_clear()
             .env("DATADUMP_HTTP_ADDR", "127.0.0.1:0")

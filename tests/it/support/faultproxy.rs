@@ -63,8 +63,8 @@ pub enum FaultKind {
     ServerError,
     /// The call is forwarded and takes effect, but the caller gets a 500 (a lost response).
     LostResponse,
-    /// The caller may not make this call: 403 `AccessDenied` (S3; what IAM answers when the
-    /// policy lacks the action), not forwarded.
+    /// The caller may not make this call (what IAM answers when the policy lacks the action):
+    /// 403 `AccessDenied` (S3, SSM) or `UnauthorizedOperation` (EC2), not forwarded.
     AccessDenied,
 }
 
@@ -515,6 +515,13 @@ fn fault_response(service: Service, kind: FaultKind, method: &Method, n: usize) 
             "application/xml",
             format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message><RequestId>{request_id}</RequestId></Error>"
+            ),
+        ),
+        (Service::Ec2 | Service::OtherQuery, FaultKind::AccessDenied) => (
+            403,
+            "text/xml;charset=UTF-8",
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation. User: arn:aws:sts::123456789012:assumed-role/datadump-controller is not authorized to perform: ec2:RunInstances</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
             ),
         ),
         (_, FaultKind::AccessDenied) => (
