@@ -76,6 +76,8 @@ struct Row {
     reconciles_per_cycle: f64,
     /// The fewest distinct media types LISTed in any one poll interval of the window.
     fewest_observed: Option<usize>,
+    /// p99 and longest gap between two consecutive LISTs of one media type in the window.
+    look_gaps: (f64, f64),
     cpu_per_cycle: Option<f64>,
     /// The AWS emulator's CPU time per cycle: at 1.0 per second it, not the controller, is the
     /// bottleneck.
@@ -211,30 +213,38 @@ impl Variant {
 }
 
 /// The fewest distinct media-type prefixes LISTed in any one of the window's `cycles`
-/// consecutive poll intervals: every running media type was observed in every cycle when this
-/// is 2N.
-fn fewest_listed_per_cycle(
+/// consecutive poll intervals (every running media type was observed in every interval when
+/// this is 2N), and per media type the gaps between two consecutive LISTs of it in the window,
+/// sorted (the goal: none longer than the poll interval, give or take a reconcile's wait).
+fn looks_per_media(
     calls: &[support::faultproxy::Call],
     start: std::time::SystemTime,
     poll: Duration,
     cycles: u32,
-) -> Option<usize> {
+) -> (Option<usize>, Vec<f64>) {
     let mut per_cycle = vec![std::collections::BTreeSet::new(); cycles as usize];
+    let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for call in calls.iter().filter(|c| c.api == "ListObjectsV2") {
-        let Some(cycle) = call
-            .at
-            .duration_since(start)
-            .ok()
-            .map(|d| (d.as_secs_f64() / poll.as_secs_f64()) as usize)
-        else {
+        let (Ok(since), Some(prefix)) = (
+            call.at.duration_since(start),
+            call.query.split('&').find_map(|kv| kv.strip_prefix("prefix=")),
+        ) else {
             continue;
         };
-        let prefix = call.query.split('&').find_map(|kv| kv.strip_prefix("prefix="));
-        if let (Some(set), Some(prefix)) = (per_cycle.get_mut(cycle), prefix) {
-            set.insert(prefix.to_string());
+        times.entry(prefix).or_default().push(since.as_secs_f64());
+        if let Some(set) = per_cycle.get_mut((since.as_secs_f64() / poll.as_secs_f64()) as usize) {
+            set.insert(prefix);
         }
     }
-    per_cycle.iter().map(|s| s.len()).min()
+    let mut gaps: Vec<f64> = times
+        .values_mut()
+        .flat_map(|t| {
+            t.sort_by(f64::total_cmp);
+            t.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
+        })
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    (per_cycle.iter().map(|s| s.len()).min(), gaps)
 }
 
 async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seeded: bool, variant: &Variant) -> Row {
@@ -359,7 +369,9 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
     tokio::time::sleep(poll * cycles).await; // the measurement window
     let window = window_start.elapsed();
     let counts = proxy.counts();
-    row.fewest_observed = fewest_listed_per_cycle(&proxy.calls(), window_start_wall, poll, cycles);
+    let gaps;
+    (row.fewest_observed, gaps) = looks_per_media(&proxy.calls(), window_start_wall, poll, cycles);
+    row.look_gaps = (percentile(&gaps, 99.0), gaps.last().copied().unwrap_or(f64::NAN));
     let metrics = common::metrics(port).await;
     let after = common::histogram(&metrics, "datadump_reconcile_duration_seconds");
     row.cycles = window.as_secs_f64() / poll.as_secs_f64();
@@ -546,6 +558,9 @@ async fn main() {
         r.fewest_observed.map_or("n/a".into(), |k| {
             format!("{k} of {} ({:.0} %)", 2 * r.n, 100.0 * k as f64 / (2 * r.n) as f64)
         })
+    });
+    line("steady: gap between two looks at one media type, p99 / longest", &|r| {
+        format!("{} / {}", secs(r.look_gaps.0), secs(r.look_gaps.1))
     });
     line("steady: reconcile duration p50 / p99 (histogram bucket ≤)", &|r| {
         format!(

@@ -71,19 +71,26 @@ impl ActError {
         }
     }
 
-    /// The Warning a failure of this kind puts on the object, with the action that failed:
-    /// those only the user can fix (a missing Secret, a call AWS refuses). Transient ones are
-    /// retried quietly (logs and `datadump_reconciles_total{result="error"}`).
-    pub fn warning(&self) -> Option<(crate::plan::Reason, &'static str)> {
-        use crate::plan::Reason;
-        match self {
-            ActError::Secret { .. } => Some((Reason::SecretUnavailable, "StageCredentials")),
+    /// The Warning a failure of this kind puts on the object, and the action that failed:
+    /// for those only the user can fix (a missing Secret, a call AWS refuses). Transient ones
+    /// are retried quietly (logs and `datadump_reconciles_total{result="error"}`).
+    pub fn warning(&self) -> Option<(&'static str, crate::plan::Note)> {
+        use crate::plan::{Note, NoteKind, Reason};
+        let (action, reason, message) = match self {
+            ActError::Secret { .. } => ("StageCredentials", Reason::SecretUnavailable, self.to_string()),
             ActError::Backend(BackendError::Rejected { .. })
-            | ActError::Release(crate::worker::release::ReleaseError::Backend(BackendError::Rejected { .. })) => {
-                Some((Reason::AwsRejected, "CallAws"))
-            }
-            _ => None,
-        }
+            | ActError::Release(crate::worker::release::ReleaseError::Backend(BackendError::Rejected { .. })) => (
+                "CallAws",
+                Reason::AwsRejected,
+                format!(
+                    "{self}; tried again with backoff until fixed (the controller's IAM policy, the spec's \
+                     instance settings, or an account quota)"
+                ),
+            ),
+            _ => return None,
+        };
+        let kind = NoteKind::Warning;
+        Some((action, Note { kind, reason, message }))
     }
 
     /// Whether the object changed since it was read (409): a fresh read fixes it at once.
@@ -355,6 +362,51 @@ mod tests {
             message: String::new(),
         };
         assert!(backend(throttled).is_transient() && !backend(refused).is_transient());
+    }
+
+    #[test]
+    fn only_failures_the_user_must_fix_become_warnings() {
+        use crate::plan::Reason;
+        let rejected = ActError::Backend(BackendError::Rejected {
+            api: "RunInstances",
+            code: "UnauthorizedOperation".into(),
+            message: "not authorized".into(),
+        });
+        let (action, note) = rejected.warning().expect("a refused call is the user's to fix");
+        assert_eq!(
+            (action, note.reason, note.kind),
+            ("CallAws", Reason::AwsRejected, crate::plan::NoteKind::Warning)
+        );
+        assert!(
+            note.message.starts_with("RunInstances: UnauthorizedOperation: not authorized; ") && note.message.contains("IAM policy"),
+            "{}",
+            note.message
+        );
+        let missing = ActError::Secret {
+            name: "db".into(),
+            key: "conn".into(),
+            reason: "does not exist".into(),
+            source: None,
+        };
+        assert_eq!(
+            missing.warning().map(|(a, n)| (a, n.reason)),
+            Some(("StageCredentials", Reason::SecretUnavailable))
+        );
+        let quiet = [
+            ActError::Backend(BackendError::Throttled {
+                api: "RunInstances",
+                message: String::new(),
+            }),
+            ActError::Backend(BackendError::Unavailable {
+                api: "RunInstances",
+                message: String::new(),
+            }),
+            ActError::Object(api(409)),
+            ActError::Stale { read: "7".into() },
+        ];
+        for e in quiet {
+            assert!(e.warning().is_none(), "{e} is retried quietly");
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::backend::{BackendError, Compute, ObjectStore, SecretStage};
 use crate::failpoint;
 use crate::instance_cache::InstanceCache;
 use crate::metrics::{METRICS, PhaseLabels, ResultLabels};
-use crate::plan::{self, NoteKind, PlanContext};
+use crate::plan::{self, PlanContext};
 use events::Recorder;
 
 pub use home::KubeHome;
@@ -375,19 +375,7 @@ where
         Ok(done) => done,
         Err(e) => {
             // Tell the user on the object, not only in our log; error_policy decides the retry.
-            if let Some((reason, action)) = e.warning() {
-                let message = match reason {
-                    plan::Reason::AwsRejected => format!(
-                        "{e}; tried again with backoff until fixed (the controller's IAM policy, the spec's \
-                         instance settings, or an account quota)"
-                    ),
-                    _ => e.to_string(),
-                };
-                let note = plan::Note {
-                    kind: NoteKind::Warning,
-                    reason,
-                    message,
-                };
+            if let Some((action, note)) = e.warning() {
                 ctx.recorder.publish(&dd.object_ref(&()), action, &[note]).await;
             }
             return Err(e.into());
