@@ -16,6 +16,9 @@
 //!    media type the time from its `_success` to Succeeded (1 s polling granularity);
 //! 4. the controller's peak RSS (`VmHWM` of `/proc/PID/status`) over the whole run.
 //!
+//! In the steady window the proxy's call log also gives, per media type, the gaps between two
+//! LISTs of its prefix (p99 / longest) and the fewest media types LISTed in one poll interval.
+//!
 //! The poll interval is 5 s (production default 30 s; `--poll SECONDS`), the sweeper is pushed
 //! out of the window (10 min). A size gets `--max-minutes` (default 20) for its launch phase;
 //! when that runs out, the row says how far it got and the later phases are skipped. Nothing is
@@ -27,7 +30,7 @@
 //! cargo bench --bench controller_scale -- --sizes 1,10,300 --poll 5 --cycles 4
 //! cargo bench --bench controller_scale -- --sizes 1000 --variant this \
 //!     --variant "unbounded DATADUMP_MAX_CONCURRENT_RECONCILES=0" \
-//!     --variant "glibc=/tmp/datadump-no-default-features"
+//!     --variant "before=/tmp/datadump-of-another-commit"
 //! ```
 //!
 //! The controller runs with the controller image's `ENV` (from the Dockerfile). Each
