@@ -444,25 +444,8 @@ async fn a_missing_secret_is_reported_and_nothing_launches_until_it_exists() {
     })
     .await;
     // every retry says the same: one Event whose series counts the retries ("x2 over …")
-    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(w.client.clone(), &w.ns);
-    let counted = crate::support::net::wait_for(
-        "the retry counted in the event's series",
-        std::time::Duration::from_secs(60),
-        || async {
-            let same: Vec<_> = events
-                .list(&Default::default())
-                .await
-                .unwrap()
-                .items
-                .into_iter()
-                .filter(|e| e.reason.as_deref() == Some("SecretUnavailable"))
-                .collect();
-            let count = same.first()?.series.as_ref()?.count;
-            (count >= 2).then_some((same.len(), count))
-        },
-    )
-    .await;
-    assert_eq!(counted.0, 1, "repeats of one note are one Event ({} counted)", counted.1);
+    let same = w.wait_event_series("SecretUnavailable", 2).await;
+    assert_eq!(same.len(), 1, "repeats of one note are one Event: {same:?}");
     assert!(w.instances(&uid).await.is_empty(), "nothing launched without credentials");
     w.create_secret("not-yet", "conn", &connection_string()).await;
     running(&w, "nosecret", &["image"]).await;

@@ -562,14 +562,7 @@ async fn a_refused_launch_is_a_warning_event_and_goes_on_once_allowed() {
     start_controller(&mut w, &[("AWS_ENDPOINT_URL", &proxy.url())]);
     let dd = w.create("refused", "mediaTypes: [image]").await;
     let uid = dd.uid().unwrap();
-    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(w.client.clone(), &w.ns);
-    let refused = wait_for("an AwsRejected event counted twice", Duration::from_secs(90), || async {
-        let list = events.list(&Default::default()).await.unwrap().items;
-        let refused: Vec<_> = list.into_iter().filter(|e| e.reason.as_deref() == Some("AwsRejected")).collect();
-        let count = refused.first()?.series.as_ref()?.count;
-        (count >= 2).then_some(refused)
-    })
-    .await;
+    let refused = w.wait_event_series("AwsRejected", 2).await;
     assert_eq!(refused.len(), 1, "one Event for the repeated refusal: {refused:?}");
     let event = &refused[0];
     let note = event.note.clone().unwrap_or_default();

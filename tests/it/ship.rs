@@ -260,6 +260,10 @@ async fn chart_rbac_grants_what_the_controller_calls_and_no_more() {
             }
         }
     }
+    // events `patch` counts up a repeated note's series; this lifecycle repeats no note.
+    // `controller::a_missing_secret_is_reported_and_nothing_launches_until_it_exists` runs as
+    // the same ServiceAccount and requires such a series, so it proves the grant is used.
+    granted.remove(&("events.k8s.io".into(), "events".into(), "patch".into()));
     let unused: Vec<_> = granted.difference(&used).collect();
     assert!(
         unused.is_empty(),

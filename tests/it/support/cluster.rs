@@ -285,6 +285,28 @@ impl World {
             .collect()
     }
 
+    /// Every Event with this reason, once the first counts at least `count` notes in its series
+    /// (a repeated note), waiting up to 90 s.
+    pub async fn wait_event_series(&self, reason: &str, count: i32) -> Vec<k8s_openapi::api::events::v1::Event> {
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
+        wait_for(
+            &format!("a {reason} Event counted {count} times"),
+            Duration::from_secs(90),
+            || async {
+                let same: Vec<_> = api
+                    .list(&Default::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .filter(|e| e.reason.as_deref() == Some(reason))
+                    .collect();
+                (same.first()?.series.as_ref()?.count >= count).then_some(same)
+            },
+        )
+        .await
+    }
+
     /// Every instance carrying the uid tag.
     pub async fn instances(&self, uid: &str) -> Vec<Ec2Instance> {
         let out = self
