@@ -255,6 +255,7 @@ async fn scale(n: usize, poll: Duration, cycles: u32, max_launch: Duration, seed
         n,
         seeded,
         label: variant.label.clone(),
+        look_gaps: (f64::NAN, f64::NAN), // "n/a" unless the steady window ran
         ..Row::default()
     };
     let mut w = World::start().await;

@@ -6,8 +6,8 @@
 //! new Event. A different message is a new Event, so the image and the audio worker's
 //! "Launched …" are both shown. (kube-runtime's `Recorder` keys its series without the message,
 //! so the second media type's note was folded into the first's and lost; and it keeps every
-//! Event it sent for six minutes, ~1.5 KiB each, which at 1,000 dumps was the controller's peak
-//! memory. Here only a hash, a name and a count are kept: [`Recent`].)
+//! Event it sent, whole, for six minutes: at 1,000 dumps that was the controller's peak memory
+//! (67.3 → 52.7 MiB without it, docs/benchmarks.md section 1). Here only a hash, a name and a count are kept: [`Recent`].)
 //!
 //! Events are a view; the status is the record: a failed write is logged, never fatal.
 

@@ -275,29 +275,29 @@ impl World {
 
     /// Every Event in the test namespace as (reason, note).
     pub async fn events(&self) -> Vec<(String, String)> {
-        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
-        api.list(&Default::default())
+        self.event_objects()
             .await
-            .unwrap()
-            .items
             .into_iter()
             .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
             .collect()
     }
 
+    /// Every Event in the namespace, as the API server has it.
+    pub async fn event_objects(&self) -> Vec<k8s_openapi::api::events::v1::Event> {
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
+        api.list(&Default::default()).await.unwrap().items
+    }
+
     /// Every Event with this reason, once the first counts at least `count` notes in its series
     /// (a repeated note), waiting up to 90 s.
     pub async fn wait_event_series(&self, reason: &str, count: i32) -> Vec<k8s_openapi::api::events::v1::Event> {
-        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
         wait_for(
             &format!("a {reason} Event counted {count} times"),
             Duration::from_secs(90),
             || async {
-                let same: Vec<_> = api
-                    .list(&Default::default())
+                let same: Vec<_> = self
+                    .event_objects()
                     .await
-                    .unwrap()
-                    .items
                     .into_iter()
                     .filter(|e| e.reason.as_deref() == Some(reason))
                     .collect();

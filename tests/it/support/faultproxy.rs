@@ -521,7 +521,7 @@ fn fault_response(service: Service, kind: FaultKind, method: &Method, n: usize) 
             403,
             "text/xml;charset=UTF-8",
             format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation. User: arn:aws:sts::123456789012:assumed-role/datadump-controller is not authorized to perform: ec2:RunInstances</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
             ),
         ),
         (_, FaultKind::AccessDenied) => (
