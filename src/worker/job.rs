@@ -55,6 +55,15 @@ pub struct Job {
     pub region: String,
     /// The SSM SecureString parameter holding the connection string.
     pub ssm_parameter: String,
+    /// PEM CA certificates the worker verifies the database server's certificate against when
+    /// the connection string names no `sslrootcert` (from `spec.database.tls.caBundle`). Not a
+    /// secret, so it travels in the job, never in user data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+    /// The SSM SecureString parameter holding the client certificate (PEM chain) followed by its
+    /// PEM private key, when the server wants a client certificate. Only the name is here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_identity_parameter: Option<String>,
     /// What reads the database.
     pub engine: Engine,
     /// How the files are written.
@@ -147,6 +156,8 @@ impl Job {
             requester_pays: spec.destination.requester_pays,
             region: w.region.to_string(),
             ssm_parameter: w.ssm_parameter.to_string(),
+            ca_bundle: None,
+            client_identity_parameter: None,
             engine: spec.engine,
             output,
             odbc2parquet,

@@ -13,6 +13,7 @@ mod decode;
 mod error;
 mod plan;
 mod stream;
+mod tls;
 pub mod types;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use parquet::file::properties::WriterProperties;
 use tokio_postgres::{Client, NoTls};
 
 pub use error::EngineError;
+pub use tls::TlsMaterial;
 use stream::Shared;
 use types::Kind;
 
@@ -49,6 +51,8 @@ pub struct PgOptions {
     pub batch_rows: usize,
     /// A batch is handed to the writer once its values reach this many bytes.
     pub batch_bytes: usize,
+    /// TLS material that comes with the job instead of from files the connection string names.
+    pub tls: TlsMaterial,
     /// Tests only: runs after every stream holds the snapshot and before any COPY starts.
     #[doc(hidden)]
     pub after_snapshot: Option<Arc<dyn Fn() + Send + Sync>>,
@@ -63,6 +67,7 @@ impl Default for PgOptions {
             file_size_threshold: 2 << 30,
             batch_rows: 65_536,
             batch_bytes: 8 << 20,
+            tls: TlsMaterial::default(),
             after_snapshot: None,
         }
     }
@@ -77,6 +82,7 @@ impl std::fmt::Debug for PgOptions {
             .field("file_size_threshold", &self.file_size_threshold)
             .field("batch_rows", &self.batch_rows)
             .field("batch_bytes", &self.batch_bytes)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
