@@ -114,6 +114,7 @@ async fn write_progress(w: &World, dd: &DataDump, media: &str) {
         estimated_rows: Some(4_000_000),
         rows_per_second: Some(100_000),
         eta: None,
+        connection: None,
         attempt,
         token,
         time: jiff::Timestamp::now(),

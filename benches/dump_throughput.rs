@@ -6,7 +6,9 @@
 //! 3. **native, 1 stream** and 4. **native, 2 streams**: the project's engine
 //!    (`datadump::worker::pg::export`) through `target/release/examples/pg_export` into local
 //!    files, with the worker's defaults: zstd, 16 MiB row groups (`DEFAULT_ROW_GROUP_BYTES`),
-//!    2 GiB files;
+//!    2 GiB files; and **native, 2 streams, TLS**: the same over TLS with `sslmode=verify-full`
+//!    (the server has a certificate for `localhost` from a CA made by the bench, and accepts
+//!    both, so every other method reads unencrypted as before);
 //! 5. **odbc2parquet**: `odbc2parquet query` with the worker's flags (`odbc2parquet_args`) and
 //!    ODBC driver options (`driver_options`: cursor fetching etc.), `PGTZ=UTC`, into a temp dir;
 //! 6. **DuckDB** (the fastest exporter known), `threads=2` and `threads=1`:
@@ -47,6 +49,9 @@
 #[path = "../tests/it/support/net.rs"]
 mod net;
 #[allow(dead_code)]
+#[path = "../tests/it/support/pki.rs"]
+mod pki;
+#[allow(dead_code)]
 #[path = "../tests/it/support/postgres.rs"]
 mod postgres;
 
@@ -61,7 +66,7 @@ use datadump::worker::odbc::effective_connection;
 use datadump::worker::{driver_options, odbc2parquet_args};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
-use postgres::{Postgres, USER};
+use postgres::{Postgres, ServerTls, USER};
 
 const DB: &str = "openledger";
 const TIME: &str = "/usr/bin/time";
@@ -190,17 +195,19 @@ enum Method {
     BinaryFloor,
     Native1,
     Native2,
+    Native2Tls,
     Odbc2Parquet,
     DuckDb2,
     DuckDb1,
 }
 
 impl Method {
-    const ALL: [Method; 7] = [
+    const ALL: [Method; 8] = [
         Method::TextFloor,
         Method::BinaryFloor,
         Method::Native1,
         Method::Native2,
+        Method::Native2Tls,
         Method::Odbc2Parquet,
         Method::DuckDb2,
         Method::DuckDb1,
@@ -212,6 +219,7 @@ impl Method {
             Method::BinaryFloor => "binary floor: psql `COPY … TO STDOUT (FORMAT binary)` > /dev/null",
             Method::Native1 => "native engine, 1 stream",
             Method::Native2 => "native engine, 2 streams",
+            Method::Native2Tls => "native engine, 2 streams, TLS (verify-full)",
             Method::Odbc2Parquet => "odbc2parquet (worker's flags and driver options)",
             Method::DuckDb2 => "DuckDB postgres_scan, threads=2",
             Method::DuckDb1 => "DuckDB postgres_scan, threads=1",
@@ -335,7 +343,7 @@ impl Tools {
     fn of(&self, m: Method) -> Option<&Path> {
         match m {
             Method::TextFloor | Method::BinaryFloor => Some(Path::new("psql")),
-            Method::Native1 | Method::Native2 => self.pg_export.as_deref(),
+            Method::Native1 | Method::Native2 | Method::Native2Tls => self.pg_export.as_deref(),
             Method::Odbc2Parquet => self.odbc2parquet.as_deref(),
             Method::DuckDb2 | Method::DuckDb1 => self.duckdb.as_deref(),
         }
@@ -403,11 +411,18 @@ impl Bench {
                 args.extend([DB, "-U", USER, "-p", &port, "-c", &sql]);
                 self.run(m, round, None, &args, &[pw])
             }
-            Method::Native1 | Method::Native2 => {
+            Method::Native1 | Method::Native2 | Method::Native2Tls => {
                 let streams = if m == Method::Native1 { "1" } else { "2" };
                 let mib = (DEFAULT_ROW_GROUP_BYTES >> 20).to_string();
                 let dir = out.to_str().unwrap();
                 let args = ["-", "SELECT * FROM {media_type}", "image", streams, dir, &mib];
+                let conninfo = if m == Method::Native2Tls {
+                    let ca = self.dir.path().join("ca.pem").display().to_string();
+                    let tls = format!("sslmode=verify-full sslrootcert={ca}");
+                    ("PGCONNINFO", self.pg.connection_string_to("localhost", DB, &tls))
+                } else {
+                    conninfo
+                };
                 self.run(m, round, Some(&out), &args, &[conninfo])
             }
             Method::Odbc2Parquet => {
@@ -577,6 +592,19 @@ fn report(b: &Bench, samples: &[(Method, Sample)], f: &Facts) -> String {
         f.size, b.opts.repeats
     );
     table(&mut md, b.opts.rows, samples, Some(floor));
+    let wall_of = |m: Method| {
+        let walls: Vec<f64> = samples.iter().filter(|(k, _)| *k == m).map(|(_, s)| s.wall.as_secs_f64()).collect();
+        (!walls.is_empty()).then(|| median(walls))
+    };
+    if let (Some(tls), Some(plain)) = (wall_of(Method::Native2Tls), wall_of(Method::Native2)) {
+        let _ = writeln!(
+            md,
+            "
+TLS (verify-full) against unencrypted, native engine, 2 streams: {:.3}× the wall time ({:+.1} %).",
+            tls / plain,
+            (tls / plain - 1.0) * 100.0
+        );
+    }
     if let Some((rows, size, build, mem)) = &f.memory {
         let _ = writeln!(
             md,
@@ -653,7 +681,12 @@ fn main() {
     .filter_map(|(on, note)| on.then_some(note))
     .collect();
     let load_before = loadavg();
-    let pg = Postgres::start();
+    let ca = pki::Ca::new("dump_throughput bench CA");
+    let pg = Postgres::start_tls(&ServerTls {
+        server: ca.server(&["localhost"], pki::Validity::Current),
+        client_ca: None,
+        also_plain: true,
+    });
     pg.create_database(DB);
     pg.psql(DB, CREATE_SQL);
     let bench = Bench {
@@ -662,6 +695,7 @@ fn main() {
         tools,
         opts,
     };
+    std::fs::write(bench.dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
     eprintln!("building the image table ({} rows)…", bench.opts.rows);
     let build = bench.fill(1, bench.opts.rows);
     let size = bench.table_size();
@@ -676,7 +710,7 @@ fn main() {
             rows,
             bench.table_size(),
             grow,
-            bench.pass(&[Method::Native1, Method::Native2], 1, rows),
+            bench.pass(&[Method::Native1, Method::Native2, Method::Native2Tls], 1, rows),
         )
     });
 

@@ -3,14 +3,16 @@
 #
 #   1. installs what a fresh machine lacks (scripts/setup.sh) and builds datadump;
 #   2. starts PostgreSQL (temp dir, free port) with a generated Openverse-like catalog
-#      (scripts/demo-catalog.sql: `image` 50k rows, `audio` 20k rows);
+#      (scripts/demo-catalog.sql: `image` 50k rows, `audio` 20k rows), accepting only TLS
+#      logins over TCP, with a CA and a server certificate for localhost made by openssl;
 #   3. starts moto (the AWS emulator: S3 + SSM) on a free port and creates the bucket;
 #   4. runs `datadump run --compute local -f manifests/examples/demo.yaml`: the same planner
 #      and actions as the controller, with each worker script running as a local process;
 #   5. lists the bucket and checks every table three ways: `SELECT count(*)` in PostgreSQL, the
 #      rows in `_manifest.json` (with each file's size and SHA-256), and the rows decoded from
 #      the downloaded Parquet files (examples/parquet_rows.rs); any difference fails the demo;
-#      it also fails if the database password shows up in any output, log or S3 object;
+#      it also fails if the database password shows up in any output, log or S3 object, or if
+#      a worker connected other than by TLS with the certificate verified (sslmode=verify-full);
 #   6. stops everything it started (also on Ctrl-C or failure).
 #
 # Re-runnable: every run uses fresh temp dirs, ports and a fresh moto. DATADUMP_DEMO_KEEP=1
@@ -69,6 +71,19 @@ printf '%s\n' "$PASSWORD" >"$T/pg/pwfile"
 "${RUN_AS[@]}" "$PG_BIN/initdb" -D "$T/pg/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
   --encoding=UTF8 --locale=C >"$T/pg/initdb.log"
 rm -f "$T/pg/pwfile"
+# TLS as a managed database has it (RDS forces it): a CA, a server certificate for localhost,
+# and a pg_hba.conf that refuses unencrypted TCP logins
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=datadump demo CA" \
+  -keyout "$T/pg/ca.key" -out "$T/pg/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$T/pg/data/server.key" -out "$T/pg/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$T/pg/server.ext"
+openssl x509 -req -in "$T/pg/server.csr" -CA "$T/pg/ca.pem" -CAkey "$T/pg/ca.key" -CAcreateserial -days 2 \
+  -extfile "$T/pg/server.ext" -out "$T/pg/data/server.crt" 2>/dev/null
+chmod 600 "$T/pg/data/server.key"
+[ ${#RUN_AS[@]} = 0 ] || chown postgres "$T/pg/data/server.key" "$T/pg/data/server.crt"
+printf "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n" >>"$T/pg/data/postgresql.conf"
+printf 'local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n' >"$T/pg/data/pg_hba.conf"
 "${RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/server.log" -w -t 60 \
   -o "-p $PG_PORT -k $T/pg -c listen_addresses=127.0.0.1 -c timezone=UTC -c fsync=off" start >/dev/null
 PG_STARTED=1
@@ -76,7 +91,7 @@ psql_() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$T/pg" -p "$PG_PORT" -U po
 psql_ -d postgres -c "CREATE ROLE exporter LOGIN PASSWORD '${PASSWORD//\'/\'\'}'" -c "CREATE DATABASE openledger OWNER exporter"
 psql_ -d openledger -f scripts/demo-catalog.sql
 psql_ -d openledger -c "GRANT SELECT ON image, audio TO exporter"
-echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT, database openledger:"
+echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on localhost:$PG_PORT (TLS only, CA $T/pg/ca.pem), database openledger:"
 psql_ -d openledger -At -F ' ' -c "SELECT 'image', count(*), pg_size_pretty(pg_total_relation_size('image')) FROM image UNION ALL SELECT 'audio', count(*), pg_size_pretty(pg_total_relation_size('audio')) FROM audio" |
   while read -r t n s; do printf '  %-6s %7d rows  %s\n' "$t" "$n" "$s"; done
 
@@ -97,7 +112,8 @@ aws s3 mb s3://demo-datasets >/dev/null
 echo "moto on $AWS_ENDPOINT_URL, bucket s3://demo-datasets"
 
 step "datadump run --compute local -f manifests/examples/demo.yaml"
-export DATADUMP_CONNECTION_STRING="host=127.0.0.1 port=$PG_PORT dbname=openledger user=exporter password='${PASSWORD//\'/\\\'}'"
+# verify-full: the server's certificate must chain to the demo CA and name localhost
+export DATADUMP_CONNECTION_STRING="host=localhost port=$PG_PORT dbname=openledger user=exporter password='${PASSWORD//\'/\\\'}' sslmode=verify-full sslrootcert=$T/pg/ca.pem"
 RUN=("$DATADUMP" run --compute local -f manifests/examples/demo.yaml --workdir "$T/workers" --poll-interval 2s)
 rc=0
 if [ -t 1 ] && [ -t 0 ]; then
@@ -120,7 +136,7 @@ aws s3 ls --recursive --human-readable s3://demo-datasets/ | tee "$T/listing.txt
 step "check: PostgreSQL count(*) = _manifest.json rows = rows decoded from the Parquet files"
 DATE=$(aws s3 ls s3://demo-datasets/data-dump/ | awk '$1 == "PRE" {print $2}' | tr -d / | tail -n1)
 [ -n "$DATE" ] || die "no date folder under s3://demo-datasets/data-dump/"
-printf '%-6s %10s %10s %10s %6s  %s\n' MEDIA POSTGRES MANIFEST PARQUET FILES RESULT
+printf '%-6s %10s %10s %10s %6s %-8s %s\n' MEDIA POSTGRES MANIFEST PARQUET FILES TLS RESULT
 bad=0
 for media in image audio; do
   dir=$T/check/$media
@@ -140,14 +156,17 @@ for f in m["files"]:
     p = os.path.join(d, os.path.basename(f["key"]))
     if os.path.getsize(p) != f["size"] or hashlib.sha256(open(p, "rb").read()).hexdigest() != f["sha256"]:
         sys.exit(f"{f['key']}: size or sha256 differs from the manifest")
-print(m["rows"], len(m["files"]))
+c = m.get("connection") or {}
+if not (c.get("tls") and c.get("serverCertificate") == "caAndHostName"):
+    sys.exit(f"the worker did not connect by TLS with the certificate verified: {c}")
+print(m["rows"], len(m["files"]), c.get("tlsVersion"))
 PY
   ) || die "$media: $manifest"
-  read -r manifest_rows files <<<"$manifest"
+  read -r manifest_rows files tls <<<"$manifest"
   decoded=$("$PARQUET_ROWS" "$dir"/*.parquet | awk '$1 == "total" {print $2}')
   result=ok
   if [ "$expected" != "$manifest_rows" ] || [ "$expected" != "$decoded" ]; then result=MISMATCH bad=1; fi
-  printf '%-6s %10s %10s %10s %6s  %s\n' "$media" "$expected" "$manifest_rows" "$decoded" "$files" "$result"
+  printf '%-6s %10s %10s %10s %6s %-8s %s\n' "$media" "$expected" "$manifest_rows" "$decoded" "$files" "$tls" "$result"
 done
 [ "$bad" = 0 ] || die "row counts differ"
 
@@ -158,4 +177,4 @@ fi
 echo "the database password appears in no output, worker log or S3 object"
 
 OK=1
-bold "demo passed in $(($(date +%s) - START)) s: both tables exported, every row accounted for"
+bold "demo passed in $(($(date +%s) - START)) s: both tables exported over verified TLS, every row accounted for"

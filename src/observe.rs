@@ -145,6 +145,7 @@ fn progress_of(body: &[u8]) -> Option<ProgressSeen> {
         files: Some(p.files),
         bytes: Some(p.bytes),
         rows: p.rows,
+        connection: p.connection.map(|c| c.summary()),
         token: Some(p.token),
     })
 }
@@ -379,6 +380,7 @@ mod tests {
                 rows_per_second: None,
                 eta: None,
                 attempt: 1,
+                connection: None,
                 token: "t".into(),
                 time: Timestamp::from_second(second).unwrap(),
             })

@@ -140,6 +140,11 @@ pub struct MediaStatus {
     /// The worker's last heartbeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_progress: Option<Progress>,
+    /// How the worker connected to the database, as the server reported it, e.g. `TLSv1.3
+    /// (TLS_AES_256_GCM_SHA384), server certificate verified against the CA and host name
+    /// (sslmode=verify-full)`. The manifest holds the same as data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
     /// Whether credentials are staged in SSM for this media type.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub credentials_staged: bool,
@@ -169,6 +174,7 @@ impl MediaStatus {
             bytes: None,
             rows: None,
             last_progress: None,
+            connection: None,
             credentials_staged: false,
             reason: None,
             message: None,

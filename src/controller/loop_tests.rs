@@ -641,6 +641,7 @@ fn success_objects(
         started_at: now,
         writer: "memory".into(),
         attempt,
+        connection: None,
         token: token.into(),
         time: now,
     };
@@ -680,6 +681,7 @@ fn progress_report(token: &str, attempt: u32, now: Timestamp) -> Vec<u8> {
         rows_per_second: None,
         eta: None,
         attempt,
+        connection: None,
         token: token.into(),
         time: now,
     })

@@ -148,6 +148,7 @@ fn clear_attempt(ms: &mut MediaStatus) {
     ms.outcome = None;
     ms.attempt_start_time = None;
     ms.last_progress = None;
+    ms.connection = None;
 }
 
 /// Advances one media type as far as the observations allow: one phase function after another
@@ -294,6 +295,7 @@ fn running(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>, current
         ms.files = p.files.or(ms.files);
         ms.bytes = p.bytes.or(ms.bytes);
         ms.rows = p.rows.or(ms.rows);
+        ms.connection = p.connection.clone().or(ms.connection.take());
     }
     let failure = objs.and_then(|o| o.failure.as_ref()).filter(|f| ours(&f.token, Some(f.time)));
     let success = objs

@@ -84,6 +84,8 @@ pub struct ProgressSeen {
     pub bytes: Option<u64>,
     /// Rows so far, when known.
     pub rows: Option<u64>,
+    /// How the worker connected to the database, in one line, once it has.
+    pub connection: Option<String>,
     /// The attempt token in the report: progress counts only for the attempt that wrote it
     /// (an earlier attempt's, or another dump's sharing the prefix, is not shown).
     pub token: Option<String>,

@@ -641,6 +641,9 @@ fn progress_is_shown_while_running() {
         files: Some(2),
         bytes: Some(4096),
         rows: None,
+        connection: Some(
+            "TLSv1.3 (TLS_AES_256_GCM_SHA384), server certificate verified against the CA and host name (sslmode=verify-full)".into(),
+        ),
         token: Some(token_for(UID, "image", 1)),
     };
     let mut obs = objects(&[(
@@ -655,6 +658,7 @@ fn progress_is_shown_while_running() {
     let m = media(&p, "image");
     assert_eq!(m.last_progress.as_ref().unwrap().stage.as_deref(), Some("dumping"));
     assert_eq!((m.files, m.bytes), (Some(2), Some(4096)));
+    assert!(m.connection.as_deref().is_some_and(|c| c.starts_with("TLSv1.3")), "{m:?}");
     assert_eq!(p.status.as_ref().unwrap().phase, DumpPhase::Running);
 }
 
@@ -667,6 +671,7 @@ fn progress_counts_only_for_the_attempt_that_wrote_it() {
         files: Some(9),
         bytes: Some(1 << 30),
         rows: Some(1_000_000),
+        connection: None,
         token,
     };
     // (whose report, written when) → shown?

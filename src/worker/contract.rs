@@ -97,12 +97,72 @@ pub struct ProgressReport {
     /// When the dump should end at this rate, from the row estimate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta: Option<Timestamp>,
+    /// How the worker connected to the database, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionReport>,
     /// The attempt that wrote this.
     pub attempt: u32,
     /// The attempt's idempotency token.
     pub token: String,
     /// When it was written.
     pub time: Timestamp,
+}
+
+/// What of the database server's certificate the worker verified.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum CertificateCheck {
+    /// Nothing (no TLS, or `sslmode` prefer/allow/require without a root CA).
+    None,
+    /// The chain, against the root CAs (`verify-ca`).
+    Ca,
+    /// The chain, and that it was issued for the host connected to (`verify-full`).
+    CaAndHostName,
+}
+
+/// How the worker connected to the database, as the server saw it (`pg_stat_ssl`): the proof
+/// a publisher can show that the data left the database encrypted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionReport {
+    /// The libpq `sslmode` in force.
+    pub sslmode: String,
+    /// Whether the connection is encrypted.
+    pub tls: bool,
+    /// The TLS version, e.g. `TLSv1.3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    /// The cipher suite, e.g. `TLS_AES_256_GCM_SHA384`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    /// What of the server's certificate was verified.
+    pub server_certificate: CertificateCheck,
+    /// Whether the worker presented a client certificate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_certificate: bool,
+}
+
+impl ConnectionReport {
+    /// One line, e.g. `TLSv1.3 (TLS_AES_256_GCM_SHA384), server certificate verified against
+    /// the CA and host name (sslmode=verify-full)`.
+    pub fn summary(&self) -> String {
+        if !self.tls {
+            return format!("unencrypted (sslmode={})", self.sslmode);
+        }
+        let version = self.tls_version.as_deref().unwrap_or("TLS");
+        let cipher = self.cipher.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+        let check = match self.server_certificate {
+            CertificateCheck::None => "server certificate not verified",
+            CertificateCheck::Ca => "server certificate verified against the CA",
+            CertificateCheck::CaAndHostName => "server certificate verified against the CA and host name",
+        };
+        let client = if self.client_certificate {
+            ", client certificate presented"
+        } else {
+            ""
+        };
+        format!("{version}{cipher}, {check}{client} (sslmode={})", self.sslmode)
+    }
 }
 
 /// One column of the output, in the manifest.
@@ -163,6 +223,9 @@ pub struct Manifest {
     pub started_at: Timestamp,
     /// What wrote the parts, e.g. `datadump 0.2.0 postgres (2 streams)` or `odbc2parquet 11.0.1`.
     pub writer: String,
+    /// How the worker connected to the database (the `postgres` engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionReport>,
     /// The attempt that wrote this.
     pub attempt: u32,
     /// The attempt's idempotency token.
@@ -251,6 +314,7 @@ mod tests {
             rows_per_second: Some(1),
             eta: None,
             attempt: 1,
+            connection: None,
             token: "t".into(),
             time: Timestamp::UNIX_EPOCH,
         };

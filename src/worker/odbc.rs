@@ -185,6 +185,72 @@ pub struct OdbcRun<'a> {
     pub job: &'a OdbcJob,
     /// Where odbc2parquet writes its parts before they are uploaded.
     pub workdir: &'a Path,
+    /// The job's CA bundle and client identity, handed to psqlODBC as files.
+    pub tls: &'a super::pg::TlsMaterial,
+}
+
+/// TLS files for psqlODBC, written by [`write_tls_files`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA bundle, PEM.
+    pub root_cert: Option<PathBuf>,
+    /// The client certificate and its key, PEM (mode 600).
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+/// Writes the job's TLS material into `dir` (mode 600) for psqlODBC, which reads files only.
+pub fn write_tls_files(dir: &Path, tls: &super::pg::TlsMaterial) -> std::io::Result<TlsFiles> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let write = |name: &str, body: &str| -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        std::io::Write::write_all(&mut f, body.as_bytes())?;
+        Ok(path)
+    };
+    let root_cert = tls.ca_bundle.as_deref().map(|b| write("ca-bundle.pem", b)).transpose()?;
+    // the identity is the certificate chain followed by the key: libpq reads each PEM block it needs
+    let client = match tls.client_identity.as_deref() {
+        Some(pem) => Some((write("client.crt", pem)?, write("client.key", pem)?)),
+        None => None,
+    };
+    Ok(TlsFiles { root_cert, client })
+}
+
+/// The connection string with the job's TLS files handed to psqlODBC: `SSLMode=verify-full`
+/// when a CA bundle came and the string sets no mode (as the `postgres` engine does), and the
+/// files as libpq options in `pqopt`, which psqlODBC passes to libpq. A string with its own
+/// `pqopt` is left as it is (the user's options win).
+pub fn with_tls_files(conn: &str, files: &TlsFiles) -> String {
+    let pairs = odbc_pairs(conn);
+    let has = |k: &str| pairs.iter().any(|(key, _)| key == k);
+    let mut out = conn.trim_end().to_string();
+    let mut push = |kv: String| {
+        if !out.is_empty() && !out.ends_with(';') {
+            out.push(';');
+        }
+        out.push_str(&kv);
+    };
+    if files.root_cert.is_some() && !has("sslmode") {
+        push("SSLMode=verify-full".into());
+    }
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\\', "\\\\").replace('\'', "\\'"));
+    let mut libpq = Vec::new();
+    if let Some(ca) = &files.root_cert {
+        libpq.push(format!("sslrootcert={}", quote(ca)));
+    }
+    if let Some((cert, key)) = &files.client {
+        libpq.push(format!("sslcert={} sslkey={}", quote(cert), quote(key)));
+    }
+    if !libpq.is_empty() && !has("pqopt") {
+        push(format!("pqopt={{{}}}", libpq.join(" ").replace('}', "}}")));
+    }
+    out
 }
 
 /// Runs odbc2parquet for `query` and uploads its parts. `redact` removes secrets from a line.
@@ -200,6 +266,7 @@ pub async fn export(
         media_type,
         job,
         workdir,
+        tls,
     } = run;
     let version = version().await;
     if version != job.version {
@@ -208,7 +275,8 @@ pub async fn export(
     if odbc_pairs(conn).iter().any(|(k, _)| k == "connsettings" || k == "a6") {
         return Err(OdbcError::Reserved("ConnSettings"));
     }
-    let conn = effective_connection(conn, &job.driver_options);
+    let files = write_tls_files(&workdir.join("tls"), tls).map_err(OdbcError::Start)?;
+    let conn = with_tls_files(&effective_connection(conn, &job.driver_options), &files);
     let out = workdir.join("parts");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).map_err(OdbcError::Start)?;
@@ -288,6 +356,35 @@ pub async fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_jobs_tls_files_reach_psqlodbc_through_pqopt() {
+        let files = TlsFiles {
+            root_cert: Some("/w/tls/ca-bundle.pem".into()),
+            client: Some(("/w/tls/client.crt".into(), "/w/tls/client.key".into())),
+        };
+        let cases = [
+            (
+                "Driver={PostgreSQL Unicode};Server=db;Pwd={x;y}",
+                "Driver={PostgreSQL Unicode};Server=db;Pwd={x;y};SSLMode=verify-full;\
+                 pqopt={sslrootcert='/w/tls/ca-bundle.pem' sslcert='/w/tls/client.crt' sslkey='/w/tls/client.key'}",
+            ),
+            // the user's own mode and libpq options win
+            (
+                "Server=db;sslmode=require;pqopt={sslrootcert=/etc/ca.pem};",
+                "Server=db;sslmode=require;pqopt={sslrootcert=/etc/ca.pem};",
+            ),
+        ];
+        for (conn, want) in cases {
+            assert_eq!(with_tls_files(conn, &files), want, "{conn}");
+        }
+        assert_eq!(with_tls_files("Server=db", &TlsFiles::default()), "Server=db");
+        let pairs = odbc_pairs(&with_tls_files("Server=db", &files));
+        assert!(
+            pairs.iter().any(|(k, v)| k == "pqopt" && v.starts_with("sslrootcert=")),
+            "{pairs:?}"
+        );
+    }
 
     #[test]
     fn connection_strings_are_parsed_with_braces_and_options_added_once() {

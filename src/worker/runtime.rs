@@ -245,6 +245,7 @@ struct Output {
     columns: Vec<ManifestColumn>,
     description: Option<String>,
     writer: String,
+    connection: Option<super::contract::ConnectionReport>,
 }
 
 impl Ctx {
@@ -286,6 +287,7 @@ impl Ctx {
             estimated_rows: (estimated > 0).then_some(estimated),
             rows_per_second: rate,
             eta,
+            connection: self.progress.connection.get().cloned(),
             attempt: self.job.attempt,
             token: self.job.token.clone(),
             time: Timestamp::now(),
@@ -326,10 +328,8 @@ impl Ctx {
         let job = &self.job;
         match job.engine {
             Engine::Postgres => {
-                if let Ok(config) = conn.parse::<tokio_postgres::Config>()
-                    && let Some(pw) = config.get_password()
-                {
-                    self.secrets.add(String::from_utf8_lossy(pw).into_owned());
+                if let Some(pw) = super::pg::password_of(conn) {
+                    self.secrets.add(pw);
                 }
                 let vcpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
                 let opts = super::pg::PgOptions {
@@ -355,6 +355,7 @@ impl Ctx {
                         })
                         .collect(),
                     description: summary.table_description,
+                    connection: summary.connection,
                     writer: format!(
                         "datadump {} postgres ({} stream{})",
                         env!("CARGO_PKG_VERSION"),
@@ -371,18 +372,24 @@ impl Ctx {
                 super::odbc::passwords(conn).into_iter().for_each(|p| self.secrets.add(p));
                 let secrets = self.secrets.clone();
                 let query = job.rendered_query();
+                let tls = super::pg::TlsMaterial {
+                    ca_bundle: job.ca_bundle.clone(),
+                    client_identity: None,
+                };
                 let run = super::odbc::OdbcRun {
                     conn,
                     query: &query,
                     media_type: &job.media_type,
                     job: o,
                     workdir: &self.args.workdir,
+                    tls: &tls,
                 };
                 let summary = super::odbc::export(run, sink, self.progress.clone(), move |line| secrets.redact(line)).await?;
                 Ok(Output {
                     parts: summary.parts,
                     columns: Vec::new(),
                     description: None,
+                    connection: None,
                     writer: format!("odbc2parquet {}", summary.version),
                 })
             }
@@ -411,6 +418,7 @@ impl Ctx {
             description: out.description,
             started_at: self.started,
             writer: out.writer,
+            connection: out.connection,
             attempt: self.job.attempt,
             token: self.job.token.clone(),
             time: Timestamp::now(),

@@ -92,6 +92,8 @@ pub struct Progress {
     pub bytes: AtomicU64,
     /// Files finished so far.
     pub files: AtomicU64,
+    /// How the engine connected to the source, once it has (set once).
+    pub connection: std::sync::OnceLock<super::contract::ConnectionReport>,
 }
 
 impl Progress {

@@ -14,6 +14,7 @@ mod install;
 mod kube_harness;
 mod kubectl;
 mod pg_engine;
+mod pg_tls;
 mod publish;
 mod run;
 mod schedule;

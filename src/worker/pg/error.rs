@@ -17,6 +17,10 @@ pub enum EngineError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// TLS did not work out: one line with what is wrong and the fix (the CA expected and the
+    /// issuer found, the host and the certificate's names, the expiry, …).
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Tls(String),
     /// A statement failed; `context` says which step (e.g. `COPY`).
     #[error("{context}: {}", describe(.source))]
     Database {
@@ -67,6 +71,7 @@ impl EngineError {
         match self {
             EngineError::Conninfo(_) => "conninfo",
             EngineError::Connect { .. } => "connect",
+            EngineError::Tls(_) => "tls",
             EngineError::Database { .. } => "database",
             EngineError::Query(_) => "query",
             EngineError::Value { .. } => "value",

@@ -7,7 +7,12 @@
 //! decoded straight into Arrow arrays ([`types`] has the mapping); types without a native
 //! decoding are read as PostgreSQL's text output. With `parallelism > 1` and a plain scan of
 //! one table, the table is split into ctid block ranges read by separate streams.
+//!
+//! Connections follow libpq's TLS parameters ([`conninfo`] splits them off, [`tls`] carries
+//! them out on rustls); the first connection's [`ConnectionReport`] goes into the progress and
+//! the manifest.
 
+mod conninfo;
 mod copy;
 mod decode;
 mod error;
@@ -23,13 +28,15 @@ use arrow::datatypes::Schema;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
+pub use conninfo::SslMode;
 pub use error::EngineError;
-pub use tls::TlsMaterial;
 use stream::Shared;
+pub use tls::TlsMaterial;
 use types::Kind;
 
+use crate::worker::contract::ConnectionReport;
 use crate::worker::sink::{PartInfo, PartSink, Progress};
 
 /// How an export runs.
@@ -115,6 +122,8 @@ pub struct ExportSummary {
     pub table_description: Option<String>,
     /// Streams that ran.
     pub streams: usize,
+    /// How the first connection was made.
+    pub connection: Option<ConnectionReport>,
 }
 
 /// A client whose connection task is aborted when the client is dropped without
@@ -125,20 +134,15 @@ struct Conn {
 }
 
 impl Conn {
-    async fn open(config: &tokio_postgres::Config) -> Result<Conn, EngineError> {
-        let (client, connection) = config.connect(NoTls).await.map_err(|source| EngineError::Connect { source })?;
-        let task = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "PostgreSQL connection ended");
-            }
-        });
+    async fn open(config: &tokio_postgres::Config, tls: &tls::Connector) -> Result<(Conn, ConnectionReport), EngineError> {
+        let tls::Connected { client, task, report } = tls.connect(config).await?;
         // PostgreSQL 14+: notice a vanished worker within seconds even while a query waits,
         // so a stopped attempt leaves no query (and no snapshot holding back vacuum) behind;
         // older servers refuse the setting, which changes nothing else
         if client.batch_execute("SET client_connection_check_interval = 5000").await.is_err() {
             tracing::debug!("client_connection_check_interval is not supported by this server");
         }
-        Ok(Conn { client, task: Some(task) })
+        Ok((Conn { client, task: Some(task) }, report))
     }
 
     /// Begins the read-only transaction, importing `snapshot` when given.
@@ -177,9 +181,12 @@ pub async fn export(
     sink: Arc<dyn PartSink>,
     progress: Arc<Progress>,
 ) -> Result<ExportSummary, EngineError> {
-    let config: tokio_postgres::Config = conninfo
+    let parsed = conninfo::split(conninfo).map_err(EngineError::Conninfo)?;
+    let config: tokio_postgres::Config = parsed
+        .rest
         .parse()
         .map_err(|e: tokio_postgres::Error| EngineError::Conninfo(e.to_string()))?;
+    let tls = tls::Connector::new(&parsed.tls, &opts.tls)?;
     if !plan::is_plain_ident(media_type) {
         return Err(EngineError::Query(format!(
             "media type {media_type:?} is not a lower-case SQL identifier"
@@ -189,7 +196,9 @@ pub async fn export(
     let query = plan::render(query_template, media_type);
     let want_split = opts.parallelism > 1 && table == Some(media_type);
 
-    let first = Conn::open(&config).await?;
+    let (first, connection) = Conn::open(&config, &tls).await?;
+    tracing::info!(connection = %connection.summary(), "connected to PostgreSQL");
+    let _ = progress.connection.set(connection.clone());
     first.begin(None).await?;
     let snapshot: Option<String> = if want_split {
         let row = first
@@ -299,7 +308,7 @@ pub async fn export(
     let n = stream_queries.len();
     let mut conns = vec![first];
     let others = futures::future::try_join_all((1..n).map(|_| async {
-        let conn = Conn::open(&config).await?;
+        let (conn, _) = Conn::open(&config, &tls).await?;
         conn.begin(snapshot.as_deref()).await?;
         Ok::<Conn, EngineError>(conn)
     }))
@@ -339,6 +348,7 @@ pub async fn export(
         columns,
         table_description,
         streams: n,
+        connection: Some(connection),
     };
     for conn in conns {
         conn.close();
@@ -352,6 +362,13 @@ pub async fn export(
     }
     summary.parts.sort_by(|a, b| (a.name.len(), &a.name).cmp(&(b.name.len(), &b.name)));
     Ok(summary)
+}
+
+/// The password in a libpq connection string, if it holds one (for redaction).
+pub fn password_of(conninfo: &str) -> Option<String> {
+    let parsed = conninfo::split(conninfo).ok()?;
+    let config: tokio_postgres::Config = parsed.rest.parse().ok()?;
+    config.get_password().map(|p| String::from_utf8_lossy(p).into_owned())
 }
 
 /// Fails when two output columns share a name.

@@ -415,6 +415,7 @@ impl World {
             description: None,
             writer: "test".into(),
             attempt,
+            connection: None,
             token: token.clone(),
             time: now,
             files,
@@ -459,6 +460,7 @@ impl World {
             description: None,
             writer: "test".into(),
             attempt,
+            connection: None,
             token: token.clone(),
             time: now,
         };

@@ -9,5 +9,6 @@ pub mod faultproxy;
 pub mod kube;
 pub mod moto;
 pub mod net;
+pub mod pki;
 pub mod postgres;
 pub mod receiver;

@@ -19,6 +19,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use super::net::free_port;
+use super::pki::Pem;
+
+/// TLS for a test server: its certificate, and optionally a CA whose client certificates it
+/// demands (`clientcert=verify-full`: signed by that CA, CN = the user name).
+pub struct ServerTls {
+    /// The server's certificate and key.
+    pub server: Pem,
+    /// The CA of client certificates; `Some` makes the server require one.
+    pub client_ca: Option<String>,
+    /// Accept unencrypted TCP logins too (benchmarks compare both on one server).
+    pub also_plain: bool,
+}
 
 /// The password-authenticated role tests log in as.
 pub const USER: &str = "datadump";
@@ -78,6 +90,16 @@ fn random_password() -> String {
 impl Postgres {
     /// Initialises and starts a server, with the `datadump` role and its password.
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// Like [`Postgres::start`], with `ssl = on` and a `pg_hba.conf` that accepts only TLS
+    /// logins over TCP (`hostssl`, and `hostnossl … reject`), unless [`ServerTls::also_plain`].
+    pub fn start_tls(tls: &ServerTls) -> Postgres {
+        Postgres::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&ServerTls>) -> Postgres {
         let bin = pg_bin();
         let run_as = is_root().then_some("postgres");
         let dir = tempfile::Builder::new().prefix("pg").tempdir().expect("temp dir");
@@ -110,6 +132,9 @@ impl Postgres {
             Some(&pwfile),
         );
         std::fs::remove_file(&pwfile).unwrap();
+        if let Some(tls) = tls {
+            pg.configure_tls(tls);
+        }
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c timezone=UTC -c fsync=off",
             pg.port,
@@ -135,6 +160,36 @@ impl Postgres {
         pg
     }
 
+    /// Writes the certificate files into the data directory (owned by the server's user, the
+    /// key mode 600 as PostgreSQL demands) and turns TLS on.
+    fn configure_tls(&self, tls: &ServerTls) {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.data_dir();
+        let mut files = vec![("server.crt", tls.server.cert.as_str()), ("server.key", tls.server.key.as_str())];
+        if let Some(ca) = &tls.client_ca {
+            files.push(("client-ca.crt", ca.as_str()));
+        }
+        for (name, body) in files {
+            let path = data.join(name);
+            std::fs::write(&path, body).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if let Some(user) = self.run_as {
+                check("chown", Command::new("chown").arg(user).arg(&path).output());
+            }
+        }
+        let mut conf = "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n".to_owned();
+        let mut hostssl = "hostssl all all 127.0.0.1/32 scram-sha-256".to_owned();
+        if tls.client_ca.is_some() {
+            conf.push_str("ssl_ca_file = 'client-ca.crt'\n");
+            hostssl.push_str(" clientcert=verify-full");
+        }
+        let mut pgconf = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).unwrap();
+        std::io::Write::write_all(&mut pgconf, conf.as_bytes()).unwrap();
+        let plain = if tls.also_plain { "scram-sha-256" } else { "reject" };
+        let hba = format!("local all all trust\n{hostssl}\nhostnossl all all 127.0.0.1/32 {plain}\n");
+        std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -154,6 +209,11 @@ impl Postgres {
             cmd.arg(format!("--pwfile={}", p.display()));
         }
         check(tool, cmd.output())
+    }
+
+    /// The folder of the server's binaries (and `psql`, libpq's client).
+    pub fn bin(&self) -> &Path {
+        &self.bin
     }
 
     /// The TCP port on 127.0.0.1.
@@ -184,8 +244,15 @@ impl Postgres {
     /// A libpq connection string for `db` (what the postgres engine takes), logging in over TCP
     /// with the password (quoted as libpq wants: single quotes, `\` before `'` and `\`).
     pub fn connection_string(&self, db: &str) -> String {
+        self.connection_string_to("127.0.0.1", db, "")
+    }
+
+    /// [`Postgres::connection_string`] to `host` (e.g. `localhost`, which the test certificates
+    /// name, or `127.0.0.1`, which they do not) with more parameters, e.g. `sslmode=verify-full`.
+    pub fn connection_string_to(&self, host: &str, db: &str, extra: &str) -> String {
         let quoted = self.password.replace('\\', "\\\\").replace('\'', "\\'");
-        format!("host=127.0.0.1 port={} dbname={db} user={USER} password='{quoted}'", self.port)
+        let base = format!("host={host} port={} dbname={db} user={USER} password='{quoted}'", self.port);
+        if extra.is_empty() { base } else { format!("{base} {extra}") }
     }
 
     /// Runs SQL in `db` through the socket; returns psql's unaligned, tuples-only output, or
