@@ -470,7 +470,12 @@ fn explain(
             other => format!("TLS failed: {other}"),
         });
     }
-    let text = e.to_string();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        text.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
     if text.contains("server does not support TLS") {
         return Some(format!(
             "the server does not offer TLS, but sslmode={mode} requires it; fix: turn on ssl in the server's postgresql.conf, \
@@ -707,7 +712,11 @@ impl Verifier {
                 if presented.is_empty() {
                     "no host name".to_owned()
                 } else {
-                    presented.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ")
+                    presented
+                        .iter()
+                        .map(|p| format!("\"{}\"", presented_name(p)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
                 expected.to_str()
             ),
@@ -729,6 +738,12 @@ impl Verifier {
             other => format!("the server's certificate (\"{subject}\", issued by \"{issuer}\") was refused: {other}"),
         }
     }
+}
+
+/// A name as rustls presents it (`DnsName("db.example")`, `IpAddress(10.0.0.1)`), bare.
+fn presented_name(p: &str) -> &str {
+    let inner = p.split_once('(').and_then(|(_, rest)| rest.strip_suffix(')')).unwrap_or(p);
+    inner.trim_matches('"')
 }
 
 impl ServerCertVerifier for Verifier {
@@ -913,8 +928,13 @@ mod tests {
         );
         assert_eq!(p("", false).versions, [TlsVersion::V1_2, TlsVersion::V1_3]);
         assert_eq!(p("ssl_min_protocol_version=TLSv1.3", false).versions, [TlsVersion::V1_3]);
-        assert!(p("sslsni=0", false).sni.not());
+        assert!(!p("sslsni=0", false).sni);
     }
 
-    use std::ops::Not;
+    #[test]
+    fn presented_names_are_shown_bare() {
+        assert_eq!(presented_name("DnsName(\"db.example\")"), "db.example");
+        assert_eq!(presented_name("IpAddress(10.0.0.1)"), "10.0.0.1");
+        assert_eq!(presented_name("db.example"), "db.example");
+    }
 }
