@@ -39,6 +39,8 @@ struct World {
     pg: Postgres,
     moto: Moto,
     dir: tempfile::TempDir,
+    /// What `$DATADUMP_CONNECTION_STRING` holds.
+    connection: String,
 }
 
 /// One finished `datadump run`.
@@ -57,6 +59,12 @@ impl Run {
 impl World {
     async fn new() -> World {
         let pg = Postgres::start();
+        let connection = pg.connection_string(DB);
+        World::with(pg, connection).await
+    }
+
+    /// The tables in `pg`, reached with `connection`.
+    async fn with(pg: Postgres, connection: String) -> World {
         pg.create_database(DB);
         pg.psql(DB, TABLES_SQL);
         let moto = Moto::start().await;
@@ -65,6 +73,7 @@ impl World {
             pg,
             moto,
             dir: tempfile::tempdir().unwrap(),
+            connection,
         }
     }
 
@@ -102,7 +111,7 @@ impl World {
             .envs(self.moto.child_env())
             .env("PATH", crate::support::moto::worker_path())
             .env("HOME", std::env::var("HOME").unwrap_or_default())
-            .env("DATADUMP_CONNECTION_STRING", self.pg.connection_string(DB))
+            .env("DATADUMP_CONNECTION_STRING", &self.connection)
             // the most verbose logging: even then no secret may reach the output
             .env("DATADUMP_LOG", "trace")
             .stdin(Stdio::null())
@@ -321,6 +330,40 @@ async fn a_dump_runs_to_success_without_a_cluster() {
     }
     // nothing of the workers is left running
     nothing_left(&w.workdir().display().to_string()).await;
+}
+
+/// A server that accepts only TLS, reached with `sslmode=verify-full` as a careful user
+/// would: the whole export goes through, and the manifest and the output say how it connected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dump_over_verified_tls_records_how_it_connected() {
+    use crate::support::pki::{Ca, Validity};
+    use crate::support::postgres::ServerTls;
+    let ca = Ca::new("Run CA");
+    let pg = Postgres::start_tls(&ServerTls {
+        server: ca.server(&["localhost"], Validity::Current),
+        client_ca: None,
+        also_plain: false,
+    });
+    let files = tempfile::tempdir().unwrap();
+    let ca_file = files.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let tls = format!("sslmode=verify-full sslrootcert={}", ca_file.display());
+    let connection = pg.connection_string_to("localhost", DB, &tls);
+    let w = World::with(pg, connection).await;
+    let run = w.run("image", "").await;
+    assert_eq!(run.status.code(), Some(0), "{}\n{}", run.output(), w.worker_logs());
+    let keys = w.keys().await;
+    let manifest_key = keys.iter().find(|k| k.ends_with("/image/_manifest.json")).expect("a manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&w.get(manifest_key).await).unwrap();
+    assert_eq!(manifest["rows"], w.count("SELECT count(*) FROM image"), "{manifest}");
+    let c = &manifest["connection"];
+    assert_eq!(c["tls"], true, "{manifest}");
+    assert_eq!(c["serverCertificate"], "caAndHostName", "{manifest}");
+    assert_eq!(c["sslmode"], "verify-full", "{manifest}");
+    assert!(c["tlsVersion"].as_str().is_some_and(|v| v.starts_with("TLSv1.")), "{manifest}");
+    // the worker said so in its log; the password appears nowhere in the output
+    assert!(w.worker_logs().contains("verified against the CA and host name"), "{}", w.worker_logs());
+    assert!(!run.output().contains(w.pg.password()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
