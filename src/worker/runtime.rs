@@ -337,6 +337,10 @@ impl Ctx {
                     compression: parquet_compression(job.output.compression),
                     row_group_bytes: job.output.row_group_bytes as usize,
                     file_size_threshold: job.output.file_size_threshold,
+                    tls: super::pg::TlsMaterial {
+                        ca_bundle: job.ca_bundle.clone(),
+                        client_identity: None,
+                    },
                     ..Default::default()
                 };
                 let media = job.media_type.as_str();

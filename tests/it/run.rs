@@ -362,7 +362,11 @@ async fn a_dump_over_verified_tls_records_how_it_connected() {
     assert_eq!(c["sslmode"], "verify-full", "{manifest}");
     assert!(c["tlsVersion"].as_str().is_some_and(|v| v.starts_with("TLSv1.")), "{manifest}");
     // the worker said so in its log; the password appears nowhere in the output
-    assert!(w.worker_logs().contains("verified against the CA and host name"), "{}", w.worker_logs());
+    assert!(
+        w.worker_logs().contains("verified against the CA and host name"),
+        "{}",
+        w.worker_logs()
+    );
     assert!(!run.output().contains(w.pg.password()));
 }
 

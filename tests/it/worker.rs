@@ -62,7 +62,11 @@ pub struct Run {
 
 impl World {
     pub async fn new(sql: &str) -> World {
-        let pg = Postgres::start();
+        World::with(Postgres::start(), sql).await
+    }
+
+    /// The tables of `sql` in `pg`.
+    pub async fn with(pg: Postgres, sql: &str) -> World {
         pg.create_database(DB);
         pg.psql(DB, sql);
         let moto = Moto::start().await;
@@ -366,6 +370,56 @@ async fn the_odbc2parquet_engine_exports_through_the_same_contract_read_only() {
     let failure: FailureReport = w.json(&job, contract::FAILURE).await;
     assert!(failure.message.contains("read-only transaction"), "{}", failure.message);
     assert_eq!(w.pg.psql(DB, "SELECT count(*) FROM image").trim(), "30000");
+}
+
+/// A server that accepts only TLS and a job carrying its CA (as the controller puts
+/// `spec.database.tls.caBundle` there): both engines verify the server against the bundle, with
+/// no `sslmode` or `sslrootcert` in the connection string; a bundle without the server's CA
+/// fails both.
+#[tokio::test]
+async fn both_engines_verify_the_server_against_the_jobs_ca_bundle() {
+    use crate::support::pki::{Ca, Validity};
+    use crate::support::postgres::ServerTls;
+    let (ca, other) = (Ca::new("Catalog CA"), Ca::new("Other CA"));
+    let pg = Postgres::start_tls(&ServerTls {
+        server: ca.server(&["localhost"], Validity::Current),
+        client_ca: None,
+        also_plain: false,
+    });
+    let w = World::with(
+        pg,
+        "CREATE TABLE image AS SELECT g AS id, 'title ' || g AS title FROM generate_series(1, 2000) g",
+    )
+    .await;
+    let odbc = w.pg.odbc_connection_string(DB).replace("Server=127.0.0.1", "Server=localhost");
+    for (engine, conn) in [("postgres", w.pg.connection_string_to("localhost", DB, "")), ("odbc2parquet", odbc)] {
+        w.put_connection_string(&conn).await;
+        let mut job = w.job(&format!("engine: {engine}"), "image");
+        job.ca_bundle = Some(format!("{}{}", other.cert_pem(), ca.cert_pem()));
+        let run = w.run(&job, &format!("{engine}-good")).await;
+        assert_eq!(run.code, Some(0), "{engine}: {}", run.log);
+        let manifest: Manifest = w.json(&job, contract::MANIFEST).await;
+        assert_eq!(manifest.rows, Some(2000), "{engine}");
+        if engine == "postgres" {
+            let c = manifest.connection.expect("the postgres engine reports its connection");
+            assert_eq!((c.sslmode.as_str(), c.tls), ("verify-full", true), "{c:?}");
+            assert_eq!(c.server_certificate, contract::CertificateCheck::CaAndHostName);
+        }
+        // the wrong bundle: refused, and the attempt reports why
+        let mut job = w.job(&format!("engine: {engine}"), "image");
+        job.key_prefix = job.key_prefix.replace(DATE, "2026-11-02");
+        job.ca_bundle = Some(other.cert_pem());
+        let run = w.run(&job, &format!("{engine}-wrong")).await;
+        assert_eq!(run.code, Some(1), "{engine}: {}", run.log);
+        let failure: FailureReport = w.json(&job, contract::FAILURE).await;
+        let want = if engine == "postgres" {
+            "not among the root CAs \"CN=Other CA\""
+        } else {
+            "certificate verify failed"
+        };
+        assert!(failure.message.contains(want), "{engine}: {}", failure.message);
+        w.assert_no_secret(&job, &run.log).await;
+    }
 }
 
 /// The worker binary CI builds with a glibc floor (`scripts/setup.sh`: cargo zigbuild), else
