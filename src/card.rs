@@ -65,6 +65,8 @@ pub struct MediaCard {
     pub description: Option<String>,
     /// What wrote the files (`datadump 0.2.0 postgres (2 streams)`).
     pub writer: String,
+    /// How the worker read the database (from the manifest), when the engine says.
+    pub connection: Option<crate::worker::contract::ConnectionReport>,
 }
 
 impl MediaCard {
@@ -249,6 +251,15 @@ pub fn render(dd: &DataDump, date: &str, media: &[MediaCard]) -> String {
             m.bytes(),
             m.writer
         );
+        match &m.connection {
+            Some(c) if c.tls => {
+                let _ = writeln!(out, "Read from the database over {}.\n", c.summary());
+            }
+            Some(c) => {
+                let _ = writeln!(out, "Read from the database without encryption (sslmode={}).\n", c.sslmode);
+            }
+            None => {}
+        }
         out.push_str("| column | type | PostgreSQL type | nullable | description |\n|---|---|---|---|---|\n");
         for c in &m.columns {
             let _ = writeln!(
@@ -377,6 +388,7 @@ pub async fn media_card<S: ObjectStore>(store: &S, dd: &DataDump, date: &str, me
         columns,
         description: manifest.description.clone(),
         writer: manifest.writer.clone(),
+        connection: manifest.connection.clone(),
     }))
 }
 
@@ -437,6 +449,14 @@ mod tests {
             ],
             description: Some("Openly licensed images".into()),
             writer: "datadump 0.2.0 postgres (1 stream)".into(),
+            connection: Some(crate::worker::contract::ConnectionReport {
+                sslmode: "verify-full".into(),
+                tls: true,
+                tls_version: Some("TLSv1.3".into()),
+                cipher: Some("TLS_AES_256_GCM_SHA384".into()),
+                server_certificate: crate::worker::contract::CertificateCheck::CaAndHostName,
+                client_certificate: false,
+            }),
         }
     }
 
@@ -468,6 +488,10 @@ mod tests {
         assert!(body.contains("| `tags` | list<string> |  | yes |  |"), "{body}");
         assert!(
             body.contains(&format!("| `image/image_01.parquet` | 12345 | 2048 | `{}` |", "ab".repeat(32))),
+            "{body}"
+        );
+        assert!(
+            body.contains("Read from the database over TLSv1.3 (TLS_AES_256_GCM_SHA384), server certificate verified against the CA and host name (sslmode=verify-full)."),
             "{body}"
         );
         assert!(body.contains("## Terms\n\nEach record has its own license."), "{body}");
