@@ -20,3 +20,4 @@ mod schedule;
 mod ship;
 mod soak;
 mod worker;
+mod worker_faults;
