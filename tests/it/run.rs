@@ -704,3 +704,103 @@ async fn a_published_dump_loads_with_the_hosts_libraries_and_handoff_checks_ever
     let (code, report) = handoff(&w, &[&uri]).await;
     assert_eq!(code, Some(0), "restored: {report}");
 }
+
+/// `datadump run` against an endpoint where nothing listens (a wrong `--aws-endpoint-url`)
+/// gives up after `--give-up-after` with one line naming the endpoint and the fix, exit 1,
+/// having launched and staged nothing; and Ctrl-C before AWS ever answered exits at once, with
+/// nothing to clean up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_never_reaches_aws_gives_up_naming_the_endpoint_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", crate::support::net::free_port());
+    let file = dir.path().join("dump.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata: {{name: nowhere}}\nspec:\n  mediaTypes: [image]\n  \
+             destination: {{bucket: {BUCKET}}}\n  database: {{connectionSecretRef: {{name: db, key: cs}}}}\n  \
+             instance: {{iamInstanceProfile: worker}}\n"
+        ),
+    )
+    .unwrap();
+    let secret = "host=127.0.0.1 user=exporter password=never-shown-4417";
+    let workdir = dir.path().join("workers");
+    let start = |give_up: &str, name: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_datadump"))
+            .args(["run", "--compute", "local", "-f"])
+            .arg(&file)
+            .arg("--workdir")
+            .arg(&workdir)
+            .args([
+                "--aws-endpoint-url",
+                &endpoint,
+                "--give-up-after",
+                give_up,
+                "--poll-interval",
+                "300ms",
+            ])
+            .env_clear()
+            .env("PATH", crate::support::moto::worker_path())
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("DATADUMP_CONNECTION_STRING", secret)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join(format!("{name}.stdout"))).unwrap())
+            .stderr(std::fs::File::create(dir.path().join(format!("{name}.stderr"))).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start datadump run")
+    };
+    let output = |name: &str| {
+        let read = |ext: &str| std::fs::read_to_string(dir.path().join(format!("{name}.{ext}"))).unwrap_or_default();
+        format!("--- stdout\n{}\n--- stderr\n{}", read("stdout"), read("stderr"))
+    };
+    let ends = |mut child: tokio::process::Child| async move {
+        tokio::time::timeout(Duration::from_secs(120), child.wait())
+            .await
+            .expect("datadump run gives up on its own")
+            .unwrap()
+    };
+    // nothing launched: no worker folder, no worker process
+    let nothing_launched = || {
+        let folders: Vec<_> = std::fs::read_dir(&workdir).into_iter().flatten().flatten().collect();
+        assert!(folders.is_empty(), "a worker was started: {folders:?}");
+        assert!(processes_mentioning(&workdir.display().to_string()).is_empty());
+    };
+
+    let status = ends(start("3s", "give-up")).await;
+    let out = output("give-up");
+    assert_eq!(status.code(), Some(1), "{out}");
+    let said: Vec<&str> = out.lines().filter(|l| l.contains("never reached AWS")).collect();
+    assert_eq!(said.len(), 1, "{out}");
+    assert!(
+        said[0].contains(&format!("never reached AWS at {endpoint} (ListObjectsV2: Connection refused"))
+            && said[0].contains("in 3s; check --aws-endpoint-url / AWS_ENDPOINT_URL and the network"),
+        "{out}"
+    );
+    assert!(!out.contains("cleanup failed") && !out.contains(secret), "{out}");
+    nothing_launched();
+    eprintln!("worker_faults: run gave up with: {}", said[0]);
+
+    // Ctrl-C while AWS has never answered: nothing to clean up, so no cleanup retries
+    let child = start("10m", "ctrl-c");
+    wait_for("the first failed look", Duration::from_secs(60), || async {
+        output("ctrl-c").contains("error (retrying): ListObjectsV2").then_some(())
+    })
+    .await;
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = ends(child).await;
+    let out = output("ctrl-c");
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(
+        out.contains("interrupted by SIGINT after") && out.contains("AWS was never reached, so nothing was staged or launched"),
+        "{out}"
+    );
+    assert!(!out.contains("while cleaning up") && !out.contains(secret), "{out}");
+    nothing_launched();
+}
