@@ -1,10 +1,13 @@
 //! The runner's loop: observe → plan → act → keep the status in memory, until the dump ends.
 //! A signal (Ctrl-C, SIGTERM, SIGHUP) or an error that retrying cannot fix turns the run into a
 //! deletion of the in-memory object, so the planner's cleanup terminates every worker and
-//! deletes staged credentials, exactly as the controller's finalizer does. I/O.
+//! deletes staged credentials, exactly as the controller's finalizer does. A run that has never
+//! reached AWS (no look has succeeded: a wrong endpoint, no network) gives up after
+//! `--give-up-after` ([`after_failure`]); it has staged and launched nothing, since the first
+//! look comes before any action. I/O.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -24,6 +27,58 @@ use crate::worker::contract;
 const PERMANENT_FAILURES: u32 = 5;
 /// Consecutive failures while cleaning up before the runner gives up and says what is left.
 const CLEANUP_FAILURES: u32 = 8;
+
+/// How long the runner keeps trying to reach AWS before its first successful look, and where
+/// it is trying (for the message).
+pub(super) struct FirstContact {
+    /// `--aws-endpoint-url`, or a description of the default endpoints.
+    pub endpoint: String,
+    /// `--give-up-after`.
+    pub give_up_after: Duration,
+}
+
+/// What the runner does after a failed step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AfterFailure {
+    /// Looks again after this long.
+    Retry(Duration),
+    /// Stops: AWS has not answered once in the give-up time.
+    GiveUp,
+}
+
+/// The decision after `failures` consecutive failed steps, `elapsed` after the run started.
+/// Only a run that has never `reached` AWS (no look succeeded), failing with a `transient`
+/// error (no answer, or 5xx), gives up, once `give_up_after` has passed; until then it waits
+/// no longer than the time left. Every other failure is retried with exponential backoff
+/// (2 s, doubling to 32 s), as the controller would; permanent errors have their own limit.
+fn after_failure(reached: bool, transient: bool, failures: u32, elapsed: Duration, give_up_after: Duration) -> AfterFailure {
+    let backoff = Duration::from_secs(1u64 << failures.min(5));
+    if reached || !transient {
+        return AfterFailure::Retry(backoff);
+    }
+    match give_up_after.checked_sub(elapsed) {
+        Some(left) if !left.is_zero() => AfterFailure::Retry(backoff.min(left)),
+        _ => AfterFailure::GiveUp,
+    }
+}
+
+/// The gist of a failed call for a one-line message: the API, then the innermost cause, without
+/// the debug dump the SDK appends to a dispatch failure. `ListObjectsV2: service unavailable:
+/// dispatch failure: … tcp connect error: Connection refused (os error 111) (DispatchFailure(…))`
+/// becomes `ListObjectsV2: Connection refused (os error 111)`.
+fn gist(error: &str) -> String {
+    // the debug dump: ` (` and a type name and `(` or ` {`, to the end
+    let dump = error.match_indices(" (").map(|(i, _)| i).find(|&i| {
+        let rest = &error[i + 2..];
+        let name = rest.find(|c: char| !c.is_ascii_alphanumeric()).map_or(rest, |end| &rest[..end]);
+        name.starts_with(|c: char| c.is_ascii_uppercase()) && rest[name.len()..].starts_with(['(', ' '])
+    });
+    let text = error[..dump.unwrap_or(error.len())].trim();
+    match (text.split_once(": "), text.rsplit_once(": ")) {
+        (Some((api, _)), Some((_, cause))) if !api.contains(' ') => format!("{api}: {cause}"),
+        _ => text.to_string(),
+    }
+}
 
 /// Why the run is being wound down.
 enum Stop {
@@ -64,6 +119,7 @@ pub(super) async fn drive<C: Compute>(
     home: &MemoryHome,
     ctx: &PlanContext,
     workdir: Option<&Path>,
+    contact: &FirstContact,
 ) -> anyhow::Result<Outcome> {
     // Installed before the first launch: from here on Ctrl-C never kills the runner outright.
     let mut signals = Signals::install()?;
@@ -74,10 +130,15 @@ pub(super) async fn drive<C: Compute>(
     let mut terminated: Vec<String> = Vec::new();
     // instances that still needed terminating at the last look, for the report if cleanup fails
     let mut live: Vec<String> = Vec::new();
+    // whether a look (observe: the instances, then S3) has succeeded: before that, nothing has
+    // been planned, so nothing is staged or launched
+    let mut reached = false;
+    let started = Instant::now();
     loop {
         let now = Timestamp::now();
         let step = async {
             let observed = crate::observe::observe(&dd, &ctx.site, &backends.compute, &backends.store, now).await?;
+            reached = true;
             let plan = plan::plan(&dd, &observed, ctx, now);
             let done = act::perform(&plan.actions, &dd, &backends, home).await?;
             Ok::<_, ActError>((observed, plan, done))
@@ -141,7 +202,19 @@ pub(super) async fn drive<C: Compute>(
                     failures = 0;
                     continue;
                 }
-                Duration::from_secs(1u64 << failures.min(5))
+                match after_failure(reached, !permanent, failures, started.elapsed(), contact.give_up_after) {
+                    AfterFailure::Retry(wait) => wait,
+                    // nothing was staged or launched: there is nothing to clean up
+                    AfterFailure::GiveUp => {
+                        view.finish_unreached(None);
+                        anyhow::bail!(
+                            "never reached AWS at {} ({}) in {}; check --aws-endpoint-url / AWS_ENDPOINT_URL and the network",
+                            contact.endpoint,
+                            gist(&e.to_string()),
+                            humantime::format_duration(contact.give_up_after)
+                        )
+                    }
+                }
             }
         };
         // while cleaning up, look again soon (errors: a little later, so a blip can pass)
@@ -154,6 +227,11 @@ pub(super) async fn drive<C: Compute>(
             _ = tokio::time::sleep(wait) => {}
             s = signals.recv() => {
                 signals_seen += 1;
+                if !reached {
+                    // never reached AWS: nothing was staged or launched, so nothing to clean up
+                    view.finish_unreached(Some(s));
+                    return Ok(Outcome::Interrupted(s));
+                }
                 if stop.is_none() {
                     view.stopping(&format!("{}: terminating what was launched and deleting staged credentials…", s.name()));
                     stop = Some(Stop::Signal(s));
@@ -218,4 +296,55 @@ async fn failure_details(dd: &DataDump, store: &S3Store) -> Vec<FailureDetail> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_run_that_never_reached_aws_gives_up_and_then_after_the_give_up_time() {
+        use AfterFailure::{GiveUp, Retry};
+        let s = Duration::from_secs;
+        let limit = s(60);
+        // (reached, transient, failures, elapsed) → decision
+        let table = [
+            // never reached, no answer: exponential backoff, never past the give-up time
+            ((false, true, 1, s(1)), Retry(s(2))),
+            ((false, true, 3, s(10)), Retry(s(8))),
+            ((false, true, 5, s(50)), Retry(s(10))),
+            ((false, true, 9, s(59)), Retry(s(1))),
+            ((false, true, 6, s(60)), GiveUp),
+            ((false, true, 1, s(600)), GiveUp),
+            // reached once: transient errors are retried as long as they last
+            ((true, true, 1, s(1)), Retry(s(2))),
+            ((true, true, 9, s(600)), Retry(s(32))),
+            // a refusal is an answer: the permanent-error limit applies, not this one
+            ((false, false, 4, s(600)), Retry(s(16))),
+        ];
+        for ((reached, transient, failures, elapsed), want) in table {
+            assert_eq!(
+                after_failure(reached, transient, failures, elapsed, limit),
+                want,
+                "reached {reached}, transient {transient}, {failures} failures, {elapsed:?}"
+            );
+        }
+        // a zero give-up time gives up at the first failure
+        assert_eq!(after_failure(false, true, 1, Duration::ZERO, Duration::ZERO), GiveUp);
+    }
+
+    #[test]
+    fn the_gist_of_an_error_is_the_api_and_the_innermost_cause() {
+        let refused = "ListObjectsV2: service unavailable: dispatch failure: io error: client error (Connect): tcp connect \
+            error: Connection refused (os error 111) (DispatchFailure(DispatchFailure { source: ConnectorError { kind: Io, \
+            source: hyper_util::client::legacy::Error(Connect, ConnectError(\"tcp connect error\", 127.0.0.1:1, Os { code: \
+            111, kind: ConnectionRefused, message: \"Connection refused\" })), connection: Unknown } }))";
+        assert_eq!(gist(refused), "ListObjectsV2: Connection refused (os error 111)");
+        assert_eq!(
+            gist("ListObjectsV2: service unavailable: We encountered an internal error. Please try again."),
+            "ListObjectsV2: We encountered an internal error. Please try again."
+        );
+        assert_eq!(gist("ListObjectsV2: throttled"), "ListObjectsV2: throttled");
+        assert_eq!(gist("no colon here"), "no colon here");
+    }
 }

@@ -55,6 +55,11 @@ pub struct RunArgs {
     /// How often to look at the workers (S3 semaphores, instance states).
     #[arg(long, env = "DATADUMP_RUN_POLL_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
+    /// How long to keep trying while AWS has never answered (a wrong `--aws-endpoint-url`, no
+    /// network): then exit 1, with nothing staged or launched. Once AWS has answered, failures
+    /// are retried until the dump ends.
+    #[arg(long, env = "DATADUMP_RUN_GIVE_UP_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub give_up_after: Duration,
     /// Folder for local workers: one subfolder per worker with its job (`job.json`), its log
     /// (`console.log`) and scratch space (`work/`).
     /// Default: `datadump-run` in the system's temp dir.
@@ -260,6 +265,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let store = S3Store::new(&sdk, args.aws.endpoint_url.is_some());
     let stage = SsmStage::new(&sdk, &args.managed_by);
     let notifier = crate::notify::SlackNotifier::new()?;
+    let contact = drive::FirstContact {
+        endpoint: match &args.aws.endpoint_url {
+            Some(url) => url.clone(),
+            None => format!("its {} endpoints", args.aws.region),
+        },
+        give_up_after: args.give_up_after,
+    };
     match args.compute {
         ComputeKind::Ec2 => {
             let compute = Ec2Compute::new(&sdk, &args.managed_by);
@@ -270,7 +282,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
                 notifier,
                 worker: release.map(std::sync::Arc::new),
             };
-            drive::drive(dd, backends, &home, &ctx, None).await
+            drive::drive(dd, backends, &home, &ctx, None, &contact).await
         }
         ComputeKind::Local => {
             let workdir = match &args.workdir {
@@ -294,7 +306,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
                 notifier,
                 worker: None,
             };
-            drive::drive(dd, backends, &home, &ctx, Some(&workdir)).await
+            drive::drive(dd, backends, &home, &ctx, Some(&workdir), &contact).await
         }
     }
 }

@@ -288,6 +288,19 @@ impl View {
         out!("{why} after {}: {what}; staged credentials deleted", clock(self.started.elapsed()));
     }
 
+    /// The run ends before AWS ever answered: nothing was staged or launched. After a signal,
+    /// says so; otherwise (gave up) the error says it.
+    pub fn finish_unreached(&mut self, signal: Option<Signal>) {
+        self.clear();
+        if let Some(s) = signal {
+            out!(
+                "interrupted by {} after {}: AWS was never reached, so nothing was staged or launched",
+                s.name(),
+                clock(self.started.elapsed())
+            );
+        }
+    }
+
     /// Exiting before cleanup finished: says what may be left.
     pub fn finish_abandoned(&mut self, dd: &DataDump, live: &[String], staged: &[String]) {
         self.clear();

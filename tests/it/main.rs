@@ -21,3 +21,4 @@ mod schedule;
 mod ship;
 mod soak;
 mod worker;
+mod worker_faults;

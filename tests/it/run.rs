@@ -84,6 +84,11 @@ impl World {
     /// Writes a DataDump with `spec_extra` (YAML lines of `spec`) and starts `datadump run` on
     /// it; stdout and stderr go to files.
     fn start(&self, media: &str, spec_extra: &str) -> tokio::process::Child {
+        self.start_with_env(media, spec_extra, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment for the runner and its workers.
+    fn start_with_env(&self, media: &str, spec_extra: &str, env: &[(&str, &str)]) -> tokio::process::Child {
         let file = self.dir.path().join("dump.yaml");
         // `spec_extra` may name its own destination
         let destination = if spec_extra.contains("  destination:") {
@@ -114,6 +119,7 @@ impl World {
             .env("DATADUMP_CONNECTION_STRING", &self.connection)
             // the most verbose logging: even then no secret may reach the output
             .env("DATADUMP_LOG", "trace")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(self.dir.path().join("stdout")).unwrap())
             .stderr(std::fs::File::create(self.dir.path().join("stderr")).unwrap())
@@ -750,4 +756,187 @@ async fn a_published_dump_loads_with_the_hosts_libraries_and_handoff_checks_ever
     put(part("image"), original).await;
     let (code, report) = handoff(&w, &[&uri]).await;
     assert_eq!(code, Some(0), "restored: {report}");
+}
+
+/// A PostgreSQL connection lost in the middle of the COPY fails that attempt, and the retry
+/// (the controller's planner, `backoffLimit: 1`) exports every row. The query stalls after
+/// 150,000 rows while `gate.stall` is true, so attempt 1's COPY is certainly running, with a
+/// multipart upload open, when the test switches the stall off (attempt 1's snapshot still sees
+/// it on) and terminates that backend; attempt 2 reads with the stall off.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_connection_killed_mid_copy_fails_attempt_1_and_attempt_2_exports_every_row() {
+    use crate::worker_faults::{parquet_digest, table_digest, table_sql, terminate_copy};
+    let w = World::new().await;
+    w.pg.psql(DB, &table_sql("sound", 200_000));
+    w.pg.psql(DB, "CREATE TABLE gate (stall boolean NOT NULL); INSERT INTO gate VALUES (true);");
+    let child = w.start_with_env(
+        "sound",
+        "  query: \"SELECT * FROM {media_type} WHERE id <= 150000 OR NOT (SELECT stall FROM gate) OR pg_sleep(600) IS NULL\"\n  \
+         backoffLimit: 1\n  output: {rowGroupSize: 1MiB, parallelism: 1}\n",
+        &[("DATADUMP_PART_SIZE", "5242880")],
+    );
+    let s3 = w.moto.s3().await;
+    let unfinished = || async {
+        let out = s3.list_multipart_uploads().bucket(BUCKET).send().await.unwrap();
+        out.uploads().len()
+    };
+    wait_for("attempt 1 to have a multipart upload open", Duration::from_secs(300), || async {
+        (unfinished().await > 0).then_some(())
+    })
+    .await;
+    w.pg.psql(DB, "UPDATE gate SET stall = false");
+    terminate_copy(&w.pg, DB).await;
+    let run = w.finish(child).await;
+    let out = run.output();
+    assert_eq!(run.status.code(), Some(0), "{out}\n{}", w.worker_logs());
+
+    // the run said attempt 1 failed, with PostgreSQL's message, and retried
+    let retrying = out
+        .lines()
+        .find(|l| l.contains("Retrying"))
+        .unwrap_or_else(|| panic!("no Retrying note: {out}"));
+    assert!(
+        retrying.contains("attempt 1 failed") && retrying.contains("terminating connection due to administrator command"),
+        "{retrying}"
+    );
+    assert!(!out.contains(w.pg.password()), "{out}");
+
+    // S3: attempt 1's `_failure` with the cause, attempt 2's `_success`, every row exactly
+    let keys = w.keys().await;
+    let key = |name: &str| {
+        keys.iter()
+            .find(|k| k.ends_with(&format!("/sound/{name}")))
+            .unwrap_or_else(|| panic!("no {name}: {keys:?}"))
+            .clone()
+    };
+    let failure: serde_json::Value = serde_json::from_slice(&w.get(&key("_failure")).await).unwrap();
+    assert_eq!(failure["attempt"], 1, "{failure}");
+    assert!(
+        failure["message"]
+            .as_str()
+            .unwrap()
+            .contains("terminating connection due to administrator command"),
+        "{failure}"
+    );
+    let success: serde_json::Value = serde_json::from_slice(&w.get(&key("_success")).await).unwrap();
+    assert_eq!(success["attempt"], 2, "{success}");
+    let manifest: serde_json::Value = serde_json::from_slice(&w.get(&key("_manifest.json")).await).unwrap();
+    assert_eq!(manifest["attempt"], 2, "{manifest}");
+    let mut files = Vec::new();
+    for f in manifest["files"].as_array().unwrap() {
+        files.push(w.get(f["key"].as_str().unwrap()).await);
+    }
+    let want = table_digest(&w.pg, DB, "sound");
+    assert_eq!(want.rows, 200_000);
+    assert_eq!(parquet_digest(&files), want);
+    assert_eq!(manifest["rows"], want.rows);
+    assert_eq!(unfinished().await, 0, "attempt 1's open upload was aborted");
+    assert_eq!(w.staged_parameters().await, Vec::<String>::new());
+    nothing_left(&w.workdir().display().to_string()).await;
+    eprintln!(
+        "worker_faults: run: attempt 1 failed ({}), attempt 2 exported {} rows in {} file(s); unfinished uploads left: 0",
+        failure["message"],
+        want.rows,
+        files.len()
+    );
+}
+
+/// `datadump run` against an endpoint where nothing listens (a wrong `--aws-endpoint-url`)
+/// gives up after `--give-up-after` with one line naming the endpoint and the fix, exit 1,
+/// having launched and staged nothing; and Ctrl-C before AWS ever answered exits at once, with
+/// nothing to clean up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_never_reaches_aws_gives_up_naming_the_endpoint_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", crate::support::net::free_port());
+    let file = dir.path().join("dump.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata: {{name: nowhere}}\nspec:\n  mediaTypes: [image]\n  \
+             destination: {{bucket: {BUCKET}}}\n  database: {{connectionSecretRef: {{name: db, key: cs}}}}\n  \
+             instance: {{iamInstanceProfile: worker}}\n"
+        ),
+    )
+    .unwrap();
+    let secret = "host=127.0.0.1 user=exporter password=never-shown-4417";
+    let workdir = dir.path().join("workers");
+    let start = |give_up: &str, name: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_datadump"))
+            .args(["run", "--compute", "local", "-f"])
+            .arg(&file)
+            .arg("--workdir")
+            .arg(&workdir)
+            .args([
+                "--aws-endpoint-url",
+                &endpoint,
+                "--give-up-after",
+                give_up,
+                "--poll-interval",
+                "300ms",
+            ])
+            .env_clear()
+            .env("PATH", crate::support::moto::worker_path())
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("DATADUMP_CONNECTION_STRING", secret)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join(format!("{name}.stdout"))).unwrap())
+            .stderr(std::fs::File::create(dir.path().join(format!("{name}.stderr"))).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start datadump run")
+    };
+    let output = |name: &str| {
+        let read = |ext: &str| std::fs::read_to_string(dir.path().join(format!("{name}.{ext}"))).unwrap_or_default();
+        format!("--- stdout\n{}\n--- stderr\n{}", read("stdout"), read("stderr"))
+    };
+    let ends = |mut child: tokio::process::Child| async move {
+        tokio::time::timeout(Duration::from_secs(120), child.wait())
+            .await
+            .expect("datadump run gives up on its own")
+            .unwrap()
+    };
+    // nothing launched: no worker folder, no worker process
+    let nothing_launched = || {
+        let folders: Vec<_> = std::fs::read_dir(&workdir).into_iter().flatten().flatten().collect();
+        assert!(folders.is_empty(), "a worker was started: {folders:?}");
+        assert!(processes_mentioning(&workdir.display().to_string()).is_empty());
+    };
+
+    let status = ends(start("3s", "give-up")).await;
+    let out = output("give-up");
+    assert_eq!(status.code(), Some(1), "{out}");
+    let said: Vec<&str> = out.lines().filter(|l| l.contains("never reached AWS")).collect();
+    assert_eq!(said.len(), 1, "{out}");
+    assert!(
+        said[0].contains(&format!("never reached AWS at {endpoint} (ListObjectsV2: Connection refused"))
+            && said[0].contains("in 3s; check --aws-endpoint-url / AWS_ENDPOINT_URL and the network"),
+        "{out}"
+    );
+    assert!(!out.contains("cleanup failed") && !out.contains(secret), "{out}");
+    nothing_launched();
+    eprintln!("worker_faults: run gave up with: {}", said[0]);
+
+    // Ctrl-C while AWS has never answered: nothing to clean up, so no cleanup retries
+    let child = start("10m", "ctrl-c");
+    wait_for("the first failed look", Duration::from_secs(60), || async {
+        output("ctrl-c").contains("error (retrying): ListObjectsV2").then_some(())
+    })
+    .await;
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = ends(child).await;
+    let out = output("ctrl-c");
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(
+        out.contains("interrupted by SIGINT after") && out.contains("AWS was never reached, so nothing was staged or launched"),
+        "{out}"
+    );
+    assert!(!out.contains("while cleaning up") && !out.contains(secret), "{out}");
+    nothing_launched();
 }

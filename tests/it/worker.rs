@@ -21,7 +21,8 @@ const BUCKET: &str = "open-datasets";
 const DATE: &str = "2026-11-01";
 const PARAMETER: &str = "/datadump/test/openledger";
 const TOKEN: &str = "ddt-0123456789abcdef0123456789abcdef";
-const DB: &str = "openledger";
+/// The database `World::new` creates.
+pub const DB: &str = "openledger";
 
 /// `image`, Openverse-shaped, with a table and a column comment.
 pub const IMAGE_SQL: &str = r#"

@@ -12,7 +12,9 @@
 //!   (EC2: 503 `RequestLimitExceeded` XML; S3: 503 `SlowDown` XML; SSM/JSON: 400
 //!   `ThrottlingException`), or a 500 `InternalError`. Faults can be limited to some APIs, and
 //!   one-off faults queued for a named API with [`FaultProxy::fail_next`]. A
-//!   [`FaultKind::LostResponse`] forwards the call (it takes effect) and still answers 500;
+//!   [`FaultKind::LostResponse`] forwards the call (it takes effect) and still answers 500; a
+//!   [`FaultKind::Reset`] answers nothing: the TCP connection is reset (RST) once the request
+//!   has been read, as a load balancer or a broken network path does;
 //! - optionally **held** ([`FaultProxy::hold`]): forwarded, but answered only on
 //!   [`FaultProxy::release`], so a test can act while the caller waits for the answer;
 //! - with [`FaultProxy::honour_client_token`], answered as EC2 answers a repeated RunInstances
@@ -28,15 +30,19 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::oneshot;
 
 /// The AWS service a call went to.
@@ -66,6 +72,9 @@ pub enum FaultKind {
     /// The caller may not make this call (what IAM answers when the policy lacks the action):
     /// 403 `AccessDenied` (S3, SSM) or `UnauthorizedOperation` (EC2), not forwarded.
     AccessDenied,
+    /// No answer: the call is not forwarded, and the connection is reset (RST) once the request
+    /// has been read. The call's [`status`](Call::status) stays 0.
+    Reset,
 }
 
 /// Which of the kinds a share of faults uses.
@@ -77,6 +86,8 @@ pub enum FaultMix {
     ServerError,
     /// Throttling and 500 in turn.
     Alternate,
+    /// Throttling, 500 and a reset connection ([`FaultKind::Reset`]) in turn.
+    AlternateWithResets,
 }
 
 /// Which calls get a fault.
@@ -202,7 +213,8 @@ struct State_ {
     /// Matching calls seen since the faults were set (for `EveryNth`).
     seen: u64,
     rng: fastrand::Rng,
-    alternate: bool,
+    /// Faults given so far by a mix that takes turns.
+    turn: u64,
     /// One-off faults: (api, remaining, kind).
     queued: VecDeque<(String, usize, FaultKind)>,
 }
@@ -232,7 +244,7 @@ impl FaultProxy {
                 faults: Faults::none(),
                 seen: 0,
                 rng: fastrand::Rng::with_seed(0),
-                alternate: false,
+                turn: 0,
                 queued: VecDeque::new(),
             }),
             calls: Mutex::new(Vec::new()),
@@ -241,7 +253,7 @@ impl FaultProxy {
             released: tokio::sync::watch::Sender::new(0),
         });
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let shutdown = super::net::serve(listener, app);
+        let shutdown = serve(listener, app);
         FaultProxy {
             inner,
             addr,
@@ -478,8 +490,16 @@ fn fault_for(inner: &Inner, api: &str) -> (Option<FaultKind>, Duration) {
         FaultMix::Throttle => FaultKind::Throttle,
         FaultMix::ServerError => FaultKind::ServerError,
         FaultMix::Alternate => {
-            s.alternate = !s.alternate;
-            if s.alternate { FaultKind::Throttle } else { FaultKind::ServerError }
+            s.turn += 1;
+            if s.turn % 2 == 1 {
+                FaultKind::Throttle
+            } else {
+                FaultKind::ServerError
+            }
+        }
+        FaultMix::AlternateWithResets => {
+            s.turn += 1;
+            [FaultKind::Throttle, FaultKind::ServerError, FaultKind::Reset][((s.turn - 1) % 3) as usize]
         }
     };
     (Some(kind), latency)
@@ -541,6 +561,8 @@ fn fault_response(service: Service, kind: FaultKind, method: &Method, n: usize) 
             "application/x-amz-json-1.1",
             "{\"__type\":\"InternalServerError\",\"message\":\"An internal error occurred.\"}".to_string(),
         ),
+        // never sent: the connection is reset instead (see `handle`)
+        (_, FaultKind::Reset) => (500, "text/plain", String::new()),
     };
     let body = if method == Method::HEAD { String::new() } else { body };
     Response::builder()
@@ -619,6 +641,13 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         }
     };
     let response = match (fault, replay) {
+        (Some(FaultKind::Reset), _) => {
+            // the answer is never written: the connection's next write fails and resets it
+            if let Some(ConnectInfo(conn)) = parts.extensions.get::<ConnectInfo<Conn>>() {
+                conn.reset.store(true, Ordering::SeqCst);
+            }
+            return fault_response(service, FaultKind::Reset, &parts.method, index);
+        }
         (Some(kind @ (FaultKind::Throttle | FaultKind::ServerError | FaultKind::AccessDenied)), _) => {
             fault_response(service, kind, &parts.method, index)
         }
@@ -657,6 +686,121 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         c.status = response.status().as_u16();
     }
     response
+}
+
+/// Serves `app` on `listener` until the returned sender is used or dropped, like
+/// [`super::net::serve`], with each connection resettable from its handler ([`Conn`]).
+fn serve(listener: tokio::net::TcpListener, app: Router) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(ResettableListener(listener), app.into_make_service_with_connect_info::<Conn>())
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
+}
+
+/// Accepts TCP connections that a handler can reset.
+struct ResettableListener(tokio::net::TcpListener);
+
+/// One accepted connection, as a handler sees it (`ConnectInfo<Conn>`): setting `reset` makes
+/// the connection's next read or write fail, so the server drops it, with an RST.
+#[derive(Clone, Debug)]
+struct Conn {
+    reset: Arc<AtomicBool>,
+}
+
+/// A TCP stream that fails once its connection's `reset` is set.
+struct ResettableStream {
+    tcp: tokio::net::TcpStream,
+    reset: Arc<AtomicBool>,
+}
+
+impl axum::serve::Listener for ResettableListener {
+    type Io = ResettableStream;
+    type Addr = Conn;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((tcp, _)) => {
+                    let reset = Arc::new(AtomicBool::new(false));
+                    return (ResettableStream { tcp, reset: reset.clone() }, Conn { reset });
+                }
+                // out of file descriptors and the like: try again shortly (not synchronisation)
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr().map(|_| Conn {
+            reset: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+impl Connected<axum::serve::IncomingStream<'_, ResettableListener>> for Conn {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, ResettableListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+impl ResettableStream {
+    fn check(&self) -> std::io::Result<()> {
+        if self.reset.load(Ordering::SeqCst) {
+            // with linger 0, closing sends an RST rather than a FIN
+            let _ = self.tcp.set_zero_linger();
+            Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl AsyncRead for ResettableStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if let Err(e) = self.check() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ResettableStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        if let Err(e) = self.check() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.tcp).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        if let Err(e) = self.check() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if let Err(e) = self.check() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if let Err(e) = self.check() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
 }
 
 /// Waits while answers to `api` are held back (at most 60 s).
@@ -788,6 +932,26 @@ mod tests {
         assert_eq!((r.status, r.body.as_slice()), (200, &b"abcde"[..]));
         let r = parse_response(b"HTTP/1.1 404 NOT FOUND\r\nContent-Length: 2\r\n\r\nnope", false).unwrap();
         assert_eq!((r.status, r.body.as_slice()), (404, &b"no"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_reset_answers_nothing_and_resets_the_connection() {
+        // nothing listens upstream: a reset is never forwarded
+        let proxy = FaultProxy::start("http://127.0.0.1:9").await;
+        proxy.fail_next("ListBuckets", 1, FaultKind::Reset);
+        let mut tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nhost: s3\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        let read = tcp.read_to_end(&mut answer).await;
+        assert_eq!(
+            (read.map_err(|e| e.kind()), answer.as_slice()),
+            (Err(std::io::ErrorKind::ConnectionReset), &b""[..])
+        );
+        let calls = proxy.calls();
+        assert_eq!(
+            (calls.len(), calls[0].api.as_str(), calls[0].injected, calls[0].status),
+            (1, "ListBuckets", Some(FaultKind::Reset), 0)
+        );
     }
 
     #[test]
