@@ -19,6 +19,7 @@ pub mod instance_cache;
 pub mod metrics;
 pub mod notify;
 pub mod observe;
+pub mod pem;
 pub mod plan;
 pub mod run;
 pub mod telemetry;

@@ -201,6 +201,10 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
         }
     }
 
+    if let Some(tls) = &db.tls {
+        check_tls(&mut r, tls);
+    }
+
     check_output(&mut r, spec);
     check_odbc2parquet(&mut r, &spec.odbc2parquet);
     check_instance(&mut r, &spec.instance, site);
@@ -274,26 +278,61 @@ fn check_user_data_size(r: &mut Report, spec: &DataDumpSpec) {
 }
 
 fn check_secret_ref(r: &mut Report, field: &str, s: &SecretKeyRef) {
-    let p = &*PATTERNS;
-    if s.name.len() > 253 {
-        r.add(
-            format!("{field}.name"),
-            "is longer than 253 characters",
-            "use the Secret's real name",
-        );
+    check_object_name(r, &format!("{field}.name"), "Secret", &s.name);
+    check_object_key(r, &format!("{field}.key"), "Secret", &s.key);
+}
+
+/// The name of a Secret or ConfigMap (`kind`) of the DataDump's namespace.
+fn check_object_name(r: &mut Report, field: &str, kind: &str, name: &str) {
+    if name.len() > 253 {
+        r.add(field, "is longer than 253 characters", format!("use the {kind}'s real name"));
     }
     r.pattern(
-        format!("{field}.name"),
-        &s.name,
-        &p.secret_name,
+        field,
+        name,
+        &PATTERNS.secret_name,
         "a Kubernetes object name (lower-case, digits, - and .)",
     );
+}
+
+/// A key inside a Secret or ConfigMap (`kind`).
+fn check_object_key(r: &mut Report, field: &str, kind: &str, key: &str) {
     r.pattern(
-        format!("{field}.key"),
-        &s.key,
-        &p.secret_key,
-        "a Secret key (letters, digits, -, _ and .)",
+        field,
+        key,
+        &PATTERNS.secret_key,
+        &format!("a {kind} key (letters, digits, -, _ and .)"),
     );
+}
+
+/// `spec.database.tls`: one source of the CA bundle, and object names and keys that can exist.
+fn check_tls(r: &mut Report, tls: &DatabaseTls) {
+    if let Some(ca) = &tls.ca_bundle {
+        let field = "spec.database.tls.caBundle";
+        match (&ca.config_map_key_ref, &ca.secret_key_ref) {
+            (Some(_), Some(_)) => r.add(
+                field,
+                "sets both configMapKeyRef and secretKeyRef",
+                "keep exactly one source of the CA bundle",
+            ),
+            (None, None) => r.add(
+                field,
+                "sets no source",
+                "set configMapKeyRef {name, key} (e.g. {name: rds-ca, key: global-bundle.pem}) or secretKeyRef {name, key}, or remove caBundle",
+            ),
+            _ => {}
+        }
+        if let Some(c) = &ca.config_map_key_ref {
+            check_object_name(r, &format!("{field}.configMapKeyRef.name"), "ConfigMap", &c.name);
+            check_object_key(r, &format!("{field}.configMapKeyRef.key"), "ConfigMap", &c.key);
+        }
+        if let Some(s) = &ca.secret_key_ref {
+            check_secret_ref(r, &format!("{field}.secretKeyRef"), s);
+        }
+    }
+    if let Some(s) = &tls.client_certificate_secret_ref {
+        check_object_name(r, "spec.database.tls.clientCertificateSecretRef.name", "Secret", &s.name);
+    }
 }
 
 /// Whether a media type is a lower-case SQL identifier (what the status schema accepts).
@@ -771,6 +810,58 @@ mod tests {
             "{OK}datasetCard:\n  prettyName: Openverse\n  license: other\n  gated:\n    prompt: Agree\n    fields:\n    - {{name: Affiliation}}\n    - {{name: Use, type: select, options: [research, other]}}\n  columns: {{image.title: x, title: y}}\n"
         ));
         assert_eq!(validate(&good, &SiteDefaults::default()), Ok(()));
+    }
+
+    #[test]
+    fn tls_needs_one_ca_bundle_source_and_names_that_can_exist() {
+        let with_tls = |tls: &str| {
+            spec(
+                &format!("{OK}database: {{ssmParameterName: /datadump/db, tls: {tls}}}\n")
+                    .replace("database: {ssmParameterName: /datadump/db}\n", ""),
+            )
+        };
+        let fields = |tls: &str| -> Vec<String> {
+            match validate(&with_tls(tls), &SiteDefaults::default()) {
+                Ok(()) => Vec::new(),
+                Err(e) => e.into_iter().map(|e| e.field).collect(),
+            }
+        };
+        let good =
+            "{caBundle: {configMapKeyRef: {name: rds-ca, key: global-bundle.pem}}, clientCertificateSecretRef: {name: catalog-client}}";
+        assert_eq!(fields(good), Vec::<String>::new());
+        assert_eq!(
+            fields("{caBundle: {secretKeyRef: {name: rds-ca, key: ca.pem}}}"),
+            Vec::<String>::new()
+        );
+        assert_eq!(fields("{}"), Vec::<String>::new(), "an empty tls asks for nothing");
+        let both = "{caBundle: {configMapKeyRef: {name: a, key: k}, secretKeyRef: {name: a, key: k}}}";
+        assert_eq!(fields(both), ["spec.database.tls.caBundle"]);
+        let errors = validate(&with_tls("{caBundle: {}}"), &SiteDefaults::default()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "spec.database.tls.caBundle");
+        assert!(
+            errors[0].fix.contains("configMapKeyRef") && errors[0].fix.contains("secretKeyRef"),
+            "{}",
+            errors[0]
+        );
+        assert_eq!(
+            fields("{caBundle: {configMapKeyRef: {name: RDS_CA, key: 'a b'}}, clientCertificateSecretRef: {name: Client}}"),
+            [
+                "spec.database.tls.caBundle.configMapKeyRef.name",
+                "spec.database.tls.caBundle.configMapKeyRef.key",
+                "spec.database.tls.clientCertificateSecretRef.name",
+            ]
+        );
+        assert_eq!(
+            fields("{caBundle: {secretKeyRef: {name: ca, key: 'a/b'}}}"),
+            ["spec.database.tls.caBundle.secretKeyRef.key"]
+        );
+        let key = validate(
+            &with_tls("{caBundle: {configMapKeyRef: {name: ca, key: 'a b'}}}"),
+            &SiteDefaults::default(),
+        )
+        .unwrap_err();
+        assert!(key[0].to_string().contains("a ConfigMap key"), "{}", key[0]);
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! SSM Parameter Store as [`SecretStage`]: credentials staged as SecureStrings for the worker's
-//! instance role, deleted when the media type ends. I/O.
+//! SSM Parameter Store as [`SecretStage`]: credentials (connection strings, client
+//! certificates with their keys) staged as SecureStrings for the worker's instance role,
+//! deleted when the media type ends. Intelligent tiering: a value over the standard tier's
+//! 4 KiB (a certificate chain and its key can be) becomes an advanced parameter (8 KiB)
+//! instead of failing. I/O.
 
 use aws_sdk_ssm::Client;
-use aws_sdk_ssm::types::{ParameterType, Tag};
+use aws_sdk_ssm::types::{ParameterTier, ParameterType, Tag};
 
 use super::{call, classify};
 use crate::backend::tags;
@@ -35,7 +38,8 @@ impl SecretStage for SsmStage {
             .name(name)
             .value(value.expose())
             .r#type(ParameterType::SecureString)
-            .description("datadump: database connection string staged for one worker")
+            .tier(ParameterTier::IntelligentTiering)
+            .description("datadump: a database credential staged for one worker")
             .tags(
                 Tag::builder()
                     .key(tags::MANAGED_BY)
@@ -59,6 +63,7 @@ impl SecretStage for SsmStage {
                         .name(name)
                         .value(value.expose())
                         .r#type(ParameterType::SecureString)
+                        .tier(ParameterTier::IntelligentTiering)
                         .overwrite(true)
                         .send(),
                 )

@@ -1,14 +1,15 @@
 //! The DataDump's home in Kubernetes: the finalizer (merge patches guarded by
-//! resourceVersion) and reading the connection-string Secret. I/O.
+//! resourceVersion), and reading the Secret and ConfigMap keys the spec names (connection
+//! string, webhook, CA bundle, client certificate). I/O.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use super::FIELD_MANAGER;
-use crate::act::{ActError, Home};
-use crate::api::{DataDump, SecretKeyRef};
+use crate::act::{ActError, Home, KeyContent};
+use crate::api::{ConfigMapKeyRef, DataDump, SecretKeyRef};
 use crate::backend::SecretValue;
 use crate::plan::FINALIZER;
 
@@ -66,8 +67,9 @@ impl Home for KubeHome {
         }
     }
 
-    async fn read_secret(&self, dd: &DataDump, secret: &SecretKeyRef) -> Result<SecretValue, ActError> {
+    async fn read_secret(&self, dd: &DataDump, secret: &SecretKeyRef, content: KeyContent) -> Result<SecretValue, ActError> {
         let fail = |reason: String| ActError::Secret {
+            content,
             name: secret.name.clone(),
             key: secret.key.clone(),
             reason,
@@ -78,6 +80,7 @@ impl Home for KubeHome {
             .get_opt(&secret.name)
             .await
             .map_err(|e| ActError::Secret {
+                content,
                 name: secret.name.clone(),
                 key: secret.key.clone(),
                 reason: e.to_string(),
@@ -103,5 +106,32 @@ impl Home for KubeHome {
             return Err(fail("the value is empty".into()));
         }
         Ok(SecretValue::new(value))
+    }
+    async fn read_config_map(&self, dd: &DataDump, key: &ConfigMapKeyRef, content: KeyContent) -> Result<String, ActError> {
+        let fail = |reason: String, source: Option<kube::Error>| ActError::ConfigMap {
+            content,
+            name: key.name.clone(),
+            key: key.key.clone(),
+            reason,
+            source,
+        };
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &dd.namespace().unwrap_or_default());
+        let found = api
+            .get_opt(&key.name)
+            .await
+            .map_err(|e| fail(e.to_string(), Some(e)))?
+            .ok_or_else(|| fail("the ConfigMap does not exist".into(), None))?;
+        let value = match (
+            found.data.as_ref().and_then(|d| d.get(&key.key)),
+            found.binary_data.as_ref().and_then(|d| d.get(&key.key)),
+        ) {
+            (Some(text), _) => text.clone(),
+            (None, Some(bytes)) => String::from_utf8(bytes.0.clone()).map_err(|_| fail("the value is not UTF-8 text".into(), None))?,
+            (None, None) => return Err(fail("the key is not in the ConfigMap".into(), None)),
+        };
+        if value.trim().is_empty() {
+            return Err(fail("the value is empty".into(), None));
+        }
+        Ok(value)
     }
 }

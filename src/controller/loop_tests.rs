@@ -7,7 +7,9 @@
 //! orphan sweeper runs now and then. Invariants checked at the end of every case: the dump
 //! ended (terminal, or deleted with its finalizer released), at most one instance per attempt
 //! token, none left running, no staged credentials left, nothing exported ever rewritten; and
-//! at every launch: its token was persisted first.
+//! at every launch: its token was persisted first, every staged parameter its job names is
+//! staged, and with `spec.database.tls` its job carries the CA bundle and the client identity's
+//! parameter (never the key).
 //!
 //! Cases: `DATADUMP_LOOP_CASES` (default [`DEFAULT_CASES`], about 10 s in a debug build);
 //! `DATADUMP_LOOP_TRACE=1` prints every reconcile.
@@ -21,8 +23,8 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
 
-use crate::act::{self, ActError, Backends, Home};
-use crate::api::{DataDump, SecretKeyRef};
+use crate::act::{self, ActError, Backends, Home, KeyContent};
+use crate::api::{ConfigMapKeyRef, DataDump, SecretKeyRef};
 use crate::backend::memory::{FakeClock, MemoryCompute, MemoryObject, MemoryStage, MemoryStore};
 use crate::backend::{BackendError, Bucket, Compute, InstanceFilter, ObjectMeta, ObjectStore, SecretStage, SecretValue};
 use crate::instance_cache::InstanceCache;
@@ -81,6 +83,9 @@ struct Case {
     timeout_min: u32,
     backoff_limit: u32,
     staged: bool,
+    /// `spec.database.tls`: a CA bundle (from a ConfigMap) and a client certificate, staged
+    /// next to the connection string.
+    tls: bool,
     /// Media types with an export of an earlier run for the same date.
     exported: Vec<bool>,
     /// Media types with a `_failure` of another attempt under their prefix.
@@ -118,7 +123,7 @@ fn case() -> impl Strategy<Value = Case> {
         prop::sample::subsequence(MEDIA.to_vec(), 1..=3),
         5u32..30,
         0u32..4,
-        any::<bool>(),
+        (any::<bool>(), any::<bool>()),
         prop::collection::vec(prop::bool::weighted(0.15), 3),
         prop::collection::vec(prop::bool::weighted(0.2), 3),
         prop::collection::vec(worker(), 1..8),
@@ -133,7 +138,7 @@ fn case() -> impl Strategy<Value = Case> {
                 media,
                 timeout_min,
                 backoff_limit,
-                staged,
+                (staged, tls),
                 exported,
                 stale_failure,
                 workers,
@@ -149,6 +154,7 @@ fn case() -> impl Strategy<Value = Case> {
                     timeout_min,
                     backoff_limit,
                     staged,
+                    tls,
                     exported,
                     stale_failure,
                     workers,
@@ -174,10 +180,15 @@ fn date() -> &'static str {
 
 fn dump(case: &Case) -> DataDump {
     // resourceVersion 1: every change of the object counts up (see `Shared::change`)
-    let credentials = if case.staged {
-        "connectionSecretRef: {name: db, key: conn}"
-    } else {
-        "ssmParameterName: /team/db"
+    let credentials = match (case.staged, case.tls) {
+        (true, false) => "connectionSecretRef: {name: db, key: conn}",
+        (false, false) => "ssmParameterName: /team/db",
+        (true, true) => {
+            "connectionSecretRef: {name: db, key: conn}, tls: {caBundle: {configMapKeyRef: {name: ca, key: ca.pem}}, clientCertificateSecretRef: {name: client}}"
+        }
+        (false, true) => {
+            "ssmParameterName: /team/db, tls: {caBundle: {configMapKeyRef: {name: ca, key: ca.pem}}, clientCertificateSecretRef: {name: client}}"
+        }
     };
     let yaml = format!(
         "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata:\n  name: catalog\n  namespace: data\n  uid: {UID}\n  resourceVersion: \"1\"\n  generation: 1\nspec:\n  mediaTypes: [{}]\n  destination: {{bucket: {BUCKET}, prefix: {PREFIX}, requesterPays: {}}}\n  database: {{{credentials}}}\n  instance: {{iamInstanceProfile: worker}}\n  timeout: {}m\n  backoffLimit: {}\n",
@@ -336,6 +347,27 @@ impl Compute for Faulty<MemoryCompute> {
                 req.media_type, req.token
             ));
         }
+        // what the worker reads is there when it starts: every staged parameter its job names,
+        // and the CA bundle in the job itself (never the key)
+        let staged = self.shared.stage.names();
+        let named = [Some(&req.job.ssm_parameter), req.job.client_identity_parameter.as_ref()];
+        for parameter in named.into_iter().flatten().filter(|p| p.starts_with("/datadump/")) {
+            if !staged.contains(parameter) {
+                self.shared
+                    .violation(format!("launch of {} names {parameter}, which is not staged", req.media_type));
+            }
+        }
+        let tls = self.shared.object().map(|o| o.spec.database.tls.is_some());
+        let delivered = req.job.ca_bundle.as_deref() == Some(CA_BUNDLE) && req.job.client_identity_parameter.is_some();
+        if tls.is_some_and(|tls| tls != delivered) {
+            self.shared.violation(format!(
+                "launch of {} with tls {tls:?}: CA bundle {:?}, client identity {:?}",
+                req.media_type, req.job.ca_bundle, req.job.client_identity_parameter
+            ));
+        }
+        if req.job.to_json().contains("PRIVATE KEY") {
+            self.shared.violation(format!("the job of {} holds the client key", req.media_type));
+        }
         self.shared.side_effect(self.inner.launch(req)).await?
     }
 
@@ -406,10 +438,23 @@ impl Home for MemoryHome {
         if read == current { Ok(()) } else { Err(ActError::Stale { read }) }
     }
 
-    async fn read_secret(&self, _: &DataDump, _: &SecretKeyRef) -> Result<SecretValue, ActError> {
-        Ok(SecretValue::new("postgresql://u:p@db/catalog".into()))
+    async fn read_secret(&self, _: &DataDump, _: &SecretKeyRef, content: KeyContent) -> Result<SecretValue, ActError> {
+        Ok(SecretValue::new(match content {
+            KeyContent::ClientCertificate => CLIENT_CERT.into(),
+            KeyContent::ClientKey => CLIENT_KEY.into(),
+            _ => "postgresql://u:p@db/catalog".into(),
+        }))
+    }
+
+    async fn read_config_map(&self, _: &DataDump, _: &ConfigMapKeyRef, _: KeyContent) -> Result<String, ActError> {
+        Ok(CA_BUNDLE.into())
     }
 }
+
+/// The TLS material of a case with `tls`: a CA bundle in a ConfigMap, a client certificate.
+const CA_BUNDLE: &str = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n";
+const CLIENT_CERT: &str = "-----BEGIN CERTIFICATE-----\nCLIENT\n-----END CERTIFICATE-----\n";
+const CLIENT_KEY: &str = "-----BEGIN PRIVATE KEY-----\nKEY\n-----END PRIVATE KEY-----\n";
 
 type TestBackends = Backends<InstanceCache<Faulty<MemoryCompute>>, Faulty<MemoryStore>, Faulty<MemoryStage>>;
 
@@ -901,6 +946,7 @@ fn a_failure_for_good_during_a_suspend_leaves_no_staged_credentials() {
         timeout_min: 6,
         backoff_limit: 0,
         staged: true,
+        tls: false,
         exported: vec![false; 3],
         stale_failure: vec![false; 3],
         workers: vec![
@@ -931,6 +977,7 @@ fn a_stale_read_after_the_instance_vanished_launches_no_second_instance() {
         timeout_min: 20,
         backoff_limit: 1,
         staged: false,
+        tls: false,
         exported: vec![false; 3],
         stale_failure: vec![false; 3],
         workers: vec![
@@ -959,6 +1006,7 @@ fn a_launch_listed_late_when_the_deadline_passes_is_terminated() {
         timeout_min: 8,
         backoff_limit: 1,
         staged: true,
+        tls: false,
         exported: vec![false; 3],
         stale_failure: vec![false; 3],
         workers: vec![
@@ -988,6 +1036,7 @@ fn an_instance_seen_but_not_yet_listed_at_the_deadline_is_terminated() {
         timeout_min: 13,
         backoff_limit: 2,
         staged: false,
+        tls: false,
         exported: vec![false; 3],
         stale_failure: vec![false; 3],
         workers: vec![

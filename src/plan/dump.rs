@@ -171,6 +171,7 @@ fn launch_gate<'a>(
     let settings = LaunchSettings {
         instance,
         credentials,
+        client_certificate: dd.spec.database.client_certificate().is_some(),
         deadline,
         architecture: architecture.unwrap_or_else(|| crate::worker::Arch::of_instance_type(&instance.instance_type)),
     };
@@ -229,7 +230,7 @@ fn record_start(status: &mut DataDumpStatus, dd: &DataDump, date: &str, now: Tim
 fn release_credentials(status: &mut DataDumpStatus, ctx: &PlanContext, uid: &str, out: &mut Out) {
     if status.phase.is_terminal() {
         for m in status.media.iter_mut().filter(|m| m.credentials_staged) {
-            out.delete_parameters.push(ctx.staged_parameter(uid, m.media_type.as_str()));
+            out.delete_parameters.extend(ctx.staged_parameters(uid, m.media_type.as_str()));
             m.credentials_staged = false;
         }
     }
@@ -681,7 +682,7 @@ fn cleanup(dd: &DataDump, obs: &Observed, ctx: &PlanContext, uid: &str, has_fina
     media.sort();
     media.dedup();
     actions.push(Action::DeleteCredentials {
-        parameters: media.iter().map(|m| ctx.staged_parameter(uid, m)).collect(),
+        parameters: media.iter().flat_map(|m| ctx.staged_parameters(uid, m)).collect(),
     });
     // an attempt started within the launch grace whose instance is not listed may still have one
     let unlisted = dd.status.iter().flat_map(|s| s.media.iter()).any(|m| {

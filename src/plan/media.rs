@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
-use super::{Action, Instance, InstanceState, LaunchRequest, MediaObjects, Note, NoteKind, PlanContext, Reason, tags};
+use super::{Action, Instance, InstanceState, LaunchRequest, MediaObjects, Note, NoteKind, PlanContext, Reason, StagedCredential, tags};
 use crate::api::{AttemptOutcome, Credentials, DataDump, MediaPhase, MediaStatus, Progress, ResolvedInstance};
 use crate::worker::Arch;
 
@@ -86,6 +86,9 @@ pub(super) struct LaunchSettings<'a> {
     pub instance: &'a ResolvedInstance,
     /// Where the worker's connection string comes from.
     pub credentials: Credentials<'a>,
+    /// The worker presents a client certificate (`spec.database.tls.clientCertificateSecretRef`):
+    /// staged next to the connection string, its parameter named in the job.
+    pub client_certificate: bool,
     /// The worker's deadline: the dump's, or for a dump about to start, counted from now.
     pub deadline: Timestamp,
     /// The instance type's architecture: as observed (DescribeInstanceTypes), else by the
@@ -212,14 +215,20 @@ fn pending(env: &Env, ms: &mut MediaStatus, objs: Option<&MediaObjects>, out: &m
     ms.instance_id = None;
     ms.instance_state = None;
     ms.outcome = None;
-    if let Credentials::Secret(_) = settings.credentials
-        && !ms.credentials_staged
-    {
-        out.stage.push(Action::StageCredentials {
-            media_type: media.clone(),
-            parameter: env.ctx.staged_parameter(env.uid, &media),
-        });
-        ms.credentials_staged = true;
+    if !ms.credentials_staged {
+        let connection = matches!(settings.credentials, Credentials::Secret(_))
+            .then(|| (env.ctx.staged_parameter(env.uid, &media), StagedCredential::ConnectionString));
+        let identity = settings
+            .client_certificate
+            .then(|| (env.ctx.client_identity_parameter(env.uid, &media), StagedCredential::ClientIdentity));
+        for (parameter, credential) in connection.into_iter().chain(identity) {
+            out.stage.push(Action::StageCredentials {
+                media_type: media.clone(),
+                parameter,
+                credential,
+            });
+            ms.credentials_staged = true;
+        }
     }
     // The launch itself waits for the next plan, once this token is persisted.
     Next::Done
@@ -440,7 +449,7 @@ fn terminating(env: &Env, ms: &mut MediaStatus, current: Option<&Instance>, out:
 fn ended(env: &Env, ms: &mut MediaStatus, out: &mut Out) -> Next {
     let media = ms.media_type.as_str().to_string();
     if ms.credentials_staged {
-        out.delete_parameters.push(env.ctx.staged_parameter(env.uid, &media));
+        out.delete_parameters.extend(env.ctx.staged_parameters(env.uid, &media));
         ms.credentials_staged = false;
     }
     Next::Done
@@ -472,6 +481,9 @@ fn launch_request(env: &Env, ms: &MediaStatus, settings: &LaunchSettings) -> Res
     t.insert(tags::ATTEMPT.into(), ms.attempt.to_string());
     t.insert(tags::TOKEN.into(), token.clone());
     let parameter = settings.worker_parameter(env, media);
+    let client_identity = settings
+        .client_certificate
+        .then(|| env.ctx.client_identity_parameter(env.uid, media));
     let region = env.ctx.region.clone();
     let job = crate::worker::WorkerJob {
         spec: &env.dd.spec,
@@ -483,7 +495,9 @@ fn launch_request(env: &Env, ms: &MediaStatus, settings: &LaunchSettings) -> Res
         ssm_parameter: &parameter,
         region: &region,
     };
-    let job = crate::worker::Job::new(&job).map_err(|e| e.to_string())?;
+    let mut job = crate::worker::Job::new(&job).map_err(|e| e.to_string())?;
+    // only the parameter's name; the CA bundle is read when launching (`act::perform`)
+    job.client_identity_parameter = client_identity;
     let arch = settings.architecture;
     if let super::Launcher::Bootstrap(arches) = &env.ctx.launcher
         && !arches.contains(&arch)

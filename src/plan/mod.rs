@@ -157,6 +157,32 @@ impl PlanContext {
     pub fn staged_parameter(&self, uid: &str, media_type: &str) -> String {
         format!("{}/{uid}/{media_type}", self.ssm_prefix.trim_end_matches('/'))
     }
+
+    /// The SSM parameter holding the staged client identity (certificate chain, then key) of
+    /// one media type of one object: below the connection string's.
+    pub fn client_identity_parameter(&self, uid: &str, media_type: &str) -> String {
+        format!("{}/client-identity", self.staged_parameter(uid, media_type))
+    }
+
+    /// Every parameter that may be staged for one media type: whatever the spec says now (it
+    /// may have changed since they were staged), deleting them all leaves nothing behind, and
+    /// missing ones are fine to delete.
+    pub fn staged_parameters(&self, uid: &str, media_type: &str) -> [String; 2] {
+        [
+            self.staged_parameter(uid, media_type),
+            self.client_identity_parameter(uid, media_type),
+        ]
+    }
+}
+
+/// What one staged SSM parameter holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StagedCredential {
+    /// The connection string, from `spec.database.connectionSecretRef`.
+    ConnectionString,
+    /// The client certificate chain followed by its private key, from
+    /// `spec.database.tls.clientCertificateSecretRef` (`tls.crt`, `tls.key`).
+    ClientIdentity,
 }
 
 /// Something the driver must do, in order, before writing the planned status.
@@ -167,12 +193,15 @@ pub enum Action {
     /// Make sure the destination bucket makes requesters pay (read the setting, set it when
     /// it is not); the outcome goes into status (`requesterPays`) when acting settles.
     EnsureRequesterPays,
-    /// Read the connection string from the spec's Secret and store it as an SSM SecureString.
+    /// Read a credential from the spec's Secret (the connection string, or the client
+    /// certificate and key) and store it as an SSM SecureString.
     StageCredentials {
         /// The media type it is staged for.
         media_type: String,
         /// The SSM parameter name.
         parameter: String,
+        /// What it holds.
+        credential: StagedCredential,
     },
     /// Launch one instance, unless one with the token's tag exists.
     Launch(Box<LaunchRequest>),

@@ -61,8 +61,14 @@ reasons! {
     InvalidSpec,
     /// The object is being deleted: its instances are terminated.
     Cleanup,
-    /// The connection-string Secret could not be read.
+    /// A Secret the spec names (connection string, CA bundle, client certificate) could not be
+    /// read.
     SecretUnavailable,
+    /// A ConfigMap the spec names (the CA bundle) could not be read.
+    ConfigMapUnavailable,
+    /// The CA bundle or client certificate is not PEM the worker can use: nothing launches
+    /// until it is fixed.
+    TlsMaterialInvalid,
     /// AWS refused a call (permissions, a parameter, a quota): it is tried again with backoff
     /// until the cause is fixed.
     AwsRejected,

@@ -113,7 +113,11 @@ fn failure(media: &str, attempt: u32, msg: &str) -> MediaObjects {
 
 /// Runs a one-media dump (image only) to Running on attempt `attempt`, returning the object.
 fn running(extra: &str) -> DataDump {
-    let mut d = dd(extra);
+    running_from(dd(extra))
+}
+
+/// [`running`] from this object.
+fn running_from(mut d: DataDump) -> DataDump {
     d.spec.media_types.truncate(1);
     let p = plan(&d, &Observed::default(), &ctx(), at(0));
     let d = persist(d, &p);
@@ -179,6 +183,119 @@ fn token_is_recorded_before_any_launch() {
     }
     assert_eq!(s.phase, DumpPhase::Running);
     assert_eq!(p.requeue_after, Some(ctx().fast_requeue));
+}
+
+/// `spec.database` with a CA bundle and a client certificate.
+const TLS: &str = "{connectionSecretRef: {name: db, key: conn}, tls: {caBundle: {configMapKeyRef: {name: rds-ca, key: global-bundle.pem}}, clientCertificateSecretRef: {name: catalog-client}}}";
+
+/// The object with this `spec.database` (YAML; empty: the default one).
+fn with_database(database: &str) -> DataDump {
+    let mut d = dd("");
+    if !database.is_empty() {
+        d.spec.database = serde_yaml::from_str(database).unwrap();
+    }
+    d
+}
+
+fn staged(p: &Plan) -> Vec<(String, String, StagedCredential)> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StageCredentials {
+                media_type,
+                parameter,
+                credential,
+            } => Some((media_type.clone(), parameter.clone(), *credential)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_client_certificate_is_staged_next_to_the_connection_string_and_named_in_the_job() {
+    // (database, what is staged for image at the first attempt)
+    let cases: [(&str, Vec<(&str, StagedCredential)>); 4] = [
+        ("", vec![("", StagedCredential::ConnectionString)]),
+        (
+            TLS,
+            vec![
+                ("", StagedCredential::ConnectionString),
+                ("/client-identity", StagedCredential::ClientIdentity),
+            ],
+        ),
+        (
+            "{ssmParameterName: /team/db, tls: {clientCertificateSecretRef: {name: catalog-client}}}",
+            vec![("/client-identity", StagedCredential::ClientIdentity)],
+        ),
+        (
+            "{ssmParameterName: /team/db, tls: {caBundle: {secretKeyRef: {name: ca, key: ca.pem}}}}",
+            vec![],
+        ),
+    ];
+    for (database, want) in cases {
+        let d = with_database(database);
+        let p = plan(&d, &Observed::default(), &ctx(), t0());
+        let image: Vec<(String, StagedCredential)> = staged(&p)
+            .into_iter()
+            .filter(|(m, _, _)| m == "image")
+            .map(|(_, parameter, c)| (parameter, c))
+            .collect();
+        let want: Vec<(String, StagedCredential)> = want
+            .iter()
+            .map(|(suffix, c)| (format!("/datadump/{UID}/image{suffix}"), *c))
+            .collect();
+        assert_eq!(image, want, "{database}");
+        assert_eq!(media(&p, "image").credentials_staged, !want.is_empty(), "{database}");
+        // the launch, once the token is persisted, names the parameters, never their values
+        let d = persist(d, &p);
+        let p = plan(&d, &Observed::default(), &ctx(), at(1));
+        assert!(staged(&p).is_empty(), "staged once per media type: {database}");
+        let job = &launches(&p).into_iter().find(|r| r.media_type == "image").unwrap().job;
+        let identity = want
+            .iter()
+            .find(|(_, c)| *c == StagedCredential::ClientIdentity)
+            .map(|(p, _)| p.clone());
+        assert_eq!(job.client_identity_parameter, identity, "{database}");
+        assert_eq!(job.ca_bundle, None, "read when launching, not planned: {database}");
+    }
+}
+
+#[test]
+fn the_client_identity_is_deleted_whenever_the_connection_string_is() {
+    let both = |m: &str| vec![format!("/datadump/{UID}/{m}"), format!("/datadump/{UID}/{m}/client-identity")];
+    // a media type that ended
+    let d = running_from(with_database(TLS));
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Running)],
+        objects: [("image".to_string(), failure("image", 1, "boom"))].into(),
+        ..Default::default()
+    };
+    let mut d = d;
+    d.spec.backoff_limit = 0;
+    let p = plan(&d, &obs, &ctx(), at(10));
+    let d = persist(d, &p);
+    let obs = Observed {
+        instances: vec![inst("image", 1, InstanceState::Terminated)],
+        ..Default::default()
+    };
+    let p = plan(&d, &obs, &ctx(), at(11));
+    assert_eq!(media(&p, "image").phase, MediaPhase::Failed);
+    assert!(
+        p.actions.contains(&Action::DeleteCredentials { parameters: both("image") }),
+        "{:?}",
+        p.actions
+    );
+    assert!(!media(&p, "image").credentials_staged);
+    // deletion, also of a spec whose tls was removed after staging: every name goes
+    let mut d = running_from(with_database(TLS));
+    d.spec.database.tls = None;
+    d.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(100)));
+    let p = plan(&d, &Observed::default(), &ctx(), at(100));
+    assert!(
+        p.actions.contains(&Action::DeleteCredentials { parameters: both("image") }),
+        "{:?}",
+        p.actions
+    );
 }
 
 #[test]
@@ -298,7 +415,7 @@ fn success_terminates_then_succeeds_once_ec2_confirms() {
     assert_eq!(s.condition(FAILED).unwrap().status, "False");
     assert_eq!(media(&p, "image").instance_state.as_deref(), Some("terminated"));
     assert!(p.actions.contains(&Action::DeleteCredentials {
-        parameters: vec![format!("/datadump/{UID}/image")]
+        parameters: vec![format!("/datadump/{UID}/image"), format!("/datadump/{UID}/image/client-identity")]
     }));
     assert!(!media(&p, "image").credentials_staged);
     assert_eq!(p.requeue_after, Some(ctx().fast_requeue), "one more look after acting");
@@ -469,7 +586,7 @@ fn a_dump_that_ends_while_a_media_type_waits_deletes_its_staged_credentials() {
     assert!(!media(&p, "audio").credentials_staged);
     assert!(
         p.actions.contains(&Action::DeleteCredentials {
-            parameters: vec![ctx().staged_parameter(UID, "audio")]
+            parameters: ctx().staged_parameters(UID, "audio").to_vec()
         }),
         "{:?}",
         p.actions

@@ -18,8 +18,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::act::{ActError, Backends, Home};
-use crate::api::{Credentials, DataDump, SecretKeyRef};
+use crate::act::{ActError, Backends, Home, KeyContent};
+use crate::api::{ConfigMapKeyRef, Credentials, DataDump, SecretKeyRef};
 use crate::aws::{AwsArgs, Ec2Compute, S3Store, SsmStage};
 use crate::backend::SecretValue;
 use crate::plan::{FINALIZER, PlanContext};
@@ -49,6 +49,22 @@ pub struct RunArgs {
     /// File holding the connection string (instead of the environment variable).
     #[arg(long, env = "DATADUMP_CONNECTION_STRING_FILE")]
     pub connection_string_file: Option<PathBuf>,
+    /// File holding the PEM CA bundle that `spec.database.tls.caBundle` names (instead of its
+    /// ConfigMap or Secret key).
+    #[arg(long, env = "DATADUMP_CA_BUNDLE_FILE")]
+    pub ca_bundle_file: Option<PathBuf>,
+    /// File holding the client certificate chain (PEM), the `tls.crt` of the Secret that
+    /// `spec.database.tls.clientCertificateSecretRef` names; with `--client-key-file`.
+    #[arg(long, env = "DATADUMP_CLIENT_CERTIFICATE_FILE", requires = "client_key_file")]
+    pub client_certificate_file: Option<PathBuf>,
+    /// File holding the client certificate's private key (PEM, unencrypted), that Secret's
+    /// `tls.key`; with `--client-certificate-file`.
+    #[arg(long, env = "DATADUMP_CLIENT_KEY_FILE", requires = "client_certificate_file")]
+    pub client_key_file: Option<PathBuf>,
+    /// One PEM file holding the client certificate chain and its private key, instead of
+    /// `--client-certificate-file` and `--client-key-file`.
+    #[arg(long, env = "DATADUMP_CLIENT_IDENTITY_FILE", conflicts_with_all = ["client_certificate_file", "client_key_file"])]
+    pub client_identity_file: Option<PathBuf>,
     /// Environment variable holding the Slack webhook URL, when the DataDump asks for one.
     #[arg(long, env = "DATADUMP_SLACK_WEBHOOK_ENV", default_value = "DATADUMP_SLACK_WEBHOOK")]
     pub slack_webhook_env: String,
@@ -87,10 +103,30 @@ pub struct RunArgs {
     pub worker_binaries_dir: Option<PathBuf>,
 }
 
-/// Credentials and the webhook, from the environment or files instead of Secrets.
+/// Credentials, the webhook and TLS material, from the environment or files instead of
+/// Secrets and ConfigMaps.
 struct MemoryHome {
     connection: Option<SecretValue>,
     webhook: Option<SecretValue>,
+    ca_bundle: Option<String>,
+    client_certificate: Option<SecretValue>,
+    client_key: Option<SecretValue>,
+}
+
+impl MemoryHome {
+    /// What the runner has for `content`, and the flags that give it.
+    fn input(&self, content: KeyContent) -> (Option<SecretValue>, &'static str) {
+        match content {
+            KeyContent::ConnectionString => (self.connection.clone(), "--connection-string-env or --connection-string-file"),
+            KeyContent::SlackWebhook => (self.webhook.clone(), "--slack-webhook-env"),
+            KeyContent::CaBundle => (self.ca_bundle.clone().map(SecretValue::new), "--ca-bundle-file"),
+            KeyContent::ClientCertificate => (
+                self.client_certificate.clone(),
+                "--client-certificate-file or --client-identity-file",
+            ),
+            KeyContent::ClientKey => (self.client_key.clone(), "--client-key-file or --client-identity-file"),
+        }
+    }
 }
 
 impl Home for MemoryHome {
@@ -107,28 +143,28 @@ impl Home for MemoryHome {
         Ok(())
     }
 
-    async fn read_secret(&self, dd: &DataDump, secret: &SecretKeyRef) -> Result<SecretValue, ActError> {
-        let is_webhook = dd
-            .spec
-            .notification
-            .as_ref()
-            .and_then(|n| n.slack.as_ref())
-            .is_some_and(|s| &s.webhook_secret_ref == secret);
-        let value = if is_webhook {
-            self.webhook.clone()
-        } else {
-            self.connection.clone()
-        };
+    async fn read_secret(&self, _: &DataDump, secret: &SecretKeyRef, content: KeyContent) -> Result<SecretValue, ActError> {
+        let (value, flags) = self.input(content);
         value.ok_or_else(|| ActError::Secret {
+            content,
             name: secret.name.clone(),
             key: secret.key.clone(),
             source: None,
-            reason: if is_webhook {
-                "datadump run reads the webhook URL from --slack-webhook-env".into()
-            } else {
-                "datadump run reads the connection string from --connection-string-env or --connection-string-file".into()
-            },
+            reason: format!("datadump run reads it from {flags}"),
         })
+    }
+
+    async fn read_config_map(&self, _: &DataDump, key: &ConfigMapKeyRef, content: KeyContent) -> Result<String, ActError> {
+        match (content, &self.ca_bundle) {
+            (KeyContent::CaBundle, Some(bundle)) => Ok(bundle.clone()),
+            _ => Err(ActError::ConfigMap {
+                content,
+                name: key.name.clone(),
+                key: key.key.clone(),
+                reason: "datadump run reads it from --ca-bundle-file".into(),
+                source: None,
+            }),
+        }
     }
 }
 
@@ -217,6 +253,68 @@ fn read_secret_input(env: &str, file: Option<&PathBuf>) -> anyhow::Result<Option
     Ok(value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).map(SecretValue::new))
 }
 
+/// The TLS material `spec.database.tls` names, as the runner's flags give it.
+#[derive(Default)]
+struct TlsInputs {
+    ca_bundle: Option<String>,
+    client_certificate: Option<SecretValue>,
+    client_key: Option<SecretValue>,
+}
+
+/// Reads the files of `--ca-bundle-file` and the client certificate flags, checked against
+/// what the DataDump asks for and as PEM, before anything is staged or launched.
+fn read_tls_inputs(args: &RunArgs, dd: &DataDump) -> anyhow::Result<TlsInputs> {
+    use crate::pem::IdentityPart;
+    let read = |f: &PathBuf| std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()));
+    let db = &dd.spec.database;
+    let mut inputs = TlsInputs::default();
+    match (db.ca_bundle(), &args.ca_bundle_file) {
+        (Some(_), Some(f)) => {
+            let text = read(f)?;
+            crate::pem::check_ca_bundle(&text).map_err(|p| anyhow::anyhow!("--ca-bundle-file {}: {p}", f.display()))?;
+            inputs.ca_bundle = Some(text);
+        }
+        (Some(source), None) => {
+            anyhow::bail!("the DataDump takes its CA bundle from {source}; datadump run takes it from --ca-bundle-file, which is not set")
+        }
+        (None, Some(f)) => anyhow::bail!(
+            "--ca-bundle-file {} is given, but the DataDump has no spec.database.tls.caBundle; add one (e.g. tls: {{caBundle: {{configMapKeyRef: {{name: ca, key: ca.pem}}}}}}) or drop the flag (sslrootcert=PATH in the connection string works too)",
+            f.display()
+        ),
+        (None, None) => {}
+    }
+    let given = match (&args.client_identity_file, &args.client_certificate_file, &args.client_key_file) {
+        (Some(f), _, _) => {
+            Some(crate::pem::split_identity(&read(f)?).map_err(|p| anyhow::anyhow!("--client-identity-file {}: {p}", f.display()))?)
+        }
+        (None, Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        // clap gives --client-certificate-file and --client-key-file together or neither
+        _ => None,
+    };
+    match (db.client_certificate(), given) {
+        (Some(_), Some((certificate, key))) => {
+            crate::pem::client_identity(&certificate, &key).map_err(|(part, p)| {
+                let what = match part {
+                    IdentityPart::Certificate => "the client certificate",
+                    IdentityPart::Key => "the client key",
+                };
+                anyhow::anyhow!("{what} {p}")
+            })?;
+            inputs.client_certificate = Some(SecretValue::new(certificate));
+            inputs.client_key = Some(SecretValue::new(key));
+        }
+        (Some(secret), None) => anyhow::bail!(
+            "the DataDump presents the client certificate of Secret {}; datadump run takes it from --client-certificate-file and --client-key-file, or --client-identity-file, and none is set",
+            secret.name
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "a client certificate is given, but the DataDump has no spec.database.tls.clientCertificateSecretRef; add one (e.g. tls: {{clientCertificateSecretRef: {{name: client}}}}) or drop the flags"
+        ),
+        (None, None) => {}
+    }
+    Ok(inputs)
+}
+
 /// Runs one DataDump to its end.
 pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let mut site = args.site.clone();
@@ -225,9 +323,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         site.iam_instance_profile.get_or_insert_with(|| "local".into());
     }
     let dd = load(&args.file, &site)?;
+    let tls = read_tls_inputs(&args, &dd)?;
     let home = MemoryHome {
         connection: read_secret_input(&args.connection_string_env, args.connection_string_file.as_ref())?,
         webhook: read_secret_input(&args.slack_webhook_env, None)?,
+        ca_bundle: tls.ca_bundle,
+        client_certificate: tls.client_certificate,
+        client_key: tls.client_key,
     };
     // Refuse before anything is staged or launched, rather than fail in the middle.
     if let Some(Credentials::Secret(secret)) = dd.spec.database.credentials()

@@ -168,6 +168,9 @@ pub fn render_preview(spec: &DataDumpSpec, media_type: &MediaType) -> Result<(St
         region: "<region>",
     };
     let mut job = Job::new(&w)?;
+    if spec.database.client_certificate().is_some() {
+        job.client_identity_parameter = Some("/datadump/<uid>/<media-type>/client-identity".into());
+    }
     job.dump_date = "DUMP-DATE".into();
     job.key_prefix = job.key_prefix.replace("2000-01-01", "DUMP-DATE");
     // presigned URLs are about this long with temporary credentials (IRSA's session token)
@@ -230,6 +233,15 @@ mod tests {
         };
         let script = render(&job, &b).unwrap();
         assert!(script.len() < 4096, "{} bytes", script.len());
+        // a CA bundle the size of RDS's global-bundle.pem travels in the job object, not here
+        let mut with_bundle = job.clone();
+        let cert = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", "M".repeat(1600));
+        with_bundle.ca_bundle = Some(cert.repeat(100));
+        assert!(with_bundle.ca_bundle.as_ref().unwrap().len() > 160_000);
+        with_bundle.client_identity_parameter = Some("/datadump/uid/image/client-identity".into());
+        let rendered = render(&with_bundle, &b).unwrap();
+        assert_eq!(rendered.len(), script.len(), "the bundle does not change the user data's size");
+        assert_eq!(rendered, script, "nor its text");
         assert!(
             Command::new("sh").args(["-n", "-c", &script]).status().unwrap().success(),
             "POSIX sh parses it"

@@ -1,5 +1,6 @@
 //! The job of one worker run: everything `datadump worker` needs, as JSON. It never holds a
-//! secret: the connection string stays in SSM and only the parameter's name is here. The
+//! secret: the connection string and the client certificate's key stay in SSM and only the
+//! parameters' names are here (the CA bundle, public, is here whole). The
 //! controller builds it ([`Job::new`]) and writes it next to the output, where the worker reads
 //! it with its instance role (`--job-s3`; `--job-file` for local workers).
 //! Pure, no I/O.
@@ -156,6 +157,8 @@ impl Job {
             requester_pays: spec.destination.requester_pays,
             region: w.region.to_string(),
             ssm_parameter: w.ssm_parameter.to_string(),
+            // both from spec.database.tls: the staged parameter's name is the planner's to give
+            // (`plan/media.rs::launch_request`), the bundle is read when launching (`act::perform`)
             ca_bundle: None,
             client_identity_parameter: None,
             engine: spec.engine,
@@ -257,6 +260,18 @@ mod tests {
         );
         assert!(job.odbc2parquet.is_none());
         assert_eq!(Job::from_json(&job.to_json()).unwrap(), job);
+        assert!(
+            !job.to_json().contains("caBundle") && !job.to_json().contains("clientIdentityParameter"),
+            "no TLS fields unless asked: {}",
+            job.to_json()
+        );
+        let mut tls = job.clone();
+        tls.client_identity_parameter = Some("/datadump/uid/image/client-identity".into());
+        tls.ca_bundle = Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into());
+        let json: serde_json::Value = serde_json::from_str(&tls.to_json()).unwrap();
+        assert_eq!(json["clientIdentityParameter"], "/datadump/uid/image/client-identity");
+        assert!(json["caBundle"].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(Job::from_json(&tls.to_json()).unwrap(), tls);
         let mut other = serde_json::to_value(&job).unwrap();
         other["version"] = 9.into();
         assert!(Job::from_json(&other.to_string()).unwrap_err().contains("version 9"));

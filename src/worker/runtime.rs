@@ -1,5 +1,6 @@
-//! `datadump worker`: one attempt of one media type. Reads the connection string from SSM
-//! (instance role on EC2, IMDSv2), runs the engine straight into S3, reports progress, writes
+//! `datadump worker`: one attempt of one media type. Reads the connection string (and the
+//! client certificate, when the job names one) from SSM (instance role on EC2, IMDSv2), runs
+//! the engine straight into S3, reports progress, writes
 //! `_manifest.json` and then `_success` — or, on any error, the deadline or a stop signal,
 //! aborts its unfinished uploads and writes `_failure` with the cause and a redacted log tail.
 //! Once `_success` is being written, a stop signal no longer interrupts it. I/O.
@@ -62,6 +63,15 @@ pub enum WorkerError {
         #[source]
         source: BackendError,
     },
+    /// The client certificate and key could not be read from SSM.
+    #[error("cannot read the client certificate from SSM parameter {parameter}: {source}")]
+    ClientIdentity {
+        /// The parameter.
+        parameter: String,
+        /// The cause.
+        #[source]
+        source: BackendError,
+    },
     /// The postgres engine failed.
     #[error(transparent)]
     Postgres(#[from] super::pg::EngineError),
@@ -90,7 +100,7 @@ impl WorkerError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             WorkerError::Job(_) => "job",
-            WorkerError::Credentials { .. } => "credentials",
+            WorkerError::Credentials { .. } | WorkerError::ClientIdentity { .. } => "credentials",
             WorkerError::Postgres(e) => e.metric_label(),
             WorkerError::Odbc(e) => e.metric_label(),
             WorkerError::Put { .. } => "put",
@@ -154,7 +164,8 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogTail {
     }
 }
 
-/// Secrets to remove from anything the worker writes: the connection string and password.
+/// Secrets to remove from anything the worker writes: the connection string and password, the
+/// client identity and its key.
 #[derive(Clone, Default)]
 pub struct Secrets(Arc<Mutex<Vec<String>>>);
 
@@ -174,6 +185,18 @@ impl Secrets {
     pub fn redact(&self, text: &str) -> String {
         let v = self.0.lock().expect("secrets");
         v.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "[REDACTED]"))
+    }
+}
+
+/// Registers a client identity for redaction: the whole value, its private key block, and
+/// each line of the key's body (a message quoting part of it is redacted too).
+fn register_identity(secrets: &Secrets, identity: &str) {
+    secrets.add(identity.to_string());
+    if let Some(key) = crate::pem::private_key_block(identity) {
+        secrets.add(key.to_string());
+        key.lines()
+            .filter(|l| !l.starts_with("-----") && !l.contains(':'))
+            .for_each(|l| secrets.add(l.trim().to_string()));
     }
 }
 
@@ -308,14 +331,19 @@ impl Ctx {
         }
     }
 
+    /// A SecureString's value (decrypted), or `""`.
+    async fn parameter(&self, name: &str) -> Result<String, BackendError> {
+        let req = self.ssm.get_parameter().name(name).with_decryption(true);
+        let out = call("GetParameter", req.send()).await?;
+        Ok(out.parameter.and_then(|p| p.value).unwrap_or_default())
+    }
+
     async fn connection_string(&self) -> Result<String, WorkerError> {
         let parameter = self.job.ssm_parameter.clone();
-        let req = self.ssm.get_parameter().name(&parameter).with_decryption(true);
-        let out = call("GetParameter", req.send()).await.map_err(|source| WorkerError::Credentials {
+        let value = self.parameter(&parameter).await.map_err(|source| WorkerError::Credentials {
             parameter: parameter.clone(),
             source,
         })?;
-        let value = out.parameter.and_then(|p| p.value).unwrap_or_default();
         if value.is_empty() {
             return Err(WorkerError::Job(format!("SSM parameter {parameter} is empty")));
         }
@@ -324,8 +352,31 @@ impl Ctx {
         Ok(value)
     }
 
-    async fn dump(&self, conn: &str, sink: Arc<S3Sink>) -> Result<Output, WorkerError> {
+    /// The client certificate chain and its key (PEM), when the job names their parameter;
+    /// registered for redaction: the whole value, the key block and each line of the key.
+    async fn client_identity(&self) -> Result<Option<String>, WorkerError> {
+        let Some(parameter) = self.job.client_identity_parameter.clone() else {
+            return Ok(None);
+        };
+        let value = self.parameter(&parameter).await.map_err(|source| WorkerError::ClientIdentity {
+            parameter: parameter.clone(),
+            source,
+        })?;
+        if value.trim().is_empty() {
+            return Err(WorkerError::Job(format!("SSM parameter {parameter} is empty")));
+        }
+        register_identity(&self.secrets, &value);
+        tracing::info!(parameter = %parameter, "read the client certificate");
+        Ok(Some(value))
+    }
+
+    async fn dump(&self, conn: &str, client_identity: Option<String>, sink: Arc<S3Sink>) -> Result<Output, WorkerError> {
         let job = &self.job;
+        // the same material for both engines: the bundle from the job, the identity from SSM
+        let tls = super::pg::TlsMaterial {
+            ca_bundle: job.ca_bundle.clone(),
+            client_identity,
+        };
         match job.engine {
             Engine::Postgres => {
                 if let Some(pw) = super::pg::password_of(conn) {
@@ -337,10 +388,7 @@ impl Ctx {
                     compression: parquet_compression(job.output.compression),
                     row_group_bytes: job.output.row_group_bytes as usize,
                     file_size_threshold: job.output.file_size_threshold,
-                    tls: super::pg::TlsMaterial {
-                        ca_bundle: job.ca_bundle.clone(),
-                        client_identity: None,
-                    },
+                    tls,
                     ..Default::default()
                 };
                 let media = job.media_type.as_str();
@@ -376,10 +424,6 @@ impl Ctx {
                 super::odbc::passwords(conn).into_iter().for_each(|p| self.secrets.add(p));
                 let secrets = self.secrets.clone();
                 let query = job.rendered_query();
-                let tls = super::pg::TlsMaterial {
-                    ca_bundle: job.ca_bundle.clone(),
-                    client_identity: None,
-                };
                 let run = super::odbc::OdbcRun {
                     conn,
                     query: &query,
@@ -508,6 +552,7 @@ pub async fn run(args: WorkerArgs, tail: LogTail) -> i32 {
             ctx.enter(Stage::Starting).await;
             ctx.enter(Stage::ReadingCredentials).await;
             let conn = ctx.connection_string().await?;
+            let client_identity = ctx.client_identity().await?;
             ctx.enter(Stage::Dumping).await;
             let beat = tokio::spawn({
                 let ctx = ctx.clone();
@@ -519,7 +564,7 @@ pub async fn run(args: WorkerArgs, tail: LogTail) -> i32 {
                     }
                 }
             });
-            let out = ctx.dump(&conn, sink as Arc<S3Sink>).await;
+            let out = ctx.dump(&conn, client_identity, sink as Arc<S3Sink>).await;
             beat.abort();
             out
         }
@@ -580,6 +625,18 @@ mod tests {
             s.redact("connect host=db password=s3cr3t; then s3cr3t, pw"),
             "connect [REDACTED]; then [REDACTED], pw"
         );
+    }
+
+    #[test]
+    fn a_client_key_is_redacted_whole_and_line_by_line() {
+        let s = Secrets::default();
+        let identity = "-----BEGIN CERTIFICATE-----\nPUBLICcert\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nKEYline1AAAA\nKEYline2BBBB\n-----END PRIVATE KEY-----\n";
+        register_identity(&s, identity);
+        assert_eq!(s.redact(identity), "[REDACTED]");
+        let key = &identity[identity.find("-----BEGIN PRIVATE").unwrap()..];
+        assert_eq!(s.redact(&format!("key: {key}")), "key: [REDACTED]\n");
+        let told = s.redact("bad key near KEYline2BBBB; cert PUBLICcert");
+        assert_eq!(told, "bad key near [REDACTED]; cert PUBLICcert", "the certificate is public");
     }
 
     #[test]

@@ -252,6 +252,26 @@ pub(crate) const BAD: &[(&str, &str, &str)] = &[
         "spec.database.ssmParameterName",
     ),
     (
+        "both CA bundle sources",
+        "database: {ssmParameterName: /d, tls: {caBundle: {configMapKeyRef: {name: ca, key: ca.pem}, secretKeyRef: {name: ca, key: ca.pem}}}}",
+        "spec.database.tls.caBundle",
+    ),
+    (
+        "CA bundle without a source",
+        "database: {ssmParameterName: /d, tls: {caBundle: {}}}",
+        "spec.database.tls.caBundle",
+    ),
+    (
+        "bad CA bundle ConfigMap name",
+        "database: {ssmParameterName: /d, tls: {caBundle: {configMapKeyRef: {name: RDS_CA, key: ca.pem}}}}",
+        "spec.database.tls.caBundle.configMapKeyRef.name",
+    ),
+    (
+        "bad client certificate Secret name",
+        "database: {ssmParameterName: /d, tls: {clientCertificateSecretRef: {name: Catalog_Client}}}",
+        "spec.database.tls.clientCertificateSecretRef.name",
+    ),
+    (
         "negative volume size",
         "instance: {iamInstanceProfile: p, ebsVolumeSizeGb: -1}",
         "spec.instance.ebsVolumeSizeGb",

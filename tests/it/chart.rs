@@ -648,6 +648,7 @@ fn controller_rules() -> Value {
         {"apiGroups": ["datadump.dev"], "resources": ["datadumpschedules"], "verbs": ["list", "watch"]},
         {"apiGroups": ["datadump.dev"], "resources": ["datadumpschedules/status"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
 }

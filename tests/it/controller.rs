@@ -452,3 +452,170 @@ async fn a_missing_secret_is_reported_and_nothing_launches_until_it_exists() {
     w.delete("nosecret").await;
     w.assert_nothing_left_running(&uid).await;
 }
+
+/// A CA bundle the size of RDS's `global-bundle.pem` (100 PEM certificates, about 165 KB).
+fn ca_bundle() -> String {
+    (0..100)
+        .map(|i| {
+            let body = format!("MIIF{i:04}{}", "Q".repeat(1592));
+            let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+            format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+        })
+        .collect()
+}
+
+/// The body line of the client key: what must never show.
+const KEY_BODY: &str = "MC4CAQAwBQYDK2VwBCIEIKEYneverSHOWNanywhereBUTssmX7Qz9";
+
+/// A client certificate chain and its key (`tls.crt`, `tls.key`): the armour the controller
+/// checks, not real DER (no TLS server here: the worker's verify-full is tested elsewhere).
+fn client_identity() -> (String, String) {
+    let cert = |name: &str| format!("-----BEGIN CERTIFICATE-----\nMIIB{name}CLIENTchain\n-----END CERTIFICATE-----\n");
+    (
+        format!("{}{}", cert("leaf"), cert("intermediate")),
+        format!("-----BEGIN PRIVATE KEY-----\n{KEY_BODY}\n-----END PRIVATE KEY-----\n"),
+    )
+}
+
+/// `spec.database.tls` through the controller, as a user checks it: a missing ConfigMap, then
+/// one without PEM, are Warnings naming the key and the fix, and nothing launches; once fixed,
+/// the job object next to the output (`_job/attempt-1.json`) carries the bundle, the user data
+/// neither the bundle nor the key; the client certificate and key are staged in SSM next to
+/// the connection string (per media type) and deleted with it, when the media type ends and
+/// when the object is deleted; no Event, status, log, user data or S3 object holds the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_bundle_travels_in_the_job_and_the_client_key_only_through_ssm() {
+    let mut w = World::start().await;
+    w.start_controller(&[]);
+    let bundle = ca_bundle();
+    assert!(bundle.len() > 160_000);
+    let (crt, key) = client_identity();
+    w.create_tls_secret("catalog-client", &crt, &key).await;
+    let dd = w
+        .create(
+            "tls",
+            "database:\n  connectionSecretRef: {name: catalog-db, key: connectionString}\n  tls:\n    caBundle: {configMapKeyRef: {name: rds-ca, key: global-bundle.pem}}\n    clientCertificateSecretRef: {name: catalog-client}",
+        )
+        .await;
+    let uid = dd.uid().unwrap();
+    let warning = |reason: &'static str, words: &'static [&'static str]| {
+        let w = &w;
+        crate::support::net::wait_for(reason, std::time::Duration::from_secs(60), move || async move {
+            w.events()
+                .await
+                .into_iter()
+                .find(|(r, m)| r == reason && words.iter().all(|x| m.contains(x)))
+        })
+    };
+    warning(
+        "ConfigMapUnavailable",
+        &["ConfigMap rds-ca key global-bundle.pem", "does not exist"],
+    )
+    .await;
+    assert!(w.instances(&uid).await.is_empty(), "nothing launches without the bundle");
+    w.put_config_map("rds-ca", "global-bundle.pem", "MIIF0000 (DER as text, not PEM)")
+        .await;
+    let (_, note) = warning("TlsMaterialInvalid", &["ConfigMap rds-ca key global-bundle.pem", "fix: "]).await;
+    assert!(note.contains("no PEM certificate"), "{note}");
+    assert!(w.instances(&uid).await.is_empty(), "nothing launches with a bundle that is not PEM");
+    w.put_config_map("rds-ca", "global-bundle.pem", &bundle).await;
+    let dd = running(&w, "tls", &["image", "audio"]).await;
+    let mut seen = vec![("status while running".to_string(), serde_json::to_string(&dd).unwrap())];
+
+    let instances = w.instances(&uid).await;
+    assert_eq!(instances.len(), 2);
+    for i in &instances {
+        let media = &i.tags["datadump.dev/media-type"];
+        let job_key = format!("{}_job/attempt-1.json", crate::support::cluster::media_prefix(&dd, media));
+        let text = String::from_utf8(w.get_object(&job_key).await).unwrap();
+        let job: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            job["caBundle"].as_str(),
+            Some(bundle.as_str()),
+            "{media}: the bundle, whole, in the job"
+        );
+        assert_eq!(job["ssmParameter"], format!("/datadump/{uid}/{media}"));
+        assert_eq!(job["clientIdentityParameter"], format!("/datadump/{uid}/{media}/client-identity"));
+        let user_data = i.user_data.as_deref().expect("user data");
+        assert!(user_data.len() < 4096, "{media}: {} bytes of user data", user_data.len());
+        assert!(user_data.contains(&job_key), "the user data names the job");
+        assert!(
+            !user_data.contains("BEGIN") && !user_data.contains("MIIF0000") && !user_data.contains(KEY_BODY),
+            "{media}: neither the bundle nor the key in user data"
+        );
+        seen.push((format!("user data of {media}"), user_data.to_string()));
+        let staged = w
+            .ssm
+            .get_parameter()
+            .name(format!("/datadump/{uid}/{media}/client-identity"))
+            .with_decryption(true)
+            .send()
+            .await
+            .unwrap()
+            .parameter
+            .unwrap();
+        assert_eq!(staged.r#type().map(|t| t.as_str()), Some("SecureString"));
+        assert_eq!(
+            staged.value(),
+            Some(format!("{}\n{}\n", crt.trim(), key.trim()).as_str()),
+            "{media}: tls.crt, then tls.key"
+        );
+    }
+    let mine = |p: &[String]| {
+        p.iter()
+            .filter(|n| n.contains(&uid))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let expected: std::collections::BTreeSet<String> = ["image", "audio"]
+        .iter()
+        .flat_map(|m| [format!("/datadump/{uid}/{m}"), format!("/datadump/{uid}/{m}/client-identity")])
+        .collect();
+    assert_eq!(
+        mine(&w.parameters().await),
+        expected,
+        "each media type's connection string and identity"
+    );
+
+    // image ends: its two parameters go, audio's stay
+    w.write_success(&dd, "image", &[3]).await;
+    let d = w
+        .wait_dump("tls", "image done", |d| media_phase(d, "image") == Some(MediaPhase::Succeeded))
+        .await;
+    seen.push(("status after image".into(), serde_json::to_string(&d).unwrap()));
+    let left = w
+        .wait_for_parameters(|p| !p.iter().any(|n| n.contains(&format!("/{uid}/image"))))
+        .await;
+    let audio: std::collections::BTreeSet<String> = expected.iter().filter(|n| n.contains("/audio")).cloned().collect();
+    assert_eq!(mine(&left), audio, "audio's parameters stay while it runs");
+    // deleting the object deletes the rest
+    w.delete("tls").await;
+    let api = w.dumps();
+    crate::support::net::wait_for("object gone", std::time::Duration::from_secs(90), || {
+        let api = api.clone();
+        async move { api.get_opt("tls").await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    w.assert_nothing_left_running(&uid).await;
+    assert!(mine(&w.parameters().await).is_empty(), "nothing staged is left");
+
+    // the key is nowhere a user (or anyone with the controller's outputs) can read
+    for (reason, note) in w.events().await {
+        seen.push((format!("Event {reason}"), note));
+    }
+    seen.push(("controller logs".into(), w.logs()));
+    for k in w.keys().await {
+        seen.push((format!("s3://{k}"), String::from_utf8_lossy(&w.get_object(&k).await).into_owned()));
+    }
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&key)
+    };
+    for (place, text) in &seen {
+        assert!(!text.contains(KEY_BODY) && !text.contains(&b64), "the client key in {place}");
+    }
+    assert!(
+        seen.iter().any(|(p, t)| p.ends_with("attempt-1.json") && t.contains("MIIF0000")),
+        "the search saw the jobs"
+    );
+}

@@ -564,6 +564,213 @@ async fn ctrl_c_with_ec2_workers_terminates_the_instances() {
     assert!(!out.contains("ec2-test-secret"), "{out}");
 }
 
+/// `datadump run` takes `spec.database.tls` from files: a flag the spec does not use, a `tls`
+/// field without its flag, or a file that is not PEM is refused before anything runs, naming
+/// the flag. With the files, each EC2 worker's job in S3 carries the CA bundle (the user data
+/// does not), the client certificate and key are staged next to the connection string, and
+/// Ctrl-C deletes them with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_files_reach_the_workers_and_ctrl_c_deletes_the_staged_key() {
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    moto.create_instance_profile("worker").await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |tls: &str| {
+        format!(
+            "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata: {{name: tls}}\nspec:\n  mediaTypes: [image, audio]\n  \
+             destination: {{bucket: {BUCKET}}}\n  database: {{connectionSecretRef: {{name: db, key: cs}}{tls}}}\n  \
+             instance: {{iamInstanceProfile: worker, imageId: ami-12345678, instanceType: t4g.nano}}\n"
+        )
+    };
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let with_tls = write(
+        "tls.yaml",
+        &spec(", tls: {caBundle: {configMapKeyRef: {name: rds-ca, key: global-bundle.pem}}, clientCertificateSecretRef: {name: client}}"),
+    );
+    let without_tls = write("plain.yaml", &spec(""));
+    let connection = write("connection-string", "host=db user=exporter password=tls-test-secret");
+    let bundle: String = (0..100)
+        .map(|i| {
+            format!(
+                "-----BEGIN CERTIFICATE-----\nMIIF{i:04}{}\n-----END CERTIFICATE-----\n",
+                "Q".repeat(1600)
+            )
+        })
+        .collect();
+    let bundle_file = write("global-bundle.pem", &bundle);
+    let key_body = "MC4CAQAwBQYDK2VwBCIEIrunKEYneverSHOWN";
+    let certificate = "-----BEGIN CERTIFICATE-----\nMIIBclient\n-----END CERTIFICATE-----\n";
+    let key = format!("-----BEGIN PRIVATE KEY-----\n{key_body}\n-----END PRIVATE KEY-----\n");
+    let identity_file = write("client.pem", &format!("{certificate}{key}"));
+    let not_pem = write("not.pem", "MIIF0000 DER as text");
+
+    // refused before anything is staged or launched
+    let refused = [
+        (vec![with_tls.as_str()], "--ca-bundle-file, which is not set"),
+        (vec![with_tls.as_str(), "--ca-bundle-file", &not_pem], "holds no PEM certificate"),
+        (
+            vec![with_tls.as_str(), "--ca-bundle-file", &bundle_file],
+            "--client-certificate-file and --client-key-file, or --client-identity-file",
+        ),
+        (
+            vec![
+                with_tls.as_str(),
+                "--ca-bundle-file",
+                &bundle_file,
+                "--client-identity-file",
+                &bundle_file,
+            ],
+            "the client key holds no PEM private key",
+        ),
+        (
+            vec![without_tls.as_str(), "--ca-bundle-file", &bundle_file],
+            "has no spec.database.tls.caBundle",
+        ),
+        (
+            vec![without_tls.as_str(), "--client-identity-file", &identity_file],
+            "no spec.database.tls.clientCertificateSecretRef",
+        ),
+    ];
+    for (args, message) in refused {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_datadump"))
+            .args(["run", "--connection-string-file", &connection, "-f"])
+            .args(&args)
+            .env_clear()
+            .envs(moto.child_env())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success() && text.contains(message), "{args:?}: {text}");
+        assert!(!text.contains(key_body), "{text}");
+    }
+    let ssm = moto.ssm().await;
+    let staged = || async {
+        ssm.get_parameters_by_path()
+            .path("/datadump")
+            .recursive(true)
+            .with_decryption(true)
+            .send()
+            .await
+            .unwrap()
+            .parameters()
+            .iter()
+            .map(|p| (p.name().unwrap().to_string(), p.value().unwrap_or_default().to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert!(staged().await.is_empty(), "nothing staged by a refused run");
+
+    let stdout = dir.path().join("stdout");
+    let stderr = dir.path().join("stderr");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_datadump"))
+        .args(["run", "-f", &with_tls, "--connection-string-file", &connection])
+        .args(["--ca-bundle-file", &bundle_file, "--client-identity-file", &identity_file])
+        .args(["--poll-interval", "300ms"])
+        .env_clear()
+        .envs(moto.child_env())
+        .env(
+            "DATADUMP_WORKER_BINARIES_DIR",
+            crate::support::cluster::worker_binaries_dir(dir.path()),
+        )
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let ec2 = moto.ec2().await;
+    let user_data = wait_for("two instances with user data", Duration::from_secs(60), || async {
+        let out = ec2.describe_instances().send().await.unwrap();
+        let ids: Vec<String> = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running"))
+            .map(|i| i.instance_id().unwrap().to_string())
+            .collect();
+        if ids.len() != 2 {
+            return None;
+        }
+        let mut texts = Vec::new();
+        for id in ids {
+            let attr = ec2
+                .describe_instance_attribute()
+                .instance_id(id)
+                .attribute("userData".into())
+                .send()
+                .await
+                .unwrap();
+            let b64 = attr.user_data().and_then(|u| u.value()).unwrap_or_default().to_string();
+            use base64::Engine;
+            texts.push(String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap());
+        }
+        Some(texts)
+    })
+    .await;
+    for text in &user_data {
+        assert!(text.len() < 4096 && !text.contains("BEGIN") && !text.contains(key_body), "{text}");
+    }
+    let params = staged().await;
+    assert_eq!(
+        params.len(),
+        4,
+        "a connection string and a client identity per media type: {params:?}"
+    );
+    let s3 = moto.s3().await;
+    let keys = s3.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+    let jobs: Vec<String> = keys
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .filter(|k| k.contains("/_job/"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    for job_key in jobs {
+        let body = s3
+            .get_object()
+            .bucket(BUCKET)
+            .key(&job_key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap();
+        let job: serde_json::Value = serde_json::from_slice(&body.into_bytes()).unwrap();
+        assert_eq!(job["caBundle"].as_str(), Some(bundle.as_str()), "{job_key}");
+        let identity = job["clientIdentityParameter"].as_str().expect("the identity's parameter");
+        assert!(identity.ends_with("/client-identity"), "{identity}");
+        assert_eq!(params[identity], format!("{}\n{}\n", certificate.trim(), key.trim()));
+        assert!(!job.to_string().contains(key_body));
+    }
+
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+        .await
+        .expect("the runner exits")
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        std::fs::read_to_string(&stdout).unwrap(),
+        std::fs::read_to_string(&stderr).unwrap()
+    );
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(
+        staged().await.is_empty(),
+        "the runner's cleanup deletes the identities with the connection strings"
+    );
+    assert!(!out.contains(key_body) && !out.contains("tls-test-secret"), "{out}");
+}
+
 /// `datadump handoff` on the moto-served dump: exit code and report.
 async fn handoff(w: &World, args: &[&str]) -> (Option<i32>, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_datadump"))

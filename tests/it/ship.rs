@@ -182,15 +182,25 @@ async fn metrics_and_probes_after_a_dump() {
 
 /// The controller runs as the chart's ServiceAccount with the chart's Role (see
 /// `support::kube::tenant`) on a real API server with RBAC on: a whole lifecycle with leader
-/// election, a Slack message and a deletion must meet no 403. And nothing the chart grants
+/// election, a CA bundle from a ConfigMap, a Slack message and a deletion must meet no 403. And nothing the chart grants
 /// goes unused (least privilege), judged from the requests the proxy saw.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_rbac_grants_what_the_controller_calls_and_no_more() {
     let receiver = Receiver::start(0).await;
     let mut w = World::start().await;
     w.create_secret("slack-webhook", "url", &receiver.url).await;
+    // a CA bundle from a ConfigMap: the configmaps `get` grant is used
+    w.put_config_map(
+        "rds-ca",
+        "ca.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIBrbac\n-----END CERTIFICATE-----\n",
+    )
+    .await;
     let leader = crate::schedule::start_on_test_clock(&mut w, &[("DATADUMP_LEADER_ELECTION", "true"), ("POD_NAME", "one")]);
-    run_to_success(&w, "rbac", SLACK).await;
+    let spec = format!(
+        "{SLACK}\ndatabase: {{connectionSecretRef: {{name: catalog-db, key: connectionString}}, tls: {{caBundle: {{configMapKeyRef: {{name: rds-ca, key: ca.pem}}}}}}}}"
+    );
+    run_to_success(&w, "rbac", &spec).await;
     // the schedule controller's calls: a run created, then replaced (deleted) by the next one
     let (_, m1) = crate::schedule::create_schedule(&w, "rbac-schedule", "concurrencyPolicy: Replace").await;
     crate::schedule::set_clock(&w, crate::schedule::plus(m1, 1));

@@ -292,6 +292,26 @@ async fn a_wrong_password_fails_without_showing_the_connection_string() {
     );
 }
 
+/// A job naming a client certificate the worker cannot read from SSM fails while reading
+/// credentials, naming the parameter, before it connects.
+#[tokio::test]
+async fn a_client_certificate_that_is_not_staged_fails_naming_its_parameter() {
+    let w = World::new("CREATE TABLE image (id int)").await;
+    let mut job = w.job("", "image");
+    job.client_identity_parameter = Some("/datadump/test/image/client-identity".into());
+    let run = w.run(&job, "image").await;
+    assert_eq!(run.code, Some(1), "{}", run.log);
+    let failure: FailureReport = w.json(&job, contract::FAILURE).await;
+    assert_eq!(failure.step, Stage::ReadingCredentials, "{}", failure.message);
+    assert!(
+        failure
+            .message
+            .starts_with("cannot read the client certificate from SSM parameter /datadump/test/image/client-identity"),
+        "{}",
+        failure.message
+    );
+}
+
 /// A table of hard-to-compress rows whose scan stalls after the first 150,000 rows, so a worker
 /// is reliably mid-stream with a multipart upload open.
 const STALLING_SQL: &str = r#"

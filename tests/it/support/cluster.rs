@@ -130,6 +130,31 @@ impl World {
         secrets.create(&PostParams::default(), &secret).await.unwrap();
     }
 
+    /// Creates a `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) in the test namespace, as
+    /// `kubectl create secret tls` does.
+    pub async fn create_tls_secret(&self, name: &str, certificate: &str, key: &str) {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": self.ns},
+            "data": {"tls.crt": base64_encode(certificate), "tls.key": base64_encode(key)}
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+    }
+
+    /// Creates a ConfigMap with one key in the test namespace, or replaces its data.
+    pub async fn put_config_map(&self, name: &str, key: &str, value: &str) {
+        let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
+        let map = json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": self.ns},
+            "data": {key: value}
+        });
+        maps.patch(name, &PatchParams::apply("datadump-test").force(), &Patch::Apply(&map))
+            .await
+            .unwrap();
+    }
+
     /// Starts `datadump controller` as a child process; `env` adds or overrides variables
     /// (e.g. `DATADUMP_FAIL_AT`). It watches the world's namespace with the chart's RBAC, as its
     /// ServiceAccount, through the fault proxy. Its log goes to `controller-N.log` in the
