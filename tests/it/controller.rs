@@ -619,3 +619,91 @@ async fn a_ca_bundle_travels_in_the_job_and_the_client_key_only_through_ssm() {
         "the search saw the jobs"
     );
 }
+
+/// The whole path as on EC2, over verified TLS: the controller launches, the test runs the
+/// instance's user data the way cloud-init would (`sh`, shutdown stubbed), the bootstrap
+/// fetches the real worker binary from the bucket, and the worker reads a TLS-only PostgreSQL
+/// with the CA bundle from a ConfigMap (no `sslmode`, no `sslrootcert` in the connection
+/// string: the bundle makes it `verify-full`). Status, manifest and card say how it connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_launched_by_the_controller_reads_over_verified_tls() {
+    use crate::support::pki::{Ca, Validity};
+    use crate::support::postgres::{Postgres, ServerTls};
+    let ca = Ca::new("Catalog CA");
+    let pg = Postgres::start_tls(&ServerTls {
+        server: ca.server(&["localhost"], Validity::Current),
+        client_ca: None,
+        also_plain: false,
+    });
+    pg.create_database("openledger");
+    pg.psql(
+        "openledger",
+        "CREATE TABLE image AS SELECT g AS id, 'title ' || g AS title FROM generate_series(1, 3000) g",
+    );
+    let mut w = World::start().await;
+    w.create_secret("tls-db", "url", &pg.connection_string_to("localhost", "openledger", ""))
+        .await;
+    w.put_config_map("db-ca", "ca.pem", &ca.cert_pem()).await;
+    // the real worker binary, for this machine's architecture
+    let arch = datadump::worker::Arch::host();
+    let bins = w.dir.path().join("real-binaries");
+    std::fs::create_dir_all(&bins).unwrap();
+    std::fs::copy(crate::worker::worker_binary(), bins.join(format!("datadump-{}", arch.as_str()))).unwrap();
+    let instance_type = if arch.as_str() == "x86_64" { "m7i.large" } else { "m7g.large" };
+    w.start_controller(&[("DATADUMP_WORKER_BINARIES_DIR", bins.to_str().unwrap())]);
+    let dd = w
+        .create(
+            "tls-e2e",
+            &format!(
+                "mediaTypes: [image]\ndatabase:\n  connectionSecretRef: {{name: tls-db, key: url}}\n  tls:\n    caBundle: {{configMapKeyRef: {{name: db-ca, key: ca.pem}}}}\ninstance: {{iamInstanceProfile: datadump-worker, instanceType: {instance_type}}}"
+            ),
+        )
+        .await;
+    let uid = dd.uid().unwrap();
+    let instances = w.wait_instances(&uid, "one instance", |i| i.len() == 1).await;
+    let user_data = instances[0].user_data.clone().expect("user data");
+    assert!(user_data.len() < 4096 && !user_data.contains("BEGIN CERTIFICATE"));
+
+    // cloud-init's part
+    let root = w.dir.path().join("instance");
+    std::fs::create_dir_all(&root).unwrap();
+    let stub = root.join("shutdown");
+    std::fs::write(&stub, "#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/shutdown.log\"\n").unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", &user_data])
+        .envs(w.moto.child_env())
+        .env("PATH", crate::support::moto::worker_path())
+        .env("DATADUMP_SHUTDOWN_CMD", &stub)
+        .env("DATADUMP_BOOTSTRAP_DIR", root.join("root"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let dd = w
+        .wait_dump("tls-e2e", "Succeeded with its card", |d| {
+            phase(d) == Some(DumpPhase::Succeeded) && d.status.as_ref().is_some_and(|s| s.dataset_card.is_some())
+        })
+        .await;
+    let m = dd.status.as_ref().unwrap().media("image").unwrap();
+    assert_eq!(m.rows, Some(3000));
+    let connection = m.connection.as_deref().unwrap_or_default();
+    assert!(
+        connection.starts_with("TLSv1.") && connection.contains("verified against the CA and host name (sslmode=verify-full)"),
+        "status.media[].connection: {connection:?}"
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &w.get_object(&format!("{}_manifest.json", crate::support::cluster::media_prefix(&dd, "image")))
+            .await,
+    )
+    .unwrap();
+    assert_eq!(manifest["connection"]["serverCertificate"], "caAndHostName", "{manifest}");
+    let card_uri = dd.status.as_ref().unwrap().dataset_card.clone().expect("a dataset card");
+    let card_key = card_uri.split_once("datasets/").unwrap().1;
+    let card = String::from_utf8(w.get_object(card_key).await).unwrap();
+    assert!(card.contains("Read from the database over TLSv1."), "{card}");
+    assert!(!card.contains(pg.password()) && !w.logs().contains(pg.password()));
+    w.delete("tls-e2e").await;
+    w.assert_nothing_left_running(&uid).await;
+}
