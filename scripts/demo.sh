@@ -6,8 +6,9 @@
 #      (scripts/demo-catalog.sql: `image` 50k rows, `audio` 20k rows), accepting only TLS
 #      logins over TCP, with a CA and a server certificate for localhost made by openssl;
 #   3. starts moto (the AWS emulator: S3 + SSM) on a free port and creates the bucket;
-#   4. runs `datadump run --compute local -f manifests/examples/demo.yaml`: the same planner
-#      and actions as the controller, with each worker script running as a local process;
+#   4. runs `datadump run --compute local -f manifests/examples/demo.yaml --ca-bundle-file
+#      CA.pem`: the same planner and actions as the controller, with each worker running as a
+#      local process and given the CA in its job;
 #   5. lists the bucket and checks every table three ways: `SELECT count(*)` in PostgreSQL, the
 #      rows in `_manifest.json` (with each file's size and SHA-256), and the rows decoded from
 #      the downloaded Parquet files (examples/parquet_rows.rs); any difference fails the demo;
@@ -113,8 +114,8 @@ echo "moto on $AWS_ENDPOINT_URL, bucket s3://demo-datasets"
 
 step "datadump run --compute local -f manifests/examples/demo.yaml"
 # verify-full: the server's certificate must chain to the demo CA and name localhost
-export DATADUMP_CONNECTION_STRING="host=localhost port=$PG_PORT dbname=openledger user=exporter password='${PASSWORD//\'/\\\'}' sslmode=verify-full sslrootcert=$T/pg/ca.pem"
-RUN=("$DATADUMP" run --compute local -f manifests/examples/demo.yaml --workdir "$T/workers" --poll-interval 2s)
+export DATADUMP_CONNECTION_STRING="host=localhost port=$PG_PORT dbname=openledger user=exporter password='${PASSWORD//\'/\\\'}' sslmode=verify-full"
+RUN=("$DATADUMP" run --compute local -f manifests/examples/demo.yaml --ca-bundle-file "$T/pg/ca.pem" --workdir "$T/workers" --poll-interval 2s)
 rc=0
 if [ -t 1 ] && [ -t 0 ]; then
   # a pseudo-terminal keeps the live view, and `script` records what it showed
