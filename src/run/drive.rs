@@ -251,11 +251,19 @@ pub(super) async fn drive<C: Compute>(
 /// The SSM parameters that may hold staged credentials of this run (the cleanup deletes them
 /// all; missing ones are fine).
 fn staged(dd: &DataDump, ctx: &PlanContext) -> Vec<String> {
-    if !matches!(dd.spec.database.credentials(), Some(crate::api::Credentials::Secret(_))) {
-        return Vec::new();
-    }
+    let db = &dd.spec.database;
+    let connection = matches!(db.credentials(), Some(crate::api::Credentials::Secret(_)));
+    let identity = db.client_certificate().is_some();
     let uid = dd.metadata.uid.clone().unwrap_or_default();
-    dd.spec.media_types.iter().map(|m| ctx.staged_parameter(&uid, m.as_str())).collect()
+    dd.spec
+        .media_types
+        .iter()
+        .flat_map(|m| {
+            let [conn, client] = ctx.staged_parameters(&uid, m.as_str());
+            [connection.then_some(conn), identity.then_some(client)]
+        })
+        .flatten()
+        .collect()
 }
 
 /// The last lines of each failed media type's `_failure` report (the worker redacted them), so
@@ -301,6 +309,32 @@ async fn failure_details(dd: &DataDump, store: &S3Store) -> Vec<FailureDetail> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_may_be_left_names_every_staged_parameter() {
+        let dump = |database: &str| -> DataDump {
+            let mut dd: DataDump = serde_yaml::from_str(&format!(
+                "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata: {{name: d, namespace: n, uid: run-1}}\n\
+                 spec:\n  mediaTypes: [image, audio]\n  destination: {{bucket: b}}\n  database: {database}\n"
+            ))
+            .unwrap();
+            dd.metadata.uid = Some("run-1".into());
+            dd
+        };
+        let ctx = PlanContext::default();
+        let secret = "{connectionSecretRef: {name: db, key: url}}";
+        let both = "{connectionSecretRef: {name: db, key: url}, tls: {clientCertificateSecretRef: {name: c}}}";
+        let own_ssm_with_cert = "{ssmParameterName: /mine, tls: {clientCertificateSecretRef: {name: c}}}";
+        let [image, image_client] = ctx.staged_parameters("run-1", "image");
+        let [audio, audio_client] = ctx.staged_parameters("run-1", "audio");
+        assert_eq!(staged(&dump(secret), &ctx), [image.clone(), audio.clone()]);
+        assert_eq!(
+            staged(&dump(both), &ctx),
+            [image, image_client.clone(), audio, audio_client.clone()]
+        );
+        assert_eq!(staged(&dump(own_ssm_with_cert), &ctx), [image_client, audio_client]);
+        assert!(staged(&dump("{ssmParameterName: /mine}"), &ctx).is_empty());
+    }
 
     #[test]
     fn only_a_run_that_never_reached_aws_gives_up_and_then_after_the_give_up_time() {
