@@ -222,6 +222,13 @@ async fn every_sslmode_does_what_libpq_does() {
             "plain",
             &s.plain,
             "localhost",
+            "sslmode=verify-ca sslrootcert={dir}/ca.pem",
+            Refused("does not offer TLS, but sslmode=verify-ca requires it"),
+        ),
+        (
+            "plain",
+            &s.plain,
+            "localhost",
             "sslmode=require",
             Refused("does not offer TLS, but sslmode=require requires it"),
         ),
@@ -327,4 +334,21 @@ async fn the_jobs_ca_bundle_and_client_identity_stand_in_for_files() {
     .unwrap_err();
     assert!(e.contains("has group or world access") && e.contains("chmod 600"), "{e}");
     assert!(!e.contains("PRIVATE KEY") && !e.contains(client.key.lines().nth(1).unwrap()), "{e}");
+}
+
+/// `sslnegotiation=direct` (PostgreSQL 17) against PostgreSQL 15, which has no direct TLS:
+/// refused in one line that names the parameter to leave out, without hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_negotiation_against_an_older_server_fails_in_one_line() {
+    let s = Servers::start();
+    let extra = s.params("sslmode=verify-full sslrootcert={dir}/ca.pem sslnegotiation=direct connect_timeout=20");
+    let conninfo = s.tls_only.connection_string_to("localhost", DB, &extra);
+    let e = tokio::time::timeout(std::time::Duration::from_secs(60), ours(&conninfo, &TlsMaterial::default()))
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert!(
+        e.contains("sslnegotiation") && !e.contains('\n') && !e.contains(s.tls_only.password()),
+        "{e}"
+    );
 }

@@ -476,6 +476,12 @@ fn explain(
         text.push_str(&format!(": {inner}"));
         source = inner.source();
     }
+    if direct && text.contains("TLS handshake") {
+        // a server without direct TLS reads the ClientHello as a startup packet and hangs up
+        return Some(format!(
+            "the server did not answer a direct TLS handshake ({text}); sslnegotiation=direct needs PostgreSQL 17 or later; fix: leave out sslnegotiation"
+        ));
+    }
     if text.contains("server does not support TLS") {
         return Some(format!(
             "the server does not offer TLS, but sslmode={mode} requires it; fix: turn on ssl in the server's postgresql.conf, \
