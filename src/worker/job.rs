@@ -86,6 +86,16 @@ pub struct JobOutput {
     /// Streams wanted; `None`: the worker's vCPUs, at most [`DEFAULT_MAX_PARALLELISM`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
+    /// The zstd level (`spec.output.compressionLevel`); `None`: the engine's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression_level: Option<u8>,
+    /// Content-defined chunking (`spec.output.contentDefinedChunking`, default true).
+    #[serde(default = "yes")]
+    pub content_defined_chunking: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The odbc2parquet engine's settings.
@@ -136,6 +146,8 @@ impl Job {
             compression: out.compression,
             row_group_bytes,
             parallelism: out.parallelism,
+            compression_level: out.compression_level,
+            content_defined_chunking: out.content_defined_chunking.unwrap_or(true),
         };
         let odbc2parquet = (spec.engine == Engine::Odbc2parquet).then(|| OdbcJob {
             version: spec.odbc2parquet.version.clone(),
@@ -252,7 +264,9 @@ mod tests {
                 file_size_threshold: 512 << 20,
                 compression: Compression::Snappy,
                 row_group_bytes: DEFAULT_ROW_GROUP_BYTES,
-                parallelism: Some(2)
+                parallelism: Some(2),
+                compression_level: None,
+                content_defined_chunking: true,
             }
         );
         assert!(job.odbc2parquet.is_none());
