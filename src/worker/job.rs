@@ -277,6 +277,27 @@ mod tests {
     }
 
     #[test]
+    fn the_job_carries_the_zstd_level_and_the_chunking_switch() {
+        let s = spec(
+            "mediaTypes: [image]\ndestination: {bucket: b}\ndatabase: {ssmParameterName: /p}\n\
+             output: {compressionLevel: 9, contentDefinedChunking: false}\n",
+        );
+        let media = MediaType("image".into());
+        let job = Job::new(&worker_job(&s, &media, "2026-11-01")).unwrap();
+        assert_eq!(
+            (job.output.compression_level, job.output.content_defined_chunking),
+            (Some(9), false)
+        );
+        // A job written before these fields existed keeps chunking on.
+        let mut old = serde_json::to_value(&job).unwrap();
+        let o = old["output"].as_object_mut().unwrap();
+        o.remove("compressionLevel");
+        o.remove("contentDefinedChunking");
+        let old = Job::from_json(&old.to_string()).unwrap();
+        assert_eq!((old.output.compression_level, old.output.content_defined_chunking), (None, true));
+    }
+
+    #[test]
     fn the_odbc2parquet_engine_gets_its_flags_and_driver_options() {
         let s = spec(
             "mediaTypes: [audio]\ndestination: {bucket: b}\ndatabase: {ssmParameterName: /p}\nengine: odbc2parquet\n\
