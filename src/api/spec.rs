@@ -466,6 +466,20 @@ pub struct OutputSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 32))]
     pub parallelism: Option<u32>,
+
+    /// The zstd level of the `postgres` engine, 1 (fastest) to 22 (smallest), when
+    /// `compression` is `zstd`. Default: 1 (on a 1M-row catalog table level 3 made files no
+    /// smaller and took 13 % more CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 22))]
+    pub compression_level: Option<u8>,
+
+    /// Cut the `postgres` engine's data pages at content-defined boundaries, so rows that did
+    /// not change since the last dump encode to the same bytes and deduplicating storage
+    /// (e.g. Hugging Face's Xet) stores and uploads them once. Readers see ordinary Parquet.
+    /// Default: `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_defined_chunking: Option<bool>,
 }
 
 /// The default file size threshold.

@@ -87,6 +87,16 @@ pub struct JobOutput {
     /// Streams wanted; `None`: the worker's vCPUs, at most [`DEFAULT_MAX_PARALLELISM`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
+    /// The zstd level (`spec.output.compressionLevel`); `None`: the engine's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression_level: Option<u8>,
+    /// Content-defined chunking (`spec.output.contentDefinedChunking`, default true).
+    #[serde(default = "yes")]
+    pub content_defined_chunking: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The odbc2parquet engine's settings.
@@ -137,6 +147,8 @@ impl Job {
             compression: out.compression,
             row_group_bytes,
             parallelism: out.parallelism,
+            compression_level: out.compression_level,
+            content_defined_chunking: out.content_defined_chunking.unwrap_or(true),
         };
         let odbc2parquet = (spec.engine == Engine::Odbc2parquet).then(|| OdbcJob {
             version: spec.odbc2parquet.version.clone(),
@@ -255,7 +267,9 @@ mod tests {
                 file_size_threshold: 512 << 20,
                 compression: Compression::Snappy,
                 row_group_bytes: DEFAULT_ROW_GROUP_BYTES,
-                parallelism: Some(2)
+                parallelism: Some(2),
+                compression_level: None,
+                content_defined_chunking: true,
             }
         );
         assert!(job.odbc2parquet.is_none());
@@ -275,6 +289,27 @@ mod tests {
         let mut other = serde_json::to_value(&job).unwrap();
         other["version"] = 9.into();
         assert!(Job::from_json(&other.to_string()).unwrap_err().contains("version 9"));
+    }
+
+    #[test]
+    fn the_job_carries_the_zstd_level_and_the_chunking_switch() {
+        let s = spec(
+            "mediaTypes: [image]\ndestination: {bucket: b}\ndatabase: {ssmParameterName: /p}\n\
+             output: {compressionLevel: 9, contentDefinedChunking: false}\n",
+        );
+        let media = MediaType("image".into());
+        let job = Job::new(&worker_job(&s, &media, "2026-11-01")).unwrap();
+        assert_eq!(
+            (job.output.compression_level, job.output.content_defined_chunking),
+            (Some(9), false)
+        );
+        // A job written before these fields existed keeps chunking on.
+        let mut old = serde_json::to_value(&job).unwrap();
+        let o = old["output"].as_object_mut().unwrap();
+        o.remove("compressionLevel");
+        o.remove("contentDefinedChunking");
+        let old = Job::from_json(&old.to_string()).unwrap();
+        assert_eq!((old.output.compression_level, old.output.content_defined_chunking), (None, true));
     }
 
     #[test]

@@ -240,7 +240,7 @@ async fn aws_config(region: &str, endpoint_url: Option<&str>) -> aws_config::Sdk
 pub fn parquet_compression(c: Compression) -> parquet::basic::Compression {
     use parquet::basic::{BrotliLevel, Compression as P, GzipLevel, ZstdLevel};
     match c {
-        Compression::Zstd => P::ZSTD(ZstdLevel::default()),
+        Compression::Zstd => P::ZSTD(ZstdLevel::try_new(super::pg::DEFAULT_ZSTD_LEVEL).expect("a valid zstd level")),
         Compression::Snappy => P::SNAPPY,
         Compression::Gzip => P::GZIP(GzipLevel::default()),
         Compression::Lz4 => P::LZ4_RAW,
@@ -385,7 +385,14 @@ impl Ctx {
                 let vcpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
                 let opts = super::pg::PgOptions {
                     parallelism: job.output.parallelism.unwrap_or(vcpus.min(DEFAULT_MAX_PARALLELISM)) as usize,
-                    compression: parquet_compression(job.output.compression),
+                    compression: match (job.output.compression, job.output.compression_level) {
+                        (crate::api::Compression::Zstd, Some(level)) => parquet::basic::Compression::ZSTD(
+                            parquet::basic::ZstdLevel::try_new(level.into())
+                                .map_err(|e| WorkerError::Job(format!("spec.output.compressionLevel: {e}")))?,
+                        ),
+                        (c, _) => parquet_compression(c),
+                    },
+                    content_defined_chunking: job.output.content_defined_chunking,
                     row_group_bytes: job.output.row_group_bytes as usize,
                     file_size_threshold: job.output.file_size_threshold,
                     tls,

@@ -559,3 +559,52 @@ async fn an_empty_result_is_one_file_with_the_schema() {
     assert!(!builder.schema().field(0).is_nullable());
     assert_eq!(s.parts[0].name, "image_01.parquet");
 }
+
+/// The widest decimals PostgreSQL holds in `numeric(76,10)`, `numeric(39,4)` and
+/// `numeric(38,3)` (75, 39 and 38 digits, whose base-10000 groups are wider than the value),
+/// read back exactly by the `parquet` crate and by pyarrow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widest_numerics_read_back_exactly() {
+    let n76 = format!("{}.{}", "9".repeat(65), "9".repeat(10));
+    let n39 = format!("{}.{}", "9".repeat(35), "9".repeat(4));
+    let n38 = format!("{}.{}", "9".repeat(35), "9".repeat(3));
+    let pg = start(&format!(
+        "CREATE TABLE image (id int, a numeric(76,10), b numeric(39,4), c numeric(38,3));
+         INSERT INTO image VALUES (1, '{n76}', '{n39}', '{n38}'), (2, '-{n76}', '-{n39}', '-{n38}'),
+           (3, '1234567.8912345678', '12345.6789', '1234.567'), (4, '-0.0000000001', '-0.0001', '-0.001');"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let s = run(
+        &pg,
+        dir.path(),
+        "SELECT * FROM {media_type} ORDER BY id",
+        Some("image"),
+        &PgOptions::default(),
+    )
+    .await
+    .unwrap();
+    let out = pg.psql(
+        DB,
+        "SELECT json_agg(json_build_array(a::text, b::text, c::text) ORDER BY id) FROM image",
+    );
+    let want: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(want[0][0], json!(n76));
+    let batches = read(dir.path(), &s);
+    let got: Vec<Value> = batches
+        .iter()
+        .flat_map(|b| (0..b.num_rows()).map(move |i| json!((1..4).map(|c| render(b.column(c), i)).collect::<Vec<_>>())))
+        .collect();
+    assert_eq!(Value::Array(got), want);
+
+    let python = crate::support::moto::venv_bin().join("python");
+    let script = "import json, sys, pyarrow.parquet as pq\n\
+        t = pq.read_table(sys.argv[1])\n\
+        print(json.dumps([[format(t[c][i].as_py(), 'f') for c in ('a', 'b', 'c')] for i in range(t.num_rows)]))";
+    let out = std::process::Command::new(&python)
+        .args(["-c", script])
+        .arg(dir.path().join(&s.parts[0].name))
+        .output()
+        .expect("run the venv's python");
+    assert!(out.status.success(), "pyarrow: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), want);
+}

@@ -306,30 +306,43 @@ pub fn numeric(v: &[u8], scale: i8, limit: i256) -> Result<i256, Bad> {
     if ndigits < 0 || v.len() != 8 + 2 * ndigits as usize {
         return Err(Bad::Malformed("numeric"));
     }
-    let ten_thousand = i256::from_i128(10_000);
+    // unscaled = Σ dᵢ × 10^eᵢ with eᵢ = 4 × (weight − i) + scale. Horner's rule over the groups
+    // at or above the scale, each step in units of 10^eᵢ, so no intermediate exceeds the
+    // unscaled value itself: digits below the scale must be zeros (else the value has more
+    // fractional digits than the column) and are never multiplied in.
+    let pow10 = |n: i32| i256::from_i128(10).checked_pow(n as u32).ok_or(Bad::NumericRange);
     let mut acc = i256::ZERO;
+    let mut unit: Option<i32> = None;
     for i in 0..ndigits as usize {
         let d = h(8 + 2 * i)?;
         if !(0..10_000).contains(&d) {
             return Err(Bad::Malformed("numeric"));
         }
-        acc = acc
-            .checked_mul(ten_thousand)
+        let e = 4 * (weight - i as i32) + scale as i32;
+        let (d, e) = if e >= 0 {
+            (d, e)
+        } else if e > -4 {
+            let below = 10i16.pow((-e) as u32);
+            if d % below != 0 {
+                return Err(Bad::NumericRange);
+            }
+            (d / below, 0)
+        } else if d != 0 {
+            return Err(Bad::NumericRange);
+        } else {
+            continue;
+        };
+        let shifted = match unit {
+            None => Some(i256::ZERO),
+            Some(prev) => acc.checked_mul(pow10(prev - e)?),
+        };
+        acc = shifted
             .and_then(|a| a.checked_add(i256::from_i128(d as i128)))
             .ok_or(Bad::NumericRange)?;
+        unit = Some(e);
     }
-    // value = acc × 10^(4 × (weight − ndigits + 1)); unscaled = value × 10^scale.
-    let exp = 4 * (weight - ndigits as i32 + 1) + scale as i32;
-    if exp >= 0 {
-        let f = i256::from_i128(10).checked_pow(exp as u32).ok_or(Bad::NumericRange)?;
-        acc = acc.checked_mul(f).ok_or(Bad::NumericRange)?;
-    } else {
-        let f = i256::from_i128(10).checked_pow((-exp) as u32).ok_or(Bad::NumericRange)?;
-        let (q, r) = acc.checked_div_rem(f).ok_or(Bad::NumericRange)?;
-        if r != i256::ZERO {
-            return Err(Bad::NumericRange);
-        }
-        acc = q;
+    if let Some(e) = unit.filter(|&e| e > 0) {
+        acc = acc.checked_mul(pow10(e)?).ok_or(Bad::NumericRange)?;
     }
     if acc >= limit {
         return Err(Bad::NumericRange);
@@ -388,6 +401,118 @@ mod tests {
         let big: Vec<i16> = std::iter::repeat_n(1234, 13).collect();
         let v = numeric(&num(11, 0x4000, 5, &big), 5, p(76)).unwrap();
         assert_eq!(v.to_string(), format!("-{}0", "1234".repeat(13)));
+    }
+
+    /// Binary numeric of a decimal literal as PostgreSQL's `numeric_send` writes it: base-10000
+    /// groups aligned at the decimal point, leading and trailing zero groups stripped, dscale
+    /// the literal's fractional digits.
+    fn pg_num(text: &str) -> Vec<u8> {
+        let (neg, t) = text.strip_prefix('-').map_or((false, text), |t| (true, t));
+        let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+        let int = format!("{}{int}", "0".repeat((4 - int.len() % 4) % 4));
+        let frac = format!("{frac}{}", "0".repeat((4 - frac.len() % 4) % 4));
+        let all = format!("{int}{frac}");
+        let mut groups: Vec<i16> = all
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap().parse().unwrap())
+            .collect();
+        let mut weight = (int.len() / 4) as i16 - 1;
+        while groups.first() == Some(&0) {
+            groups.remove(0);
+            weight -= 1;
+        }
+        while groups.last() == Some(&0) {
+            groups.pop();
+        }
+        if groups.is_empty() {
+            weight = 0;
+        }
+        let dscale = t.split_once('.').map_or(0, |(_, f)| f.len()) as i16;
+        num(weight, if neg && !groups.is_empty() { 0x4000 } else { 0 }, dscale, &groups)
+    }
+
+    /// `numeric(p,s)` at precision 38 (Decimal128), 39 and 76 (Decimal256) and scales 0..=4
+    /// (every scale mod 4) and beyond: the extremes, the smallest step, groups that straddle
+    /// the point, and what does not fit (one digit too many on either side).
+    #[test]
+    fn numeric_at_every_precision_and_scale_mod_4() {
+        for precision in [38u8, 39, 76] {
+            for scale in [0i8, 1, 2, 3, 4, 5, 6, 7, 8, 10, 13, 37, precision as i8 - 1, precision as i8] {
+                let (ip, fp) = (precision as usize - scale as usize, scale as usize);
+                let lit = |int: &str, frac: &str| if frac.is_empty() { int.to_owned() } else { format!("{int}.{frac}") };
+                let int = |digits: String| if digits.is_empty() { "0".to_owned() } else { digits };
+                let nines = lit(&int("9".repeat(ip)), &"9".repeat(fp));
+                let tiny = lit("0", &format!("{}1", "0".repeat(fp.saturating_sub(1))));
+                let straddle = lit(
+                    &int("1234567".chars().cycle().take(ip.min(9)).collect()),
+                    &"891".repeat(3)[..fp.min(9)],
+                );
+                let straddle_want = format!("{}{}", &straddle.replace('.', ""), "0".repeat(fp - fp.min(9)));
+                let straddle_want = straddle_want.trim_start_matches('0').to_owned();
+                let ok: Vec<(String, String)> = vec![
+                    (nines.clone(), "9".repeat(precision as usize)),
+                    (format!("-{nines}"), format!("-{}", "9".repeat(precision as usize))),
+                    (if fp == 0 { "1".into() } else { tiny.clone() }, "1".into()),
+                    (if fp == 0 { "-1".into() } else { format!("-{tiny}") }, "-1".into()),
+                    (straddle.clone(), straddle_want.clone()),
+                    (format!("-{straddle}"), format!("-{straddle_want}")),
+                    ("0".into(), "0".into()),
+                ];
+                let too_wide = lit(&format!("1{}", "0".repeat(ip)), &"0".repeat(fp));
+                let too_long = lit(if ip == 0 { "0" } else { "1" }, &format!("{}1", "0".repeat(fp)));
+                let bad: Vec<String> = vec![
+                    format!("9{nines}"),
+                    format!("-9{nines}"),
+                    too_wide.clone(),
+                    format!("-{too_wide}"),
+                    too_long.clone(),
+                    format!("-{too_long}"),
+                    format!("{nines}9"),
+                ];
+                let kind = Kind::Decimal { precision, scale };
+                for (text, want) in &ok {
+                    let mut c = Column::new(&kind);
+                    c.append(&pg_num(text))
+                        .unwrap_or_else(|e| panic!("numeric({precision},{scale}) {text}: {e:?}"));
+                    let a = c.finish();
+                    let got = match precision {
+                        ..=38 => a
+                            .as_any()
+                            .downcast_ref::<arrow::array::Decimal128Array>()
+                            .unwrap()
+                            .value(0)
+                            .to_string(),
+                        _ => a
+                            .as_any()
+                            .downcast_ref::<arrow::array::Decimal256Array>()
+                            .unwrap()
+                            .value(0)
+                            .to_string(),
+                    };
+                    assert_eq!(&got, want, "numeric({precision},{scale}) {text}");
+                }
+                for text in &bad {
+                    let mut c = Column::new(&kind);
+                    assert_eq!(
+                        c.append(&pg_num(text)),
+                        Err(Bad::NumericRange),
+                        "numeric({precision},{scale}) {text}"
+                    );
+                }
+            }
+        }
+        // The value: 65 + 10 digits in numeric(76,10); its 20 groups are 80 digits.
+        let text = format!("{}.{}", "9".repeat(65), "9".repeat(10));
+        let v = numeric(&pg_num(&text), 10, p(76)).unwrap();
+        assert_eq!(v.to_string(), "9".repeat(75));
+        assert_eq!(
+            Bad::NumericRange.explain("price"),
+            (
+                "numeric value does not fit the column's precision and scale".to_owned(),
+                "cast it in spec.query, e.g. price::text".to_owned()
+            )
+        );
     }
 
     #[test]
