@@ -219,6 +219,13 @@ pub fn render(dd: &DataDump, date: &str, media: &[MediaCard]) -> String {
         media.len(),
         human_bytes(bytes),
     );
+    if dd.spec.engine == crate::api::Engine::Postgres && dd.spec.output.content_defined_chunking != Some(false) {
+        out.push_str(
+            "The files are written for deduplicating storage: data pages are cut at content-defined \
+             boundaries, so rows that did not change since an earlier dump encode to the same bytes \
+             and a deduplicating host (such as Hugging Face's Xet storage) keeps and uploads them once.\n\n",
+        );
+    }
 
     out.push_str("## Download\n\n");
     if dd.spec.destination.requester_pays {
@@ -494,6 +501,9 @@ mod tests {
             body.contains("Read from the database over TLSv1.3 (TLS_AES_256_GCM_SHA384), server certificate verified against the CA and host name (sslmode=verify-full)."),
             "{body}"
         );
+        assert!(body.contains("written for deduplicating storage"), "{body}");
+        let plain = dump("  output: {contentDefinedChunking: false}\n");
+        assert!(!render(&plain, "2026-11-01", &[image()]).contains("deduplicating"));
         assert!(body.contains("## Terms\n\nEach record has its own license."), "{body}");
         assert!(body.contains("read the `license` field(s)"), "{body}");
     }
