@@ -214,6 +214,28 @@ fn process_group(pid: u32) -> Option<u32> {
 }
 
 /// Waits until no process mentions `workdir` (SIGKILLed processes take the kernel a moment).
+/// Sends SIGINT (a user's Ctrl-C) to the runner.
+fn interrupt(child: &tokio::process::Child) {
+    let pid = child.id().expect("the runner still runs").to_string();
+    let kill = std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(kill.success());
+}
+
+/// Waits (at most 120 s) for a runner started with its output in `stdout`/`stderr`; its exit
+/// status and both outputs.
+async fn exit_and_output(mut child: tokio::process::Child, stdout: &std::path::Path, stderr: &std::path::Path) -> (ExitStatus, String) {
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+        .await
+        .expect("the runner exits")
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        std::fs::read_to_string(stdout).unwrap(),
+        std::fs::read_to_string(stderr).unwrap()
+    );
+    (status, out)
+}
+
 async fn nothing_left(workdir: &str) {
     let result = tokio::time::timeout(Duration::from_secs(10), async {
         while !processes_mentioning(workdir).is_empty() {
@@ -419,9 +441,7 @@ async fn ctrl_c_terminates_the_workers_and_exits_130() {
         "credentials are staged while the worker runs"
     );
 
-    let runner = child.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill").args(["-INT", &runner]).status().unwrap();
-    assert!(kill.success());
+    interrupt(&child);
     let run = w.finish(child).await;
     assert_eq!(run.status.code(), Some(130), "{}", run.output());
     let out = run.output();
@@ -469,7 +489,7 @@ async fn ctrl_c_with_ec2_workers_terminates_the_instances() {
     std::fs::write(&secret_file, secret).unwrap();
     let stdout = dir.path().join("stdout");
     let stderr = dir.path().join("stderr");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_datadump"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_datadump"))
         .args(["run", "-f"])
         .arg(&file)
         .arg("--connection-string-file")
@@ -530,20 +550,8 @@ async fn ctrl_c_with_ec2_workers_terminates_the_instances() {
         2
     );
 
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
-        .await
-        .expect("the runner exits")
-        .unwrap();
-    let out = format!(
-        "{}{}",
-        std::fs::read_to_string(&stdout).unwrap(),
-        std::fs::read_to_string(&stderr).unwrap()
-    );
+    interrupt(&child);
+    let (status, out) = exit_and_output(child, &stdout, &stderr).await;
     assert_eq!(status.code(), Some(130), "{out}");
     assert!(
         out.contains("interrupted by SIGINT") && out.contains("terminated 2 worker(s): i-"),
@@ -665,7 +673,7 @@ async fn tls_files_reach_the_workers_and_ctrl_c_deletes_the_staged_key() {
 
     let stdout = dir.path().join("stdout");
     let stderr = dir.path().join("stderr");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_datadump"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_datadump"))
         .args(["run", "-f", &with_tls, "--connection-string-file", &connection])
         .args(["--ca-bundle-file", &bundle_file, "--client-identity-file", &identity_file])
         .args(["--poll-interval", "300ms"])
@@ -749,20 +757,8 @@ async fn tls_files_reach_the_workers_and_ctrl_c_deletes_the_staged_key() {
         assert!(!job.to_string().contains(key_body));
     }
 
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
-        .await
-        .expect("the runner exits")
-        .unwrap();
-    let out = format!(
-        "{}{}",
-        std::fs::read_to_string(&stdout).unwrap(),
-        std::fs::read_to_string(&stderr).unwrap()
-    );
+    interrupt(&child);
+    let (status, out) = exit_and_output(child, &stdout, &stderr).await;
     assert_eq!(status.code(), Some(130), "{out}");
     assert!(
         staged().await.is_empty(),
@@ -1132,11 +1128,7 @@ async fn a_run_that_never_reaches_aws_gives_up_naming_the_endpoint_and_leaves_no
         output("ctrl-c").contains("error (retrying): ListObjectsV2").then_some(())
     })
     .await;
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    interrupt(&child);
     let status = ends(child).await;
     let out = output("ctrl-c");
     assert_eq!(status.code(), Some(130), "{out}");
