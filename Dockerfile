@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # The controller image: the `datadump` binary on distroless (glibc, no shell, user 65532), plus
-# the worker binaries EC2 instances run, one per architecture, built with zig against glibc 2.28
+# the lean `datadump-worker` binaries EC2 instances run (the worker crate alone: no Kubernetes,
+# no EC2 SDK), one per architecture, stripped, built with zig against glibc 2.28
 # so that they run on Amazon Linux 2023 (2.34) and newer. The controller copies them into each
 # destination bucket once (--worker-binaries-dir), so workers need no internet.
 #   docker build -t ghcr.io/datadump-dev/datadump-operator:0.1.0 .
@@ -14,14 +15,15 @@ RUN apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null \
  && rustup target add x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin datadump \
  && install -D -m 0755 target/release/datadump /out/datadump \
  && for arch in x86_64 aarch64; do \
-      cargo zigbuild --release --locked --bin datadump --target "$arch-unknown-linux-gnu.2.28" \
-      && install -D -m 0755 "target/$arch-unknown-linux-gnu/release/datadump" "/out/worker/datadump-$arch"; \
+      CARGO_PROFILE_RELEASE_STRIP=symbols cargo zigbuild --release --locked -p datadump-worker --bin datadump-worker --target "$arch-unknown-linux-gnu.2.28" \
+      && install -D -m 0755 "target/$arch-unknown-linux-gnu/release/datadump-worker" "/out/worker/datadump-worker-$arch"; \
     done
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -51,7 +51,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use datadump::api::{DataDump, DumpPhase, MediaPhase};
-use datadump::worker::contract::{ProgressReport, Stage};
+use datadump::contract::{ProgressReport, Stage};
 use futures::StreamExt;
 
 use common::{Flags, dur, percentile, secs};

@@ -60,10 +60,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use datadump::api::job::{driver_options, odbc2parquet_args};
 use datadump::api::{Odbc2ParquetSpec, OutputSpec};
-use datadump::worker::job::DEFAULT_ROW_GROUP_BYTES;
+use datadump::contract::job::DEFAULT_ROW_GROUP_BYTES;
 use datadump::worker::odbc::effective_connection;
-use datadump::worker::{driver_options, odbc2parquet_args};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use postgres::{Postgres, ServerTls, USER};

@@ -4,8 +4,8 @@
 #   - .venv/: moto (the AWS emulator), the AWS CLI, kubernetes-validate, helm-python-sdk,
 #     pyarrow (an independent Parquet reader for the type-fidelity tests), ziglang (the linker
 #     that gives the worker binary its glibc floor)
-#   - cargo-zigbuild, and the worker binary built with it (glibc 2.28 floor, this machine's
-#     architecture) into target/ARCH-unknown-linux-gnu/debug/datadump
+#   - cargo-zigbuild, and the lean worker binary built with it (glibc 2.28 floor, this machine's
+#     architecture) into target/ARCH-unknown-linux-gnu/debug/datadump-worker
 #   - odbc2parquet (cargo install, pinned)
 #   - .tools/k8s/bin/: etcd, kube-apiserver and kubectl built with Go from tests/k8s/go.mod
 #     (k8s.io/kubernetes v1.37.2, etcd v3.7.0) for the tests' real API server; built once,
@@ -78,6 +78,6 @@ fi
 # 2023 (2.34) and newer; incremental, so cheap when nothing changed.
 if [ "${DATADUMP_DEMO_ONLY:-}" != 1 ]; then
   log "worker binary with a glibc floor (cargo zigbuild)"
-  PATH="$PWD/.venv/bin:$PATH" cargo zigbuild --locked --quiet --target "$(uname -m)-unknown-linux-gnu.2.28" --bin datadump
+  PATH="$PWD/.venv/bin:$PATH" cargo zigbuild --locked --quiet --target "$(uname -m)-unknown-linux-gnu.2.28" -p datadump-worker --bin datadump-worker
 fi
 log "setup done"

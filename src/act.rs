@@ -7,7 +7,7 @@ use std::future::Future;
 use crate::api::{CaBundleRef, ConfigMapKeyRef, Credentials, DataDump, SecretKeyRef, SecretRef, TLS_CERT_KEY, TLS_KEY_KEY};
 use crate::backend::{BackendError, Compute, InstanceFilter, ObjectStore, SecretStage, SecretValue};
 use crate::notify::{Notifier, SlackNotifier};
-use crate::plan::{Action, StagedCredential};
+use crate::plan::{Action, Done, StagedCredential};
 
 /// What a Secret or ConfigMap key is read for: errors and Events name it, and the runner's
 /// home picks its input by it.
@@ -114,7 +114,7 @@ pub enum ActError {
     },
     /// The worker's user data could not be prepared (binary, job, presigned URLs).
     #[error(transparent)]
-    Release(#[from] crate::worker::release::ReleaseError),
+    Release(#[from] crate::launch::release::ReleaseError),
 }
 
 impl ActError {
@@ -128,7 +128,7 @@ impl ActError {
             ActError::Object(e) if kube_conflict(e) => "conflict",
             ActError::Stale { .. } => "conflict",
             ActError::Object(_) => "object",
-            ActError::Release(crate::worker::release::ReleaseError::Backend(e)) => e.metric_label(),
+            ActError::Release(crate::launch::release::ReleaseError::Backend(e)) => e.metric_label(),
             ActError::Release(_) => "release",
         }
     }
@@ -139,7 +139,7 @@ impl ActError {
     /// unavailable service, a conflict, a connection that failed.
     pub fn is_transient(&self) -> bool {
         match self {
-            ActError::Backend(e) | ActError::Release(crate::worker::release::ReleaseError::Backend(e)) => e.is_transient(),
+            ActError::Backend(e) | ActError::Release(crate::launch::release::ReleaseError::Backend(e)) => e.is_transient(),
             ActError::Release(_) => false,
             ActError::Secret { source, .. } | ActError::ConfigMap { source, .. } => source.as_ref().is_some_and(kube_transient),
             ActError::Pem { .. } => false,
@@ -159,7 +159,7 @@ impl ActError {
             ActError::ConfigMap { content, .. } => (content.action(), Reason::ConfigMapUnavailable, self.to_string()),
             ActError::Pem { content, .. } => (content.action(), Reason::TlsMaterialInvalid, self.to_string()),
             ActError::Backend(BackendError::Rejected { .. })
-            | ActError::Release(crate::worker::release::ReleaseError::Backend(BackendError::Rejected { .. })) => (
+            | ActError::Release(crate::launch::release::ReleaseError::Backend(BackendError::Rejected { .. })) => (
                 "CallAws",
                 Reason::AwsRejected,
                 format!(
@@ -229,7 +229,7 @@ pub async fn read_ca_bundle<H: Home>(home: &H, dd: &DataDump, source: CaBundleRe
         CaBundleRef::ConfigMap(c) => home.read_config_map(dd, c, content).await?,
         CaBundleRef::Secret(s) => home.read_secret(dd, s, content).await?.expose().to_string(),
     };
-    crate::pem::check_ca_bundle(&text).map_err(|problem| ActError::Pem {
+    crate::worker::pem::check_ca_bundle(&text).map_err(|problem| ActError::Pem {
         content,
         place: source.to_string(),
         problem,
@@ -247,12 +247,12 @@ pub async fn read_client_identity<H: Home>(home: &H, dd: &DataDump, secret: &Sec
     };
     let certificate = home.read_secret(dd, &key_ref(TLS_CERT_KEY), KeyContent::ClientCertificate).await?;
     let key = home.read_secret(dd, &key_ref(TLS_KEY_KEY), KeyContent::ClientKey).await?;
-    crate::pem::client_identity(certificate.expose(), key.expose())
+    crate::worker::pem::client_identity(certificate.expose(), key.expose())
         .map(SecretValue::new)
         .map_err(|(part, problem)| {
             let (content, key) = match part {
-                crate::pem::IdentityPart::Certificate => (KeyContent::ClientCertificate, TLS_CERT_KEY),
-                crate::pem::IdentityPart::Key => (KeyContent::ClientKey, TLS_KEY_KEY),
+                crate::worker::pem::IdentityPart::Certificate => (KeyContent::ClientCertificate, TLS_CERT_KEY),
+                crate::worker::pem::IdentityPart::Key => (KeyContent::ClientKey, TLS_KEY_KEY),
             };
             ActError::Pem {
                 content,
@@ -276,26 +276,7 @@ pub struct Backends<C, S, K> {
     pub notifier: SlackNotifier,
     /// The worker binaries for EC2 launches (`None`: the compute backend starts workers
     /// itself, without user data).
-    pub worker: Option<std::sync::Arc<crate::worker::release::WorkerRelease>>,
-}
-
-/// What acting did, for logs and metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Done {
-    /// Instances launched (id, media type).
-    pub launched: Vec<(String, String)>,
-    /// Instances adopted instead of launched (an instance with the token already existed).
-    pub adopted: Vec<String>,
-    /// Instances asked to terminate.
-    pub terminated: Vec<String>,
-    /// The dataset card written, if any.
-    pub card: Option<String>,
-    /// Whether a notification was attempted, and its error when it failed (a failed send does
-    /// not stop the other actions or the status write).
-    pub notify: Option<Result<(), String>>,
-    /// Whether the bucket now makes requesters pay, or why the controller could not make it
-    /// (a refusal stops no other action: the planner launched nothing meanwhile).
-    pub requester_pays: Option<Result<(), String>>,
+    pub worker: Option<std::sync::Arc<crate::launch::release::WorkerRelease>>,
 }
 
 /// Performs the actions in order.
@@ -403,74 +384,6 @@ async fn ensure_requester_pays<S: ObjectStore>(store: &S, dd: &DataDump) -> Resu
             b = bucket.name
         ))),
     }
-}
-
-/// Folds what acting found into the planned status and the Events: a failed notification is
-/// recorded (not sent, one more attempt, the error, when) instead of the planned "sent"; the
-/// requester-pays outcome is recorded with its condition.
-pub fn settle(dd: &DataDump, status: &mut Option<crate::api::DataDumpStatus>, done: &Done, now: jiff::Timestamp) -> Vec<crate::plan::Note> {
-    use crate::plan::{MAX_NOTIFY_ATTEMPTS, Note, NoteKind, Reason};
-    let mut notes = Vec::new();
-    if let (Some(outcome), Some(s)) = (&done.requester_pays, status.as_mut()) {
-        let before = s.requester_pays.clone();
-        s.requester_pays = Some(crate::api::RequesterPaysStatus {
-            enabled: outcome.is_ok(),
-            checked_time: now,
-            message: outcome.as_ref().err().cloned(),
-        });
-        if let Some((ok, reason, message)) = crate::plan::requester_pays_condition(dd, s) {
-            let changed = before.is_none_or(|b| b.enabled != ok || b.message.as_deref() != outcome.as_ref().err().map(String::as_str));
-            if changed {
-                notes.push(if ok {
-                    Note {
-                        kind: NoteKind::Normal,
-                        reason: Reason::RequesterPaysEnabled,
-                        message: message.clone(),
-                    }
-                } else {
-                    Note {
-                        kind: NoteKind::Warning,
-                        reason: Reason::RequesterPaysRefused,
-                        message: message.clone(),
-                    }
-                });
-            }
-            crate::plan::set_condition(s, crate::api::REQUESTER_PAYS, ok, reason, message, dd.metadata.generation, now);
-        }
-    }
-    if let Some(card) = &done.card {
-        notes.push(Note {
-            kind: NoteKind::Normal,
-            reason: Reason::DatasetCardWritten,
-            message: format!("dataset card written to {card}"),
-        });
-    }
-    match (&done.notify, status.as_mut()) {
-        (Some(Ok(())), _) => notes.push(Note {
-            kind: NoteKind::Normal,
-            reason: Reason::Notified,
-            message: "Slack message sent".into(),
-        }),
-        (Some(Err(e)), Some(s)) => {
-            let n = s.notification.get_or_insert_with(Default::default);
-            n.sent = false;
-            n.attempts += 1;
-            n.last_error = Some(e.clone());
-            n.last_attempt_time = Some(now);
-            let message = if n.attempts >= MAX_NOTIFY_ATTEMPTS {
-                format!("Slack message not sent: {e}; giving up after {} attempts", n.attempts)
-            } else {
-                format!("Slack message not sent: {e}; will retry")
-            };
-            notes.push(Note {
-                kind: NoteKind::Warning,
-                reason: Reason::NotifyFailed,
-                message,
-            });
-        }
-        _ => {}
-    }
-    notes
 }
 
 #[cfg(test)]
@@ -608,7 +521,7 @@ mod tests {
     type MemoryBackends =
         Backends<crate::backend::memory::MemoryCompute, crate::backend::memory::MemoryStore, crate::backend::memory::MemoryStage>;
 
-    fn backends(worker: Option<crate::worker::release::WorkerRelease>) -> MemoryBackends {
+    fn backends(worker: Option<crate::launch::release::WorkerRelease>) -> MemoryBackends {
         let clock = crate::backend::memory::FakeClock::new(jiff::Timestamp::UNIX_EPOCH);
         Backends {
             compute: Default::default(),
@@ -626,7 +539,7 @@ mod tests {
         let yaml = "apiVersion: datadump.dev/v1alpha1\nkind: DataDump\nmetadata: {name: catalog, namespace: data, uid: u-1, generation: 1, finalizers: [datadump.dev/cleanup]}\nspec:\n  mediaTypes: [image, audio]\n  destination: {bucket: datasets}\n  database:\n    connectionSecretRef: {name: db, key: url}\n    tls:\n      caBundle: {configMapKeyRef: {name: rds-ca, key: global-bundle.pem}}\n      clientCertificateSecretRef: {name: catalog-client}\n  instance: {iamInstanceProfile: worker, instanceType: m7i.large}\n";
         let mut dd: DataDump = serde_yaml::from_str(yaml).unwrap();
         let ctx = crate::plan::PlanContext {
-            launcher: crate::plan::Launcher::Bootstrap(vec![crate::worker::Arch::X86_64]),
+            launcher: crate::plan::Launcher::Bootstrap(vec![crate::contract::Arch::X86_64]),
             ..Default::default()
         };
         let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
@@ -645,9 +558,9 @@ mod tests {
     async fn the_bundle_goes_into_the_job_and_the_key_only_into_ssm() {
         let (dd, stage, launch) = tls_dump();
         let dir = tempfile::tempdir().unwrap();
-        let binary = dir.path().join("datadump-x86_64");
+        let binary = dir.path().join("datadump-worker-x86_64");
         std::fs::write(&binary, "#!/bin/sh\n").unwrap();
-        let release = crate::worker::release::WorkerRelease::from_files(&[(crate::worker::Arch::X86_64, binary)]).unwrap();
+        let release = crate::launch::release::WorkerRelease::from_files(&[(crate::contract::Arch::X86_64, binary)]).unwrap();
         let b = backends(Some(release));
         let home = TestHome {
             bundle: Some(bundle(100)),
@@ -682,7 +595,7 @@ mod tests {
                 .find(|((_, k), _)| k.ends_with(&format!("{media}/_job/attempt-1.json")))
                 .map(|(_, o)| String::from_utf8(o.body).unwrap())
                 .expect("the job in S3");
-            assert_eq!(crate::worker::Job::from_json(&stored).unwrap(), *job);
+            assert_eq!(crate::contract::Job::from_json(&stored).unwrap(), *job);
             assert!(!stored.contains("KEYs3cr3tBODY"), "never the key in the job");
             let user_data = &i.request.user_data;
             assert!(user_data.len() < 4096, "{} bytes", user_data.len());

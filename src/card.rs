@@ -15,11 +15,12 @@ use std::fmt::Write as _;
 use arrow_schema::{DataType, TimeUnit};
 use serde::Serialize;
 
+use crate::api::keys::{card_key, download_command, dump_prefix};
 use crate::api::{DataDump, DatasetCardSpec};
 use crate::backend::{BackendError, ObjectStore};
-use crate::notify::human_bytes;
+use crate::contract::human_bytes;
+use crate::contract::{self, Manifest};
 use crate::observe::{bucket_of, parquet_footer};
-use crate::worker::contract::{self, Manifest};
 
 /// One column as the card shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +67,7 @@ pub struct MediaCard {
     /// What wrote the files (`datadump 0.2.0 postgres (2 streams)`).
     pub writer: String,
     /// How the worker read the database (from the manifest), when the engine says.
-    pub connection: Option<crate::worker::contract::ConnectionReport>,
+    pub connection: Option<crate::contract::ConnectionReport>,
 }
 
 impl MediaCard {
@@ -74,37 +75,6 @@ impl MediaCard {
     pub fn bytes(&self) -> u64 {
         self.files.iter().map(|f| f.bytes).sum()
     }
-}
-
-/// The card's key: `PREFIX/DATE/README.md`.
-pub fn card_key(dd: &DataDump, date: &str) -> String {
-    format!("{}README.md", dump_prefix(dd, date))
-}
-
-/// The dump's folder, `PREFIX/DATE/` (slashes around the prefix ignored).
-pub fn dump_prefix(dd: &DataDump, date: &str) -> String {
-    let prefix = dd.spec.destination.prefix.trim_matches('/');
-    if prefix.is_empty() {
-        format!("{date}/")
-    } else {
-        format!("{prefix}/{date}/")
-    }
-}
-
-/// How to copy a dump with the AWS CLI (`--request-payer requester` on a Requester Pays
-/// bucket); `date: None` before the dump's date is fixed.
-pub fn download_command(dd: &DataDump, date: Option<&str>) -> String {
-    let date = date.unwrap_or("DATE");
-    let payer = if dd.spec.destination.requester_pays {
-        " --request-payer requester"
-    } else {
-        ""
-    };
-    format!(
-        "aws s3 cp --recursive{payer} s3://{}/{} ./{date}/",
-        dd.spec.destination.bucket,
-        dump_prefix(dd, date)
-    )
 }
 
 /// The host's size category for a row count.
@@ -456,12 +426,12 @@ mod tests {
             ],
             description: Some("Openly licensed images".into()),
             writer: "datadump 0.2.0 postgres (1 stream)".into(),
-            connection: Some(crate::worker::contract::ConnectionReport {
+            connection: Some(crate::contract::ConnectionReport {
                 sslmode: "verify-full".into(),
                 tls: true,
                 tls_version: Some("TLSv1.3".into()),
                 cipher: Some("TLS_AES_256_GCM_SHA384".into()),
-                server_certificate: crate::worker::contract::CertificateCheck::CaAndHostName,
+                server_certificate: crate::contract::CertificateCheck::CaAndHostName,
                 client_certificate: false,
             }),
         }

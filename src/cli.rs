@@ -31,7 +31,7 @@ pub enum Command {
     Render(RenderArgs),
     /// Run one worker attempt from a job (what the EC2 bootstrap and `run --compute local`
     /// start): dump one media type to Parquet on S3 and write `_success` or `_failure`.
-    Worker(Box<WorkerCmd>),
+    Worker(Box<datadump_worker::attempt::WorkerCmd>),
     /// Check DataDump and DataDumpSchedule documents without a cluster: prints every problem
     /// with its field path and exits non-zero when any document is invalid.
     Validate(ValidateArgs),
@@ -64,17 +64,6 @@ pub struct RunCmd {
     pub log: crate::telemetry::LogArgs,
 }
 
-/// `datadump worker`.
-#[derive(Debug, clap::Args)]
-pub struct WorkerCmd {
-    /// Worker settings.
-    #[command(flatten)]
-    pub worker: crate::worker::runtime::WorkerArgs,
-    /// Logging.
-    #[command(flatten)]
-    pub log: crate::telemetry::LogArgs,
-}
-
 /// `datadump render`.
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {
@@ -91,7 +80,7 @@ pub struct RenderArgs {
 
 /// Runs `datadump render`.
 pub fn render(args: &RenderArgs, out: &mut impl std::io::Write) -> anyhow::Result<()> {
-    let text = read_input(&args.file).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let text = crate::input::read_input(&args.file).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     let dd = api::parse_documents(&text)
         .into_iter()
         .next()
@@ -110,7 +99,7 @@ pub fn render(args: &RenderArgs, out: &mut impl std::io::Write) -> anyhow::Resul
             .first()
             .ok_or_else(|| anyhow::anyhow!("spec.mediaTypes is empty"))?,
     };
-    let (script, job) = crate::worker::render_preview(&dd.spec, media)?;
+    let (script, job) = crate::launch::render_preview(&dd.spec, media)?;
     out.write_all(script.as_bytes())?;
     if args.expand {
         writeln!(out, "\n# ---- the job the controller writes to S3 at launch:")?;
@@ -124,7 +113,7 @@ pub fn render(args: &RenderArgs, out: &mut impl std::io::Write) -> anyhow::Resul
 pub struct CrdArgs {
     /// Print only this kind's CRD (default: every CRD, as one multi-document YAML).
     #[arg(long, value_enum)]
-    pub kind: Option<api::Kind>,
+    pub kind: Option<api::ResourceKind>,
 }
 
 /// `datadump validate`.
@@ -139,20 +128,11 @@ pub struct ValidateArgs {
     pub site: SiteDefaults,
 }
 
-/// Reads a file, or standard input for `-`.
-pub fn read_input(path: &std::path::Path) -> std::io::Result<String> {
-    if path.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
-    } else {
-        std::fs::read_to_string(path)
-    }
-}
-
 /// Runs `datadump validate`; returns whether every document was valid.
 pub fn validate(args: &ValidateArgs, out: &mut impl std::io::Write) -> anyhow::Result<bool> {
     let mut all_ok = true;
     for file in &args.files {
-        let text = read_input(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let text = crate::input::read_input(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         let docs = api::parse_any(&text);
         if docs.is_empty() {
             writeln!(out, "{}: no DataDump or DataDumpSchedule documents", file.display())?;
@@ -162,11 +142,12 @@ pub fn validate(args: &ValidateArgs, out: &mut impl std::io::Write) -> anyhow::R
             let result = doc.map_err(|e| vec![e]).and_then(|doc| match doc {
                 api::Document::DataDump(dd) => {
                     let name = dd.metadata.name.clone().unwrap_or_else(|| "(unnamed)".into());
-                    api::validate(&dd.spec, &args.site).map(|()| format!("DataDump {name}"))
+                    with_launch_check(&dd.spec, api::validate(&dd.spec, &args.site)).map(|()| format!("DataDump {name}"))
                 }
                 api::Document::Schedule(s) => {
                     let name = s.metadata.name.clone().unwrap_or_else(|| "(unnamed)".into());
-                    api::validate_schedule(s.metadata.name.as_deref(), &s.spec, &args.site).map(|()| format!("DataDumpSchedule {name}"))
+                    let valid = api::validate_schedule(s.metadata.name.as_deref(), &s.spec, &args.site);
+                    with_launch_check(&s.spec.template, valid).map(|()| format!("DataDumpSchedule {name}"))
                 }
             });
             match result {
@@ -183,9 +164,15 @@ pub fn validate(args: &ValidateArgs, out: &mut impl std::io::Write) -> anyhow::R
     Ok(all_ok)
 }
 
+/// A valid spec also checked by the launch side (the user data fits), as the controller does.
+fn with_launch_check(spec: &api::DataDumpSpec, valid: Result<(), Vec<api::FieldError>>) -> Result<(), Vec<api::FieldError>> {
+    valid.and_then(|()| crate::launch::check_user_data(spec).map_or(Ok(()), |e| Err(vec![e])))
+}
+
 /// Parses the command line and runs the chosen subcommand.
 pub fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    crate::metrics::count_aws_calls();
     match cli.command {
         Command::Controller(cmd) => {
             crate::telemetry::init(&cmd.log);
@@ -199,13 +186,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
             let outcome = runtime.block_on(crate::run::run(cmd.run))?;
             Ok(std::process::ExitCode::from(outcome.exit_code()))
         }
-        Command::Worker(cmd) => {
-            let tail = crate::worker::runtime::LogTail::default();
-            crate::telemetry::init_worker(&cmd.log, tail.clone());
-            let runtime = tokio::runtime::Runtime::new()?;
-            let code = runtime.block_on(crate::worker::runtime::run(cmd.worker, tail));
-            Ok(std::process::ExitCode::from(code.clamp(0, 255) as u8))
-        }
+        Command::Worker(cmd) => Ok(datadump_worker::attempt::run_command(*cmd)),
         Command::Crd(args) => {
             match args.kind {
                 Some(kind) => print!("{}", api::crd_yaml_of(kind)),

@@ -15,9 +15,9 @@ use kube::ResourceExt;
 use crate::api::DataDump;
 use crate::aws::{AwsArgs, S3Store};
 use crate::backend::{BackendError, Bucket, ObjectStore};
-use crate::notify::human_bytes;
+use crate::contract::human_bytes;
+use crate::contract::{self, Manifest};
 use crate::observe::check_part;
-use crate::worker::contract::{self, Manifest};
 
 /// Files whose SHA-256 is computed at once.
 const DIGEST_CONCURRENCY: usize = 4;
@@ -113,7 +113,7 @@ impl Target {
             bucket: dd.spec.destination.bucket.clone(),
             region: dd.spec.destination.region.clone(),
             requester_pays: dd.spec.destination.requester_pays,
-            dump_prefix: crate::card::dump_prefix(dd, &date),
+            dump_prefix: crate::api::keys::dump_prefix(dd, &date),
             media_types: Some(dd.spec.media_types.iter().map(|m| m.as_str().to_string()).collect()),
         })
     }
@@ -331,7 +331,7 @@ pub async fn run(args: HandoffArgs, out: &mut impl std::io::Write) -> anyhow::Re
     let target = if let Some(uri) = &args.uri {
         Target::from_uri(uri, args.requester_pays).map_err(anyhow::Error::msg)?
     } else if let Some(file) = &args.file {
-        let text = crate::cli::read_input(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let text = crate::input::read_input(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         let dd = crate::api::parse_documents(&text)
             .into_iter()
             .next()

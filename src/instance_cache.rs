@@ -177,7 +177,7 @@ impl<C: Compute> InstanceCache<C> {
 }
 
 impl<C: Compute> Compute for InstanceCache<C> {
-    async fn architecture(&self, instance_type: &str) -> Result<crate::worker::Arch, BackendError> {
+    async fn architecture(&self, instance_type: &str) -> Result<crate::contract::Arch, BackendError> {
         self.inner.architecture(instance_type).await
     }
 
@@ -265,8 +265,8 @@ mod tests {
         async fn terminate(&self, _: &[String]) -> Result<(), BackendError> {
             Ok(())
         }
-        async fn architecture(&self, _: &str) -> Result<crate::worker::Arch, BackendError> {
-            Ok(crate::worker::Arch::X86_64)
+        async fn architecture(&self, _: &str) -> Result<crate::contract::Arch, BackendError> {
+            Ok(crate::contract::Arch::X86_64)
         }
     }
 
@@ -277,8 +277,8 @@ mod tests {
             token: token.into(),
             instance: Default::default(),
             tags: [(tags::UID.to_string(), uid.to_string())].into(),
-            job: crate::worker::job::sample(token),
-            arch: crate::worker::Arch::X86_64,
+            job: crate::contract::job::sample(token),
+            arch: crate::contract::Arch::X86_64,
             user_data: String::new(),
         }
     }

@@ -139,8 +139,8 @@ impl Metrics {
 /// The process's metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
-/// Counts a backend call's outcome and passes the result on.
-pub fn count<T>(api: &'static str, result: Result<T, crate::backend::BackendError>) -> Result<T, crate::backend::BackendError> {
-    METRICS.aws_call(api, result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.metric_label()));
-    result
+/// Counts every AWS call of this process in [`METRICS`] (installed once at start; the S3, EC2
+/// and SSM adapters report through the worker crate's `aws::observe`).
+pub fn count_aws_calls() {
+    datadump_worker::aws::observe_calls(|api, outcome| METRICS.aws_call(api, outcome));
 }

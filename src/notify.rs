@@ -88,18 +88,6 @@ impl Notifier for SlackNotifier {
     }
 }
 
-/// `1.2 GiB`-style sizes.
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
-}
-
 /// The Slack message for a finished dump: outcome, duration, and per media type the S3
 /// prefix, files, rows and bytes (or why it failed).
 pub fn slack_message(dd: &DataDump, status: &DataDumpStatus) -> serde_json::Value {
@@ -129,7 +117,7 @@ pub fn slack_message(dd: &DataDump, status: &DataDumpStatus) -> serde_json::Valu
                 m.s3_uri.clone().unwrap_or_default(),
                 m.files.unwrap_or_default(),
                 m.rows.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
-                human_bytes(m.bytes.unwrap_or_default())
+                crate::contract::human_bytes(m.bytes.unwrap_or_default())
             ),
             _ => format!("• `{}`: {:?} — {}", m.media_type, m.phase, m.message.clone().unwrap_or_default()),
         };
@@ -138,7 +126,7 @@ pub fn slack_message(dd: &DataDump, status: &DataDumpStatus) -> serde_json::Valu
     if status.phase == DumpPhase::Succeeded {
         lines.push(format!(
             "Download: `{}`",
-            crate::card::download_command(dd, status.dump_date.as_deref())
+            crate::api::keys::download_command(dd, status.dump_date.as_deref())
         ));
         if let Some(card) = &status.dataset_card {
             lines.push(format!("Dataset card: {card}"));

@@ -14,8 +14,8 @@ use jiff::Timestamp;
 
 use crate::api::DataDump;
 use crate::backend::{BackendError, Bucket, Compute, InstanceFilter, ObjectMeta, ObjectStore};
+use crate::contract::{self, FailureReport, Manifest, ProgressReport};
 use crate::plan::{self, FailureSeen, MediaObjects, Observed, Output, ProgressSeen};
-use crate::worker::contract::{self, FailureReport, Manifest, ProgressReport};
 
 /// The destination bucket (with its region when the spec names one).
 pub fn bucket_of(dd: &DataDump) -> Bucket<'_> {
@@ -332,7 +332,7 @@ pub async fn parquet_footer<S: ObjectStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::contract::Stage;
+    use crate::contract::Stage;
 
     #[test]
     fn the_failure_summary_shows_the_database_error() {

@@ -27,7 +27,7 @@ pub struct Ec2Compute {
     client: Client,
     managed_by: String,
     /// Architectures of instance types, from DescribeInstanceTypes (they never change).
-    arches: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, crate::worker::Arch>>>,
+    arches: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, crate::contract::Arch>>>,
 }
 
 impl Ec2Compute {
@@ -207,8 +207,8 @@ impl Compute for Ec2Compute {
         Ok(())
     }
 
-    async fn architecture(&self, instance_type: &str) -> Result<crate::worker::Arch, BackendError> {
-        use crate::worker::Arch;
+    async fn architecture(&self, instance_type: &str) -> Result<crate::contract::Arch, BackendError> {
+        use crate::contract::Arch;
         if let Some(a) = self.arches.lock().expect("arch cache").get(instance_type) {
             return Ok(*a);
         }

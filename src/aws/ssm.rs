@@ -70,7 +70,7 @@ impl SecretStage for SsmStage {
                 .await?;
                 Ok(())
             }
-            Err(e) => crate::metrics::count("PutParameter", Err(classify("PutParameter", e))),
+            Err(e) => datadump_worker::aws::observed("PutParameter", Err(classify("PutParameter", e))),
         }
     }
 

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 
 use super::{BackendError, Bucket, Compute, Digest, InstanceFilter, ObjectMeta, ObjectStore, SecretStage, SecretValue};
 use super::{Instance, InstanceState, LaunchRequest, tags};
-use crate::worker::Arch;
+use crate::contract::Arch;
 
 /// A clock that moves only when told to; shared by the backends that stamp times.
 #[derive(Clone, Debug)]
@@ -360,7 +360,7 @@ mod tests {
             token: "t1".into(),
             instance: Default::default(),
             tags: [(tags::UID.to_string(), "uid-a".to_string())].into(),
-            job: crate::worker::job::sample("t1"),
+            job: crate::contract::job::sample("t1"),
             arch: Arch::X86_64,
             user_data: String::new(),
         };
@@ -391,7 +391,7 @@ mod tests {
             token: "t1".into(),
             instance: Default::default(),
             tags: [(tags::UID.to_string(), "uid-a".to_string())].into(),
-            job: crate::worker::job::sample("t1"),
+            job: crate::contract::job::sample("t1"),
             arch: Arch::X86_64,
             user_data: String::new(),
         };

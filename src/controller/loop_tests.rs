@@ -27,9 +27,9 @@ use crate::act::{self, ActError, Backends, Home, KeyContent};
 use crate::api::{ConfigMapKeyRef, DataDump, SecretKeyRef};
 use crate::backend::memory::{FakeClock, MemoryCompute, MemoryObject, MemoryStage, MemoryStore};
 use crate::backend::{BackendError, Bucket, Compute, InstanceFilter, ObjectMeta, ObjectStore, SecretStage, SecretValue};
+use crate::contract;
 use crate::instance_cache::InstanceCache;
 use crate::plan::{self, FINALIZER, Instance, InstanceState, LaunchRequest, PlanContext};
-use crate::worker::contract;
 
 /// Cases per `cargo test` run unless `DATADUMP_LOOP_CASES` says otherwise.
 const DEFAULT_CASES: u32 = 1000;
@@ -375,7 +375,7 @@ impl Compute for Faulty<MemoryCompute> {
         self.shared.side_effect(self.inner.terminate(instance_ids)).await?
     }
 
-    async fn architecture(&self, instance_type: &str) -> Result<crate::worker::Arch, BackendError> {
+    async fn architecture(&self, instance_type: &str) -> Result<crate::contract::Arch, BackendError> {
         self.inner.architecture(instance_type).await
     }
 }
@@ -551,7 +551,7 @@ async fn reconcile(shared: &Arc<Shared>, process: &mut Process, ctx: &PlanContex
         Err(_) => return Reconciled::Crashed,
     };
     let mut status = plan.status.clone();
-    act::settle(&dd, &mut status, &done, now);
+    crate::plan::settle(&dd, &mut status, &done, now);
     if let Some(new) = status
         && super::status::changed(&dd, &new)
     {

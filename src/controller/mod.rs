@@ -189,8 +189,8 @@ pub struct ControllerArgs {
     /// Site defaults for unset DataDump fields.
     #[command(flatten)]
     pub site: crate::api::SiteDefaults,
-    /// Folder with the worker binaries EC2 instances run (`datadump-x86_64`,
-    /// `datadump-aarch64`); the controller copies them into each destination bucket once.
+    /// Folder with the worker binaries EC2 instances run (`datadump-worker-x86_64`,
+    /// `datadump-worker-aarch64`); the controller copies them into each destination bucket once.
     #[arg(long, env = "DATADUMP_WORKER_BINARIES_DIR", default_value = DEFAULT_WORKER_BINARIES_DIR)]
     pub worker_binaries_dir: std::path::PathBuf,
     /// Tests only, hidden from `--help`: read the DataDumpSchedule controller's "now" from this
@@ -204,7 +204,7 @@ pub const DEFAULT_WORKER_BINARIES_DIR: &str = "/usr/local/lib/datadump/worker";
 
 impl ControllerArgs {
     /// Planner settings from the flags, for workers of these architectures.
-    pub fn plan_context(&self, arches: Vec<crate::worker::Arch>) -> PlanContext {
+    pub fn plan_context(&self, arches: Vec<crate::contract::Arch>) -> PlanContext {
         PlanContext {
             site: self.site.clone(),
             managed_by: self.managed_by.clone(),
@@ -214,6 +214,7 @@ impl ControllerArgs {
             launch_grace: self.launch_grace,
             ssm_prefix: self.ssm_prefix.clone(),
             launcher: crate::plan::Launcher::Bootstrap(arches),
+            launch_check: crate::launch::check_user_data,
         }
     }
 }
@@ -266,7 +267,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
 
 async fn run_controller(client: Client, args: &ControllerArgs, ready: crate::http::Readiness) -> anyhow::Result<()> {
     let sdk = args.aws.sdk_config().await;
-    let release = crate::worker::release::WorkerRelease::from_dir(&args.worker_binaries_dir)?;
+    let release = crate::launch::release::WorkerRelease::from_dir(&args.worker_binaries_dir)?;
     let arches = release.arches();
     if arches.is_empty() {
         warn!(dir = %args.worker_binaries_dir.display(), "no worker binaries: every launch will be refused until they are there");
@@ -392,7 +393,7 @@ where
     }
     let mut notes = plan.notes.clone();
     let mut status = plan.status.clone();
-    notes.extend(act::settle(dd, &mut status, &done, now));
+    notes.extend(crate::plan::settle(dd, &mut status, &done, now));
     ctx.recorder.publish(&dd.object_ref(&()), "Reconcile", &notes).await;
     if let Some(new) = &status {
         record_transitions(dd, &observed, new, now);

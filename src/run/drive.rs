@@ -19,8 +19,8 @@ use crate::act::{self, ActError, Backends};
 use crate::api::{DataDump, DumpPhase};
 use crate::aws::{S3Store, SsmStage};
 use crate::backend::{Compute, ObjectStore};
+use crate::contract;
 use crate::plan::{self, Action, PlanContext};
-use crate::worker::contract;
 
 /// Consecutive failures of an error retrying will not fix (a refused request, a missing
 /// credential) before the runner gives up and cleans up.
@@ -149,7 +149,7 @@ pub(super) async fn drive<C: Compute>(
                 terminated.extend(done.terminated.iter().cloned());
                 let mut status = plan.status.clone();
                 let mut notes = plan.notes.clone();
-                notes.extend(act::settle(&dd, &mut status, &done, now));
+                notes.extend(crate::plan::settle(&dd, &mut status, &done, now));
                 if let Some(s) = status {
                     dd.status = Some(s);
                 }

@@ -268,9 +268,9 @@ impl Compute for LocalCompute {
         Ok(id)
     }
 
-    async fn architecture(&self, _instance_type: &str) -> Result<crate::worker::Arch, BackendError> {
+    async fn architecture(&self, _instance_type: &str) -> Result<crate::contract::Arch, BackendError> {
         // every local "instance" is this machine
-        Ok(crate::worker::Arch::host())
+        Ok(crate::contract::Arch::host())
     }
 
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), BackendError> {
@@ -316,7 +316,7 @@ mod tests {
     use super::*;
 
     fn request() -> LaunchRequest {
-        let job = crate::worker::job::sample("ddt-0123456789abcdef0123456789abcdef");
+        let job = crate::contract::job::sample("ddt-0123456789abcdef0123456789abcdef");
         LaunchRequest {
             media_type: "image".into(),
             attempt: 1,
@@ -324,7 +324,7 @@ mod tests {
             instance: Default::default(),
             tags: [(tags::UID.to_string(), "uid-1".to_string())].into(),
             job,
-            arch: crate::worker::Arch::host(),
+            arch: crate::contract::Arch::host(),
             user_data: String::new(),
         }
     }
@@ -412,7 +412,7 @@ mod tests {
             "{console}"
         );
         let job = console.lines().find_map(|l| l.strip_prefix("--job-file=")).unwrap();
-        let job = crate::worker::Job::from_json(&std::fs::read_to_string(job).unwrap()).unwrap();
+        let job = crate::contract::Job::from_json(&std::fs::read_to_string(job).unwrap()).unwrap();
         assert_eq!(job.token, "ddt-0123456789abcdef0123456789abcdef");
     }
 

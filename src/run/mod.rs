@@ -96,9 +96,10 @@ pub struct RunArgs {
     /// Site defaults for unset fields.
     #[command(flatten)]
     pub site: crate::api::SiteDefaults,
-    /// Folder with the worker binaries EC2 instances run (`datadump-x86_64`,
-    /// `datadump-aarch64`), copied into the destination bucket once (`--compute ec2`).
-    /// Default: this `datadump` executable, for instances of this machine's architecture.
+    /// Folder with the worker binaries EC2 instances run (`datadump-worker-x86_64`,
+    /// `datadump-worker-aarch64`), copied into the destination bucket once (`--compute ec2`).
+    /// Default: the `datadump-worker` next to this executable, for instances of this
+    /// machine's architecture.
     #[arg(long, env = "DATADUMP_WORKER_BINARIES_DIR")]
     pub worker_binaries_dir: Option<PathBuf>,
 }
@@ -222,7 +223,7 @@ impl Outcome {
 }
 
 fn load(file: &Path, site: &crate::api::SiteDefaults) -> anyhow::Result<DataDump> {
-    let text = crate::cli::read_input(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let text = crate::input::read_input(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let mut dd = crate::api::parse_documents(&text)
         .into_iter()
         .next()
@@ -264,14 +265,14 @@ struct TlsInputs {
 /// Reads the files of `--ca-bundle-file` and the client certificate flags, checked against
 /// what the DataDump asks for and as PEM, before anything is staged or launched.
 fn read_tls_inputs(args: &RunArgs, dd: &DataDump) -> anyhow::Result<TlsInputs> {
-    use crate::pem::IdentityPart;
+    use crate::worker::pem::IdentityPart;
     let read = |f: &PathBuf| std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()));
     let db = &dd.spec.database;
     let mut inputs = TlsInputs::default();
     match (db.ca_bundle(), &args.ca_bundle_file) {
         (Some(_), Some(f)) => {
             let text = read(f)?;
-            crate::pem::check_ca_bundle(&text).map_err(|p| anyhow::anyhow!("--ca-bundle-file {}: {p}", f.display()))?;
+            crate::worker::pem::check_ca_bundle(&text).map_err(|p| anyhow::anyhow!("--ca-bundle-file {}: {p}", f.display()))?;
             inputs.ca_bundle = Some(text);
         }
         (Some(source), None) => {
@@ -284,16 +285,16 @@ fn read_tls_inputs(args: &RunArgs, dd: &DataDump) -> anyhow::Result<TlsInputs> {
         (None, None) => {}
     }
     let given = match (&args.client_identity_file, &args.client_certificate_file, &args.client_key_file) {
-        (Some(f), _, _) => {
-            Some(crate::pem::split_identity(&read(f)?).map_err(|p| anyhow::anyhow!("--client-identity-file {}: {p}", f.display()))?)
-        }
+        (Some(f), _, _) => Some(
+            crate::worker::pem::split_identity(&read(f)?).map_err(|p| anyhow::anyhow!("--client-identity-file {}: {p}", f.display()))?,
+        ),
         (None, Some(c), Some(k)) => Some((read(c)?, read(k)?)),
         // clap gives --client-certificate-file and --client-key-file together or neither
         _ => None,
     };
     match (db.client_certificate(), given) {
         (Some(_), Some((certificate, key))) => {
-            crate::pem::client_identity(&certificate, &key).map_err(|(part, p)| {
+            crate::worker::pem::client_identity(&certificate, &key).map_err(|(part, p)| {
                 let what = match part {
                     IdentityPart::Certificate => "the client certificate",
                     IdentityPart::Key => "the client key",
@@ -345,10 +346,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     let sdk = args.aws.sdk_config().await;
     let release = match (args.compute, &args.worker_binaries_dir) {
         (ComputeKind::Local, _) => None,
-        (ComputeKind::Ec2, Some(dir)) => Some(crate::worker::release::WorkerRelease::from_dir(dir)?),
-        (ComputeKind::Ec2, None) => Some(crate::worker::release::WorkerRelease::from_files(&[(
-            crate::worker::Arch::host(),
-            std::env::current_exe()?,
+        (ComputeKind::Ec2, Some(dir)) => Some(crate::launch::release::WorkerRelease::from_dir(dir)?),
+        (ComputeKind::Ec2, None) => Some(crate::launch::release::WorkerRelease::from_files(&[(
+            crate::contract::Arch::host(),
+            beside_this_binary("datadump-worker")?,
         )])?),
     };
     let ctx = PlanContext {
@@ -363,6 +364,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Outcome> {
             Some(r) => crate::plan::Launcher::Bootstrap(r.arches()),
             None => crate::plan::Launcher::Direct,
         },
+        launch_check: crate::launch::check_user_data,
     };
     let store = S3Store::new(&sdk, args.aws.endpoint_url.is_some());
     let stage = SsmStage::new(&sdk, &args.managed_by);
@@ -424,4 +426,17 @@ fn local_env(args: &RunArgs) -> Vec<(String, String)> {
         env.push(("AWS_ENDPOINT_URL".into(), url.clone()));
     }
     env
+}
+
+/// A program installed next to `datadump` (`cargo build` and the release archive put
+/// `datadump-worker` there), or why it is not.
+fn beside_this_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is missing: EC2 instances run the lean worker binary; build it (cargo build -p datadump-worker) or pass --worker-binaries-dir with datadump-worker-ARCH files",
+        path.display()
+    );
+    Ok(path)
 }

@@ -936,21 +936,27 @@ fn dockerfile_builds_the_binary_from_what_it_copies() {
         datadump::controller::DEFAULT_WORKER_BINARIES_DIR
     )));
     assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/datadump"]"#) && dockerfile.contains(r#"CMD ["controller"]"#));
-    // The build copies Cargo.toml, Cargo.lock and src/ only: nothing under src/ may include a
-    // file from elsewhere.
+    // The workers EC2 instances run are the lean worker crate's binary, not the controller.
+    assert!(dockerfile.contains("-p datadump-worker --bin datadump-worker"));
+    assert!(dockerfile.contains(r#""/out/worker/datadump-worker-$arch""#));
+    // The build copies Cargo.toml, Cargo.lock, src/ and crates/ only: nothing in them may
+    // include a file from elsewhere.
     let copies: Vec<&str> = dockerfile
         .lines()
         .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
         .collect();
-    for copied in ["Cargo.toml", "Cargo.lock", "src"] {
+    for copied in ["Cargo.toml", "Cargo.lock", "src", "crates"] {
         assert!(
             copies.iter().any(|l| l.split_whitespace().any(|w| w == copied)),
             "Dockerfile copies {copied}: {copies:?}"
         );
         assert!(repo().join(copied).exists());
     }
-    let src = repo().join("src").canonicalize().unwrap();
-    let mut stack = vec![src.clone()];
+    let roots = [
+        repo().join("src").canonicalize().unwrap(),
+        repo().join("crates").canonicalize().unwrap(),
+    ];
+    let mut stack = roots.to_vec();
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -969,8 +975,8 @@ fn dockerfile_builds_the_binary_from_what_it_copies() {
                         .canonicalize()
                         .unwrap_or_else(|e| panic!("{}: include of {rel}: {e}", path.display()));
                     assert!(
-                        target.starts_with(&src),
-                        "{} includes {}, outside src/: the Docker build would not see it",
+                        roots.iter().any(|r| target.starts_with(r)),
+                        "{} includes {}, outside src/ and crates/: the Docker build would not see it",
                         path.display(),
                         target.display()
                     );

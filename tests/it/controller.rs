@@ -645,10 +645,14 @@ async fn a_worker_launched_by_the_controller_reads_over_verified_tls() {
         .await;
     w.put_config_map("db-ca", "ca.pem", &ca.cert_pem()).await;
     // the real worker binary, for this machine's architecture
-    let arch = datadump::worker::Arch::host();
+    let arch = datadump::contract::Arch::host();
     let bins = w.dir.path().join("real-binaries");
     std::fs::create_dir_all(&bins).unwrap();
-    std::fs::copy(crate::worker::worker_binary(), bins.join(format!("datadump-{}", arch.as_str()))).unwrap();
+    std::fs::copy(
+        crate::worker::worker_binary(),
+        bins.join(format!("datadump-worker-{}", arch.as_str())),
+    )
+    .unwrap();
     let instance_type = if arch.as_str() == "x86_64" { "m7i.large" } else { "m7g.large" };
     w.start_controller(&[("DATADUMP_WORKER_BINARIES_DIR", bins.to_str().unwrap())]);
     let dd = w

@@ -269,7 +269,7 @@ fn hostile_strings_are_refused_by_field_or_rendered_as_data() {
                     accepted += 1;
                     let media = spec.media_types[0].clone();
                     let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
-                    let job = datadump::worker::WorkerJob {
+                    let job = datadump::api::job::WorkerJob {
                         spec: &spec,
                         media_type: &media,
                         dump_date: "2026-11-01",
@@ -279,25 +279,27 @@ fn hostile_strings_are_refused_by_field_or_rendered_as_data() {
                         ssm_parameter: "/datadump/uid/image",
                         region: "us-east-1",
                     };
-                    let rendered = datadump::worker::Job::new(&job).and_then(|j| {
-                        let b = datadump::worker::Bootstrap {
-                            arch: datadump::worker::Arch::Aarch64,
-                            binary: datadump::worker::BinarySource {
-                                url: "https://example.org/datadump".into(),
-                                sha256: "0".repeat(64),
-                            },
-                            failure_url: "https://example.org/_failure".into(),
-                            job_uri: format!("s3://{}/{}", j.bucket, datadump::worker::bootstrap::job_key(&j)),
-                            job_region: j.s3_region.clone(),
-                        };
-                        Ok((datadump::worker::render(&j, &b)?, j, b.job_uri))
-                    });
+                    let rendered = datadump::api::job::build(&job)
+                        .map_err(datadump::launch::RenderError::from)
+                        .and_then(|j| {
+                            let b = datadump::launch::Bootstrap {
+                                arch: datadump::contract::Arch::Aarch64,
+                                binary: datadump::launch::BinarySource {
+                                    url: "https://example.org/datadump".into(),
+                                    sha256: "0".repeat(64),
+                                },
+                                failure_url: "https://example.org/_failure".into(),
+                                job_uri: format!("s3://{}/{}", j.bucket, datadump::launch::job_key(&j)),
+                                job_region: j.s3_region.clone(),
+                            };
+                            Ok((datadump::launch::render(&j, &b)?, j, b.job_uri))
+                        });
                     match rendered {
                         Err(e) => assert!(e.to_string().len() < 400, "a clear render error: {e}"),
                         Ok((user_data, job, uri)) => {
                             assert_eq!(job_uri_of(&user_data), uri, "the job's location round-trips");
                             // the job itself travels as JSON, byte for byte
-                            let job = datadump::worker::Job::from_json(&job.to_json()).unwrap();
+                            let job = datadump::contract::Job::from_json(&job.to_json()).unwrap();
                             let args = job.odbc2parquet.as_ref().map(|o| o.args.clone()).unwrap_or_default();
                             match *field {
                                 "/query" => assert_eq!(job.rendered_query(), placed.replace("{media_type}", "image"), "query round-trips"),
@@ -450,7 +452,7 @@ async fn hostile_strings(expect_spec_valid_false: bool) {
     // the user data names the job; the job holds the user's values as data
     let uri = job_uri_of(instances[0].user_data.as_deref().unwrap());
     let key = uri.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
-    let job = datadump::worker::Job::from_json(std::str::from_utf8(&w.get_object(key).await).unwrap()).unwrap();
+    let job = datadump::contract::Job::from_json(std::str::from_utf8(&w.get_object(key).await).unwrap()).unwrap();
     assert_eq!(job.rendered_query(), query.replace("{media_type}", "image"));
     let args = job.odbc2parquet.map(|o| o.args).unwrap_or_default();
     assert!(args.contains(&place("/odbc2parquet/extraArgs/0", &values[1])), "{args:?}");

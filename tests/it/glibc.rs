@@ -1,4 +1,4 @@
-//! The worker binary runs on Amazon Linux 2023 (glibc 2.34) and newer: `scripts/setup.sh`
+//! The worker binary (`datadump-worker`) runs on Amazon Linux 2023 (glibc 2.34) and newer: `scripts/setup.sh`
 //! builds it with `cargo zigbuild --target ARCH-unknown-linux-gnu.2.28` (zig from PyPI), and
 //! this test reads the binary's dynamic symbol versions with `readelf` and fails on any glibc
 //! symbol newer than 2.34.
@@ -10,7 +10,7 @@ use std::process::Command;
 /// architecture).
 pub fn zigbuild_binary() -> std::path::PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{}/target", env!("CARGO_MANIFEST_DIR")));
-    Path::new(&target).join(format!("{}-unknown-linux-gnu/debug/datadump", std::env::consts::ARCH))
+    Path::new(&target).join(format!("{}-unknown-linux-gnu/debug/datadump-worker", std::env::consts::ARCH))
 }
 /// Amazon Linux 2023's glibc.
 const FLOOR: (u32, u32) = (2, 34);
@@ -43,7 +43,7 @@ fn the_worker_binary_needs_no_glibc_newer_than_amazon_linux_2023s() {
     let binary = zigbuild_binary();
     assert!(
         binary.exists(),
-        "{} is missing: scripts/setup.sh builds it (cargo zigbuild --target ARCH-unknown-linux-gnu.2.28 --bin datadump)",
+        "{} is missing: scripts/setup.sh builds it (cargo zigbuild --target ARCH-unknown-linux-gnu.2.28 -p datadump-worker)",
         binary.display()
     );
     let versions = glibc_versions(&binary);

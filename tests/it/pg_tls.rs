@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datadump::worker::contract::{CertificateCheck, ConnectionReport};
+use datadump::contract::{CertificateCheck, ConnectionReport};
 use datadump::worker::pg::{PgOptions, TlsMaterial, export};
 use datadump::worker::sink::{DirSink, Progress};
 

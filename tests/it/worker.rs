@@ -7,9 +7,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use aws_sdk_s3::Client as S3;
+use datadump::api::job::WorkerJob;
 use datadump::api::{DataDumpSpec, MediaType};
-use datadump::worker::contract::{self, FailureReport, Manifest, ProgressReport, Stage, SuccessReport};
-use datadump::worker::{Arch, Job, WorkerJob};
+use datadump::contract::{self, FailureReport, Manifest, ProgressReport, Stage, SuccessReport};
+use datadump::contract::{Arch, Job};
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
@@ -101,7 +102,7 @@ impl World {
         .unwrap();
         datadump::api::validate(&spec, &Default::default()).expect("a valid spec");
         let media = MediaType(media.into());
-        Job::new(&WorkerJob {
+        datadump::api::job::build(&WorkerJob {
             spec: &spec,
             media_type: &media,
             dump_date: DATE,
@@ -443,18 +444,19 @@ async fn both_engines_verify_the_server_against_the_jobs_ca_bundle() {
     }
 }
 
-/// The worker binary CI builds with a glibc floor (`scripts/setup.sh`: cargo zigbuild), else
-/// the test build's own binary; `DATADUMP_WORKER_BINARY` overrides both.
+/// The lean worker binary EC2 instances run, as CI builds it with a glibc floor
+/// (`scripts/setup.sh`: cargo zigbuild -p datadump-worker); `DATADUMP_WORKER_BINARY` overrides it.
 pub fn worker_binary() -> PathBuf {
     if let Ok(p) = std::env::var("DATADUMP_WORKER_BINARY") {
         return p.into();
     }
     let zig = crate::glibc::zigbuild_binary();
-    if zig.exists() {
-        zig
-    } else {
-        PathBuf::from(env!("CARGO_BIN_EXE_datadump"))
-    }
+    assert!(
+        zig.exists(),
+        "{} is missing: scripts/setup.sh builds it (cargo zigbuild -p datadump-worker --target ARCH-unknown-linux-gnu.2.28)",
+        zig.display()
+    );
+    zig
 }
 
 /// The EC2 user data, run the way cloud-init would (POSIX sh), with `shutdown` and the
@@ -464,7 +466,7 @@ pub fn worker_binary() -> PathBuf {
 /// as `_failure` through the presigned PUT URL at once.
 #[tokio::test]
 async fn the_bootstrap_fetches_the_binary_from_the_bucket_checks_it_and_runs_the_worker() {
-    use datadump::worker::release::WorkerRelease;
+    use datadump::launch::release::WorkerRelease;
     let w = World::new(IMAGE_SQL).await;
     let store = datadump::aws::S3Store::new(&w.moto.sdk_config().await, true);
     let arch = Arch::host();

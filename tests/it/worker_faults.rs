@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use datadump::worker::contract::{self, FailureReport, Manifest, Stage, SuccessReport};
+use datadump::contract::{self, FailureReport, Manifest, Stage, SuccessReport};
 use sha2::{Digest, Sha256};
 
 use crate::support::faultproxy::{FaultKind, FaultMix, FaultProxy, Faults};
@@ -94,7 +94,7 @@ pub fn parquet_digest(files: &[Vec<u8>]) -> RowsDigest {
 }
 
 /// Runs the worker to its end with extra environment; returns its exit code and log.
-async fn run_worker(w: &World, job: &datadump::worker::Job, name: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+async fn run_worker(w: &World, job: &datadump::contract::Job, name: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let (mut child, log) = w.start(job, name, env);
     let status = tokio::time::timeout(Duration::from_secs(600), child.wait())
         .await

@@ -37,7 +37,7 @@ pub fn worker_binaries_dir(dir: &std::path::Path) -> PathBuf {
     std::fs::create_dir_all(&bin).unwrap();
     for arch in ["x86_64", "aarch64"] {
         std::fs::write(
-            bin.join(format!("datadump-{arch}")),
+            bin.join(format!("datadump-worker-{arch}")),
             format!("#!/bin/sh\n# datadump worker for {arch}\n"),
         )
         .unwrap();
@@ -413,7 +413,7 @@ impl World {
     /// Plays the worker: uploads small Parquet files (rows per file), the manifest, then
     /// `_success`, all in the worker's contract format.
     pub async fn write_success(&self, dd: &DataDump, media: &str, rows_per_file: &[usize]) {
-        use datadump::worker::contract::{MANIFEST_VERSION, Manifest, ManifestFile, SuccessReport};
+        use datadump::contract::{MANIFEST_VERSION, Manifest, ManifestFile, SuccessReport};
         let prefix = media_prefix(dd, media);
         let (attempt, token) = attempt_of(dd, media);
         let mut files = Vec::new();
@@ -461,7 +461,7 @@ impl World {
     /// Plays a worker whose upload went wrong: the manifest claims more bytes for the last part
     /// than S3 holds, then `_success` is written anyway.
     pub async fn write_truncated_success(&self, dd: &DataDump, media: &str) {
-        use datadump::worker::contract::{MANIFEST_VERSION, Manifest, ManifestFile, SuccessReport};
+        use datadump::contract::{MANIFEST_VERSION, Manifest, ManifestFile, SuccessReport};
         let prefix = media_prefix(dd, media);
         let (attempt, token) = attempt_of(dd, media);
         let key = format!("{prefix}{media}_01.parquet");
@@ -504,7 +504,7 @@ impl World {
 
     /// Plays a failing worker for the current attempt.
     pub async fn write_failure(&self, dd: &DataDump, media: &str, message: &str) {
-        use datadump::worker::contract::{FailureReport, Stage};
+        use datadump::contract::{FailureReport, Stage};
         let prefix = media_prefix(dd, media);
         let (attempt, token) = attempt_of(dd, media);
         let report = FailureReport {
