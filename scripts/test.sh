@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$HOME/.cargo/bin:$PATH"
-cargo fmt --check
-cargo clippy --locked --all-targets --quiet -- -D warnings
-cargo test --locked "$@"
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets --quiet -- -D warnings
+cargo test --locked --workspace "$@"

@@ -59,5 +59,5 @@ fn the_worker_binary_needs_no_glibc_newer_than_amazon_linux_2023s() {
     );
     // and the binary runs: it is the worker the bootstrap test executes
     let out = Command::new(&binary).arg("--version").output().unwrap();
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("datadump "));
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("datadump-worker "));
 }

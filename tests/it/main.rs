@@ -13,6 +13,7 @@ mod hygiene;
 mod install;
 mod kube_harness;
 mod kubectl;
+mod layers;
 mod pg_engine;
 mod pg_tls;
 mod publish;

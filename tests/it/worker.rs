@@ -1,4 +1,4 @@
-//! `datadump worker`, end to end: the real binary runs a job against a real PostgreSQL and
+//! The worker (`datadump-worker`, what EC2 instances run), end to end: the real binary runs a job against a real PostgreSQL and
 //! moto's S3 and SSM, and the tests read everything back from S3 the way the controller and a
 //! dataset user would. The bootstrap (EC2 user data) runs under `sh` with the shutdown stubbed.
 
@@ -135,13 +135,14 @@ impl World {
         out.uploads().len()
     }
 
-    /// Starts `datadump worker` for the job (its log goes to `NAME.log`).
+    /// Starts the worker EC2 instances run, `datadump-worker`, for the job (its log goes to
+    /// `NAME.log`).
     pub fn start(&self, job: &Job, name: &str, extra_env: &[(&str, &str)]) -> (tokio::process::Child, PathBuf) {
         let file = self.dir.path().join(format!("{name}.json"));
         std::fs::write(&file, job.to_json()).unwrap();
         let log = self.dir.path().join(format!("{name}.log"));
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_datadump"))
-            .args(["worker", "--job-file"])
+        let child = tokio::process::Command::new(worker_binary())
+            .arg("--job-file")
             .arg(&file)
             .arg("--workdir")
             .arg(self.dir.path().join(format!("{name}-work")))
@@ -153,7 +154,7 @@ impl World {
             .stderr(std::fs::File::create(&log).unwrap())
             .kill_on_drop(true)
             .spawn()
-            .expect("start datadump worker");
+            .expect("start datadump-worker");
         (child, log)
     }
 
@@ -502,13 +503,17 @@ async fn the_bootstrap_fetches_the_binary_from_the_bucket_checks_it_and_runs_the
         "dead-man first: {shutdown}"
     );
     assert_eq!(calls[1], "now");
-    assert!(dir.join("root/datadump").exists());
+    assert!(dir.join("root/datadump-worker").exists());
     let manifest: Manifest = w.json(&job, contract::MANIFEST).await;
     assert_eq!(manifest.rows, Some(30_000));
     // the binary went into the bucket once, content-addressed
     let bins = w.keys("data-dump/_datadump/bin/").await;
     assert_eq!(bins.len(), 1, "{bins:?}");
-    assert!(bins[0].ends_with(&format!("/{}/datadump-{}", release.binary(arch).unwrap().sha256, arch.as_str())));
+    assert!(bins[0].ends_with(&format!(
+        "/{}/datadump-worker-{}",
+        release.binary(arch).unwrap().sha256,
+        arch.as_str()
+    )));
 
     // someone replaces the binary in the bucket: the bootstrap refuses it
     w.s3.put_object()
@@ -530,7 +535,7 @@ async fn the_bootstrap_fetches_the_binary_from_the_bucket_checks_it_and_runs_the
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(shutdown.lines().last(), Some("now"));
-    assert!(!dir.join("root/datadump").exists() && !dir.join("root/datadump.download").exists());
+    assert!(!dir.join("root/datadump-worker").exists() && !dir.join("root/datadump-worker.download").exists());
     let failure: FailureReport = w.json(&job, contract::FAILURE).await;
     assert_eq!((failure.attempt, failure.step, failure.token.as_str()), (4, Stage::Starting, TOKEN));
     assert!(failure.message.contains("not running it"), "{}", failure.message);
