@@ -402,8 +402,8 @@ mod tests {
             alias: alias.into(),
             value: value.into(),
         };
-        // the first two of the API crate's `job::driver_options`
-        let opts = [opt("UseDeclareFetch", "B6", "1"), opt("Fetch", "A7", "20000")];
+        // the first three of the API crate's `job::driver_options`
+        let opts = [opt("UseDeclareFetch", "B6", "1"), opt("Fetch", "A7", "20000"), opt("BoolsAsChar", "B9", "0")];
         let conn = effective_connection("Driver={PostgreSQL Unicode};B6=0;Pwd=secret", &opts);
         assert_eq!(passwords("Driver={PostgreSQL Unicode};B6=0;Pwd=secret"), ["secret"]);
         assert!(

@@ -1,6 +1,7 @@
 //! AWS through the official SDK: S3 as [`ObjectStore`](crate::store::ObjectStore)
-//! ([`S3Store`]), the SDK configuration the worker uses, and the one classification of a failed
-//! call ([`call`], [`classify`]) that the controller's EC2 and SSM adapters share. I/O.
+//! ([`S3Store`]), and the one classification of a failed call ([`call`], [`classify`]) that
+//! the controller's EC2 and SSM adapters share, with a hook through which the controller counts
+//! every call in its metrics ([`observe_calls`]). I/O.
 
 pub mod s3;
 
