@@ -6,7 +6,9 @@
 //! (`pg_export_snapshot()` / `SET TRANSACTION SNAPSHOT`). Rows arrive by binary COPY and are
 //! decoded straight into Arrow arrays ([`types`] has the mapping); types without a native
 //! decoding are read as PostgreSQL's text output. With `parallelism > 1` and a plain scan of
-//! one table, the table is split into ctid block ranges read by separate streams.
+//! one table, the table is split into ctid block ranges read by separate streams. [`export`]
+//! reads as its steps; [`catalog`] has those that ask the first connection about the query
+//! and the table.
 //!
 //! Connections follow libpq's TLS parameters ([`conninfo`] splits them off, [`tls`] carries
 //! them out on rustls); the first connection's [`ConnectionReport`] goes into the progress and
