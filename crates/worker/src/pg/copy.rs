@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::EngineError;
 use super::decode::Column;
-use super::types::Kind;
+use super::types::ColumnType;
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
@@ -41,15 +41,15 @@ pub struct CopyParser {
 }
 
 impl CopyParser {
-    /// A parser for columns of `kinds` (in `schema`'s order); batches hold at most
+    /// A parser for columns of `column_types` (in `schema`'s order); batches hold at most
     /// `batch_rows` rows and close once they hold `batch_bytes` bytes of values. `place` is
     /// added to value errors after the row number.
-    pub fn new(schema: SchemaRef, kinds: &[Kind], batch_rows: usize, batch_bytes: usize, place: String) -> CopyParser {
+    pub fn new(schema: SchemaRef, column_types: &[ColumnType], batch_rows: usize, batch_bytes: usize, place: String) -> CopyParser {
         CopyParser {
             state: State::Header,
             schema,
-            columns: kinds.iter().map(Column::new).collect(),
-            fields: Vec::with_capacity(kinds.len()),
+            columns: column_types.iter().map(Column::new).collect(),
+            fields: Vec::with_capacity(column_types.len()),
             pending: Vec::new(),
             batch_rows: batch_rows.max(1),
             batch_bytes: batch_bytes.max(1),
@@ -237,12 +237,12 @@ mod tests {
     }
 
     fn parser(batch_rows: usize) -> CopyParser {
-        let kinds = [Kind::I32, Kind::Text];
+        let column_types = [ColumnType::I32, ColumnType::Text];
         let schema = Arc::new(Schema::new(vec![
-            kinds[0].field("n", true, Default::default()),
-            kinds[1].field("s", true, Default::default()),
+            column_types[0].field("n", true, Default::default()),
+            column_types[1].field("s", true, Default::default()),
         ]));
-        CopyParser::new(schema, &kinds, batch_rows, 1 << 20, String::new())
+        CopyParser::new(schema, &column_types, batch_rows, 1 << 20, String::new())
     }
 
     fn run(p: &mut CopyParser, chunks: &[&[u8]]) -> Result<Vec<RecordBatch>, EngineError> {

@@ -11,7 +11,11 @@ use arrow::array::{
 use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{Field, i256};
 
-use super::types::Kind;
+use postgres_protocol::types::array_from_sql;
+use tokio_postgres::fallible_iterator::FallibleIterator;
+use tokio_postgres::types::Type;
+
+use super::types::ColumnType;
 
 /// Days from 1970-01-01 to PostgreSQL's epoch 2000-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;
@@ -31,6 +35,13 @@ pub enum Bad {
     NumericRange,
     /// An array with more than one dimension.
     MultiDim(i32),
+    /// An array whose elements are not of the column's element type.
+    ElementType {
+        /// The element type OID the column declares.
+        expected: u32,
+        /// The element type OID the value names.
+        found: u32,
+    },
     /// Text that is not UTF-8.
     Utf8,
     /// The bytes do not follow the type's binary format.
@@ -56,10 +67,23 @@ impl Bad {
                 format!("array has {n} dimensions; only one-dimensional arrays become Parquet LIST"),
                 format!("cast it in spec.query, e.g. array_to_json({column})::jsonb or {column}::text"),
             ),
+            Bad::ElementType { expected, found } => (
+                format!(
+                    "array elements are of type {} where the column declares {}",
+                    type_name(found),
+                    type_name(expected)
+                ),
+                cast,
+            ),
             Bad::Utf8 => ("text is not valid UTF-8".into(), cast),
             Bad::Malformed(what) => (format!("malformed binary {what} value"), cast),
         }
     }
+}
+
+/// A type's name for a message: `int4`, or `OID 123456` when tokio-postgres does not know it.
+fn type_name(oid: u32) -> String {
+    Type::from_oid(oid).map_or_else(|| format!("OID {oid}"), |t| t.name().to_owned())
 }
 
 /// The Arrow builder of one column (or of a list's elements).
@@ -87,6 +111,8 @@ pub struct ListColumn {
     offsets: Vec<i32>,
     nulls: NullBufferBuilder,
     item: Arc<Field>,
+    /// The element type OID every value must name.
+    element_oid: u32,
     elem: Column,
 }
 
@@ -95,16 +121,16 @@ fn be<const N: usize>(b: &[u8], what: &'static str) -> Result<[u8; N], Bad> {
 }
 
 impl Column {
-    /// An empty builder for `kind`.
-    pub fn new(kind: &Kind) -> Column {
-        match kind {
-            Kind::Bool => Column::Bool(BooleanBuilder::new()),
-            Kind::I16 => Column::I16(Int16Builder::new()),
-            Kind::I32 => Column::I32(Int32Builder::new()),
-            Kind::I64 => Column::I64(Int64Builder::new()),
-            Kind::F32 => Column::F32(Float32Builder::new()),
-            Kind::F64 => Column::F64(Float64Builder::new()),
-            Kind::Decimal { precision, scale } => {
+    /// An empty builder for `column_type`.
+    pub fn new(column_type: &ColumnType) -> Column {
+        match column_type {
+            ColumnType::Bool => Column::Bool(BooleanBuilder::new()),
+            ColumnType::I16 => Column::I16(Int16Builder::new()),
+            ColumnType::I32 => Column::I32(Int32Builder::new()),
+            ColumnType::I64 => Column::I64(Int64Builder::new()),
+            ColumnType::F32 => Column::F32(Float32Builder::new()),
+            ColumnType::F64 => Column::F64(Float64Builder::new()),
+            ColumnType::Decimal { precision, scale } => {
                 let limit = i256::from_i128(10).wrapping_pow(*precision as u32);
                 if *precision <= 38 {
                     Column::Dec128(Decimal128Builder::new(), *precision, *scale, limit)
@@ -112,22 +138,23 @@ impl Column {
                     Column::Dec256(Decimal256Builder::new(), *precision, *scale, limit)
                 }
             }
-            Kind::Text | Kind::Json => Column::Text(StringBuilder::new()),
-            Kind::Jsonb => Column::Jsonb(StringBuilder::new()),
-            Kind::Uuid => Column::Uuid(StringBuilder::new()),
-            Kind::Bytea => Column::Bytea(BinaryBuilder::new()),
-            Kind::Date => Column::Date(Date32Builder::new()),
-            Kind::Timestamp => Column::Timestamp(TimestampMicrosecondBuilder::new(), false),
-            Kind::TimestampTz => Column::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"), true),
-            Kind::Time => Column::Time(Time64MicrosecondBuilder::new()),
-            Kind::List(elem) => Column::List(Box::new(ListColumn {
+            ColumnType::Text | ColumnType::Json => Column::Text(StringBuilder::new()),
+            ColumnType::Jsonb => Column::Jsonb(StringBuilder::new()),
+            ColumnType::Uuid => Column::Uuid(StringBuilder::new()),
+            ColumnType::Bytea => Column::Bytea(BinaryBuilder::new()),
+            ColumnType::Date => Column::Date(Date32Builder::new()),
+            ColumnType::Timestamp => Column::Timestamp(TimestampMicrosecondBuilder::new(), false),
+            ColumnType::TimestampTz => Column::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"), true),
+            ColumnType::Time => Column::Time(Time64MicrosecondBuilder::new()),
+            ColumnType::List { element, item } => Column::List(Box::new(ListColumn {
                 offsets: vec![0],
                 nulls: NullBufferBuilder::new(0),
-                item: match Kind::List(elem.clone()).data_type() {
+                item: match column_type.data_type() {
                     arrow::datatypes::DataType::List(f) => f,
-                    _ => unreachable!("a list kind has a list type"),
+                    _ => unreachable!("a list type has a list Arrow type"),
                 },
-                elem: Column::new(elem),
+                element_oid: element.oid(),
+                elem: Column::new(item),
             })),
         }
     }
@@ -227,29 +254,33 @@ impl Column {
 }
 
 impl ListColumn {
-    /// Binary array: ndim, has-null flag, element OID, (size, lower bound) per dimension, then
-    /// length-prefixed elements (-1 = NULL).
+    /// Binary array (`array_send`), parsed by `postgres_protocol`: ndim, has-null flag,
+    /// element OID, (size, lower bound) per dimension, then length-prefixed elements (-1 =
+    /// NULL). Refuses more than one dimension, elements of another type than the column's,
+    /// and bytes left over after the last element.
     fn append(&mut self, v: &[u8]) -> Result<(), Bad> {
-        let word =
-            |at: usize| -> Result<i32, Bad> { Ok(i32::from_be_bytes(be(v.get(at..at + 4).ok_or(Bad::Malformed("array"))?, "array")?)) };
-        let ndim = word(0)?;
-        let count = match ndim {
-            0 => 0,
-            1 => word(12)?,
-            n if n > 1 => return Err(Bad::MultiDim(n)),
-            _ => return Err(Bad::Malformed("array")),
-        };
-        let mut pos = if ndim == 0 { 12 } else { 20 };
-        for _ in 0..count {
-            let len = word(pos)?;
-            pos += 4;
-            if len < 0 {
-                self.elem.append_null();
-            } else {
-                let end = pos + len as usize;
-                self.elem.append(v.get(pos..end).ok_or(Bad::Malformed("array"))?)?;
-                pos = end;
+        let malformed = |_| Bad::Malformed("array");
+        // ndim is refused from the first word alone: the dimensions need not be read to say so
+        match v.first_chunk::<4>().map(|w| i32::from_be_bytes(*w)) {
+            Some(ndim) if ndim > 1 => return Err(Bad::MultiDim(ndim)),
+            _ => {}
+        }
+        let array = array_from_sql(v).map_err(malformed)?;
+        if array.element_type() != self.element_oid {
+            return Err(Bad::ElementType {
+                expected: self.element_oid,
+                found: array.element_type(),
+            });
+        }
+        let mut values = array.values();
+        let mut count: i32 = 0;
+        // the iterator fails past the last element when bytes are left over
+        while let Some(value) = values.next().map_err(malformed)? {
+            match value {
+                None => self.elem.append_null(),
+                Some(bytes) => self.elem.append(bytes)?,
             }
+            count += 1;
         }
         let last = *self.offsets.last().unwrap_or(&0);
         self.offsets.push(last.checked_add(count).ok_or(Bad::Malformed("array"))?);
@@ -470,7 +501,7 @@ mod tests {
                     format!("-{too_long}"),
                     format!("{nines}9"),
                 ];
-                let kind = Kind::Decimal { precision, scale };
+                let kind = ColumnType::Decimal { precision, scale };
                 for (text, want) in &ok {
                     let mut c = Column::new(&kind);
                     c.append(&pg_num(text))
@@ -517,7 +548,7 @@ mod tests {
 
     #[test]
     fn scalars_and_arrays() {
-        let mut c = Column::new(&Kind::Uuid);
+        let mut c = Column::new(&ColumnType::Uuid);
         c.append(&[
             0xA0, 0xEE, 0xBC, 0x99, 0x9C, 0x0B, 0x4E, 0xF8, 0xBB, 0x6D, 0x6B, 0xB9, 0xBD, 0x38, 0x0A, 0x11,
         ])
@@ -526,10 +557,10 @@ mod tests {
         let s = a.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
         assert_eq!(s.value(0), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
 
-        let mut c = Column::new(&Kind::Timestamp);
+        let mut c = Column::new(&ColumnType::Timestamp);
         assert_eq!(c.append(&i64::MAX.to_be_bytes()), Err(Bad::Infinite("timestamp 'infinity'")));
         assert_eq!(c.append(&(i64::MAX - 1).to_be_bytes()), Err(Bad::TimestampRange));
-        let mut c = Column::new(&Kind::Date);
+        let mut c = Column::new(&ColumnType::Date);
         assert_eq!(c.append(&i32::MIN.to_be_bytes()), Err(Bad::Infinite("date '-infinity'")));
 
         // int4[]: {1,NULL,3}, then '{}' , then NULL, then a 2-D array.
@@ -537,7 +568,11 @@ mod tests {
         for w in [1i32, 1, 23, 3, 1, 4, 1, -1, 4, 3] {
             arr.extend(w.to_be_bytes());
         }
-        let mut c = Column::new(&Kind::List(Box::new(Kind::I32)));
+        let int4_list = ColumnType::List {
+            element: Type::INT4,
+            item: Box::new(ColumnType::I32),
+        };
+        let mut c = Column::new(&int4_list);
         c.append(&arr).unwrap();
         c.append(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 23]).unwrap();
         c.append_null();
@@ -548,5 +583,18 @@ mod tests {
         assert_eq!(format!("{:?}", l.value(0)), "PrimitiveArray<Int32>\n[\n  1,\n  null,\n  3,\n]");
         assert_eq!(l.value(1).len(), 0);
         assert!(l.is_null(2));
+
+        // an int8[] value in an int4[] column, bytes after the last element, a short element
+        let mut c = Column::new(&int4_list);
+        let int8_header = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(c.append(&int8_header), Err(Bad::ElementType { expected: 23, found: 20 }));
+        let mut trailing = arr.clone();
+        trailing.push(0);
+        assert_eq!(c.append(&trailing), Err(Bad::Malformed("array")));
+        assert_eq!(c.append(&arr[..arr.len() - 1]), Err(Bad::Malformed("array")));
+        assert_eq!(
+            Bad::ElementType { expected: 23, found: 20 }.explain("tags").0,
+            "array elements are of type int8 where the column declares int4"
+        );
     }
 }

@@ -6,12 +6,15 @@
 //! (`pg_export_snapshot()` / `SET TRANSACTION SNAPSHOT`). Rows arrive by binary COPY and are
 //! decoded straight into Arrow arrays ([`types`] has the mapping); types without a native
 //! decoding are read as PostgreSQL's text output. With `parallelism > 1` and a plain scan of
-//! one table, the table is split into ctid block ranges read by separate streams.
+//! one table, the table is split into ctid block ranges read by separate streams. [`export`]
+//! reads as its steps; [`catalog`] has those that ask the first connection about the query
+//! and the table.
 //!
 //! Connections follow libpq's TLS parameters ([`conninfo`] splits them off, [`tls`] carries
 //! them out on rustls); the first connection's [`ConnectionReport`] goes into the progress and
 //! the manifest.
 
+mod catalog;
 mod conninfo;
 mod copy;
 mod decode;
@@ -21,7 +24,6 @@ mod stream;
 mod tls;
 pub mod types;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::Schema;
@@ -31,11 +33,11 @@ use parquet::file::properties::{CdcOptions, EnabledStatistics, WriterProperties}
 use parquet::schema::types::ColumnPath;
 use tokio_postgres::Client;
 
+use catalog::{Split, StreamQuery};
 pub use conninfo::SslMode;
 pub use error::EngineError;
 use stream::Shared;
 pub use tls::TlsMaterial;
-use types::Kind;
 
 use crate::sink::{PartInfo, PartSink, Progress};
 use datadump_contract::ConnectionReport;
@@ -189,22 +191,92 @@ pub async fn export(
     sink: Arc<dyn PartSink>,
     progress: Arc<Progress>,
 ) -> Result<ExportSummary, EngineError> {
-    let parsed = conninfo::split(conninfo).map_err(EngineError::Conninfo)?;
-    let config: tokio_postgres::Config = parsed
-        .rest
-        .parse()
-        .map_err(|e: tokio_postgres::Error| EngineError::Conninfo(e.to_string()))?;
-    let tls = tls::Connector::new(&parsed.tls, &opts.tls)?;
-    if !datadump_contract::is_identifier(media_type) {
-        return Err(EngineError::Query(format!(
-            "media type {media_type:?} is not a lower-case SQL identifier"
-        )));
+    let request = Request::new(conninfo, query_template, media_type, table, opts)?;
+    let (first, connection, snapshot) = connect_first(&request, opts, &progress).await?;
+    let statement = catalog::prepare_query(&first.client, &request.query).await?;
+    let facts = catalog::read_table_facts(&first.client, &request.query, request.table, &progress).await?;
+    let columns = catalog::describe_columns(&first.client, &statement, &facts).await?;
+    let streams = plan_streams(&first.client, &request, &facts, opts.parallelism).await?;
+    let conns = open_streams(first, &request, snapshot.as_deref(), streams.len(), opts).await?;
+    let shared = Arc::new(Shared {
+        schema: columns.schema.clone(),
+        column_types: columns.column_types.clone(),
+        props: writer_properties(opts, &columns.schema, facts.description.as_deref()),
+        opts: opts.clone(),
+        sink,
+        progress,
+    });
+    let outputs = copy_streams(&conns, &streams, &columns, &shared).await?;
+    for conn in conns {
+        conn.close();
     }
-    let table = table.filter(|t| datadump_contract::is_identifier(t));
-    let query = sql::render(query_template, media_type);
-    let want_split = opts.parallelism > 1 && table == Some(media_type);
+    let rows = outputs.iter().map(|o| o.rows).sum();
+    let parts = finish_parts(outputs.into_iter().flat_map(|o| o.parts).collect(), &shared).await?;
+    Ok(ExportSummary {
+        rows,
+        parts,
+        columns: columns.info,
+        table_description: facts.description,
+        streams: streams.len(),
+        connection: Some(connection),
+    })
+}
 
-    let (first, connection) = Conn::open(&config, &tls).await?;
+/// What [`export`] was asked for, checked: the connection settings, how TLS is made, the names
+/// and the rendered query.
+struct Request<'a> {
+    config: tokio_postgres::Config,
+    tls: tls::Connector,
+    template: &'a str,
+    media_type: &'a str,
+    /// The table the query reads, when it is an identifier.
+    table: Option<&'a str>,
+    /// The template with `{media_type}` replaced.
+    query: String,
+}
+
+impl<'a> Request<'a> {
+    /// Parses the connection string, builds the TLS configurations (reading the files it
+    /// names), checks the media type and renders the query.
+    fn new(
+        conninfo: &str,
+        template: &'a str,
+        media_type: &'a str,
+        table: Option<&'a str>,
+        opts: &PgOptions,
+    ) -> Result<Request<'a>, EngineError> {
+        let parsed = conninfo::split(conninfo).map_err(EngineError::Conninfo)?;
+        let config: tokio_postgres::Config = parsed
+            .rest
+            .parse()
+            .map_err(|e: tokio_postgres::Error| EngineError::Conninfo(e.to_string()))?;
+        let tls = tls::Connector::new(&parsed.tls, &opts.tls)?;
+        if !datadump_contract::is_identifier(media_type) {
+            return Err(EngineError::Query(format!(
+                "media type {media_type:?} is not a lower-case SQL identifier"
+            )));
+        }
+        Ok(Request {
+            config,
+            tls,
+            template,
+            media_type,
+            table: table.filter(|t| datadump_contract::is_identifier(t)),
+            query: sql::render(template, media_type),
+        })
+    }
+}
+
+/// Opens the first connection, records how it was made in `progress`, and begins its
+/// transaction; when the table may be split (`parallelism > 1` and the table is the media
+/// type), exports the snapshot the other streams will share.
+async fn connect_first(
+    request: &Request<'_>,
+    opts: &PgOptions,
+    progress: &Progress,
+) -> Result<(Conn, ConnectionReport, Option<String>), EngineError> {
+    let want_split = opts.parallelism > 1 && request.table == Some(request.media_type);
+    let (first, connection) = Conn::open(&request.config, &request.tls).await?;
     tracing::info!(connection = %connection.summary(), "connected to PostgreSQL");
     let _ = progress.connection.set(connection.clone());
     first.begin(None).await?;
@@ -218,106 +290,48 @@ pub async fn export(
     } else {
         None
     };
-    let c = &first.client;
-    let stmt = c.prepare(&query).await.map_err(EngineError::db("the query"))?;
-    let cols = stmt.columns();
-    if cols.is_empty() {
-        return Err(EngineError::Query("the query returns no columns".into()));
-    }
-    let names: Vec<String> = cols.iter().map(|c| c.name().to_owned()).collect();
-    check_unique(&names)?;
+    Ok((first, connection, snapshot))
+}
 
-    // Table facts: row estimate, comment, size in blocks, and whether the query is a plain scan.
-    let mut table_description: Option<String> = None;
-    let mut blocks = None;
-    let mut plain = Err("no table given".to_owned());
-    if let Some(t) = table {
-        let row = c
-            .query_opt(
-                "SELECT c.relkind::text, c.reltuples::float8, obj_description(c.oid, 'pg_class'), \
-                 pg_relation_size(c.oid) / current_setting('block_size')::bigint \
-                 FROM pg_class c WHERE c.oid = to_regclass($1)",
-                &[&t],
-            )
-            .await
-            .map_err(EngineError::db("reading the table's catalog entry"))?;
-        if let Some(row) = row {
-            let relkind: String = row.get(0);
-            let reltuples: f64 = row.get(1);
-            table_description = row.get(2);
-            if reltuples > 0.0 {
-                progress
-                    .estimated_rows
-                    .store(reltuples as u64, std::sync::atomic::Ordering::Relaxed);
+/// The query of each stream: one per ctid range when the query splits (see
+/// [`catalog::split`]), else the whole query in one stream.
+async fn plan_streams(
+    c: &Client,
+    request: &Request<'_>,
+    facts: &catalog::TableFacts,
+    parallelism: usize,
+) -> Result<Vec<StreamQuery>, EngineError> {
+    let whole = vec![StreamQuery {
+        sql: request.query.clone(),
+        place: String::new(),
+    }];
+    if parallelism <= 1 {
+        return Ok(whole);
+    }
+    Ok(
+        match catalog::split(c, request.template, request.media_type, &request.query, facts, parallelism).await? {
+            Split::Ranges(ranges) => ranges,
+            Split::OneStream(why) => {
+                tracing::info!(streams = 1, reason = %why, "reading with one stream");
+                whole
             }
-            plain = if relkind == "r" || relkind == "m" {
-                blocks = Some(row.get::<_, i64>(3).max(0) as u64);
-                explain_plain_scan(c, &query, t).await?
-            } else {
-                Err(format!("{t} is not a plain table (relkind {relkind})"))
-            };
-        } else {
-            plain = Err(format!("no relation named {t}"));
-        }
-    }
+        },
+    )
+}
 
-    // Column facts: PostgreSQL type text, NOT NULL, comments.
-    let oids: Vec<u32> = cols.iter().map(|c| c.type_().oid()).collect();
-    let typmods: Vec<i32> = cols.iter().map(|c| c.type_modifier()).collect();
-    let rels: Vec<u32> = cols.iter().map(|c| c.table_oid().unwrap_or(0)).collect();
-    let atts: Vec<i16> = cols.iter().map(|c| c.column_id().unwrap_or(0)).collect();
-    let rows = c
-        .query(
-            "SELECT format_type(u.t, u.m), coalesce(a.attnotnull, false), col_description(a.attrelid, a.attnum) \
-             FROM unnest($1::oid[], $2::int4[], $3::oid[], $4::int2[]) WITH ORDINALITY AS u(t, m, rel, att, i) \
-             LEFT JOIN pg_attribute a ON a.attrelid = u.rel AND a.attnum = u.att AND u.att > 0 AND NOT a.attisdropped \
-             ORDER BY u.i",
-            &[&oids, &typmods, &rels, &atts],
-        )
-        .await
-        .map_err(EngineError::db("reading column types"))?;
-    let mut kinds = Vec::with_capacity(cols.len());
-    let mut as_text = Vec::with_capacity(cols.len());
-    let mut columns = Vec::with_capacity(cols.len());
-    let mut fields = Vec::with_capacity(cols.len());
-    for (i, row) in rows.iter().enumerate() {
-        let native = Kind::of(oids[i], typmods[i]);
-        as_text.push(native.is_none());
-        let kind = native.unwrap_or(Kind::Text);
-        let info = ColumnInfo {
-            name: names[i].clone(),
-            pg_type: row.get(0),
-            parquet_type: kind.parquet_type(),
-            nullable: !(plain.is_ok() && row.get::<_, bool>(1)),
-            description: row.get(2),
-        };
-        let mut meta = HashMap::from([("pg_type".to_owned(), info.pg_type.clone())]);
-        if let Some(d) = &info.description {
-            meta.insert("description".to_owned(), d.clone());
-        }
-        fields.push(kind.field(&info.name, info.nullable, meta));
-        kinds.push(kind);
-        columns.push(info);
-    }
-    let mut schema_meta = HashMap::new();
-    if let Some(d) = &table_description {
-        schema_meta.insert("description".to_owned(), d.clone());
-    }
-    let schema = Arc::new(Schema::new_with_metadata(fields, schema_meta));
-
-    // Streams: one per ctid range when the query is a plain scan, else one.
-    let mut stream_queries: Vec<(String, String)> = vec![(query.clone(), String::new())];
-    if opts.parallelism > 1 {
-        match split(c, query_template, media_type, &query, plain.clone(), blocks, opts.parallelism).await? {
-            Ok(split) => stream_queries = split,
-            Err(why) => tracing::info!(streams = 1, reason = %why, "reading with one stream"),
-        }
-    }
-    let n = stream_queries.len();
+/// The connections of all `n` streams: `first`, then the others, each in `snapshot`; then the
+/// tests' hook runs, once every stream holds the snapshot.
+async fn open_streams(
+    first: Conn,
+    request: &Request<'_>,
+    snapshot: Option<&str>,
+    n: usize,
+    opts: &PgOptions,
+) -> Result<Vec<Conn>, EngineError> {
     let mut conns = vec![first];
     let others = futures::future::try_join_all((1..n).map(|_| async {
-        let (conn, _) = Conn::open(&config, &tls).await?;
-        conn.begin(snapshot.as_deref()).await?;
+        let (conn, _) = Conn::open(&request.config, &request.tls).await?;
+        conn.begin(snapshot).await?;
         Ok::<Conn, EngineError>(conn)
     }))
     .await?;
@@ -328,49 +342,43 @@ pub async fn export(
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))?;
     }
+    Ok(conns)
+}
 
-    let props = writer_properties(opts, &schema, table_description.as_deref());
-    let shared = Arc::new(Shared {
-        schema,
-        kinds,
-        props,
-        opts: opts.clone(),
-        sink,
-        progress,
-    });
-    let copies: Vec<String> = stream_queries
+/// Runs every stream's binary COPY (columns without a native decoding cast to text) on its
+/// connection, all at once.
+async fn copy_streams(
+    conns: &[Conn],
+    streams: &[StreamQuery],
+    columns: &catalog::OutputColumns,
+    shared: &Arc<Shared>,
+) -> Result<Vec<stream::StreamOutput>, EngineError> {
+    let copies: Vec<String> = streams
         .iter()
-        .map(|(q, _)| sql::copy_statement(&sql::with_text_casts(q, &names, &as_text)))
+        .map(|s| sql::copy_statement(&sql::with_text_casts(&s.sql, &columns.names, &columns.as_text)))
         .collect();
-    let outputs = futures::future::try_join_all(
+    futures::future::try_join_all(
         conns
             .iter()
             .zip(&copies)
-            .zip(&stream_queries)
-            .map(|((conn, copy), (_, place))| stream::run(&conn.client, copy, place.clone(), shared.clone())),
+            .zip(streams)
+            .map(|((conn, copy), s)| stream::run(&conn.client, copy, s.place.clone(), shared.clone())),
     )
-    .await?;
+    .await
+}
 
-    let mut summary = ExportSummary {
-        rows: outputs.iter().map(|o| o.rows).sum(),
-        parts: outputs.into_iter().flat_map(|o| o.parts).collect(),
-        columns,
-        table_description,
-        streams: n,
-        connection: Some(connection),
-    };
-    for conn in conns {
-        conn.close();
-    }
-    if summary.parts.is_empty() {
+/// The files the streams wrote, ordered by name; one empty file when they wrote none, so an
+/// empty result still has its schema.
+async fn finish_parts(mut parts: Vec<PartInfo>, shared: &Arc<Shared>) -> Result<Vec<PartInfo>, EngineError> {
+    if parts.is_empty() {
         let s = shared.clone();
         let part = tokio::task::spawn_blocking(move || stream::write_empty(&s))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??;
-        summary.parts.push(part);
+        parts.push(part);
     }
-    summary.parts.sort_by(|a, b| (a.name.len(), &a.name).cmp(&(b.name.len(), &b.name)));
-    Ok(summary)
+    parts.sort_by(|a, b| (a.name.len(), &a.name).cmp(&(b.name.len(), &b.name)));
+    Ok(parts)
 }
 
 /// The password in a libpq connection string, if it holds one (for redaction).
@@ -378,101 +386,6 @@ pub fn password_of(conninfo: &str) -> Option<String> {
     let parsed = conninfo::split(conninfo).ok()?;
     let config: tokio_postgres::Config = parsed.rest.parse().ok()?;
     config.get_password().map(|p| String::from_utf8_lossy(p).into_owned())
-}
-
-/// Fails when two output columns share a name.
-fn check_unique(names: &[String]) -> Result<(), EngineError> {
-    let mut seen = HashMap::new();
-    let mut dups = Vec::new();
-    for n in names {
-        let count = seen.entry(n.as_str()).or_insert(0);
-        *count += 1;
-        if *count == 2 {
-            dups.push(format!("{n:?}"));
-        }
-    }
-    if dups.is_empty() {
-        return Ok(());
-    }
-    Err(EngineError::Query(format!(
-        "the query returns more than one column named {}; give each output column its own name with AS in spec.query",
-        dups.join(", ")
-    )))
-}
-
-/// `Ok(Err(why))` when the plan is not a plain scan of `table`.
-async fn explain_plain_scan(c: &Client, query: &str, table: &str) -> Result<Result<(), String>, EngineError> {
-    let msgs = c
-        .simple_query(&format!("EXPLAIN (FORMAT JSON) {query}"))
-        .await
-        .map_err(EngineError::db("EXPLAIN of the query"))?;
-    let text = msgs.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-        _ => None,
-    });
-    Ok(sql::plain_scan(text.as_deref().unwrap_or(""), table))
-}
-
-/// The per-stream queries and their places for a ctid split, or why there is none.
-async fn split(
-    c: &Client,
-    template: &str,
-    table: &str,
-    query: &str,
-    plain: Result<(), String>,
-    blocks: Option<u64>,
-    parallelism: usize,
-) -> Result<Result<Vec<(String, String)>, String>, EngineError> {
-    if let Err(why) = plain {
-        return Ok(Err(why));
-    }
-    let blocks = blocks.unwrap_or(0);
-    let n = parallelism.min(blocks as usize);
-    if n < 2 {
-        return Ok(Err(format!("the table has {blocks} pages")));
-    }
-    let render = match sql::ctid_splitter(template, table) {
-        Ok(r) => r,
-        Err(why) => return Ok(Err(why)),
-    };
-    let ranges = sql::block_ranges(blocks, n);
-    let queries: Vec<(String, String)> = ranges
-        .iter()
-        .enumerate()
-        .map(|(i, &(start, end))| {
-            let end_text = end.map(|e| e.to_string()).unwrap_or_else(|| "end".into());
-            (
-                render(start, end),
-                format!(" (stream {} of {n}, ctid blocks {start}..{end_text})", i + 1),
-            )
-        })
-        .collect();
-    // The rewritten query must parse and return the same columns; checked in a savepoint so
-    // a failure leaves the transaction usable.
-    c.batch_execute("SAVEPOINT datadump_split")
-        .await
-        .map_err(EngineError::db("SAVEPOINT"))?;
-    let same = match (c.prepare(query).await, c.prepare(&queries[0].0).await) {
-        (Ok(a), Ok(b)) => {
-            let sig = |s: &tokio_postgres::Statement| {
-                s.columns()
-                    .iter()
-                    .map(|c| (c.name().to_owned(), c.type_().oid(), c.type_modifier()))
-                    .collect::<Vec<_>>()
-            };
-            if sig(&a) == sig(&b) {
-                Ok(())
-            } else {
-                Err("the rewritten query returns other columns".to_owned())
-            }
-        }
-        (_, Err(e)) => Err(format!("the rewritten query fails: {e}")),
-        (Err(e), _) => Err(e.to_string()),
-    };
-    c.batch_execute("ROLLBACK TO SAVEPOINT datadump_split; RELEASE SAVEPOINT datadump_split")
-        .await
-        .map_err(EngineError::db("ROLLBACK TO SAVEPOINT"))?;
-    Ok(same.map(|()| queries))
 }
 
 /// The zstd level when the spec names none. Measured on the bench's 1M-row catalog table with

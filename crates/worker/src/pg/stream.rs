@@ -16,7 +16,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
 use super::copy::CopyParser;
-use super::types::Kind;
+use super::types::ColumnType;
 use super::{EngineError, PgOptions};
 use crate::sink::{PartInfo, PartSink, PartWriter, Progress};
 
@@ -30,7 +30,7 @@ pub struct Shared {
     /// The Arrow schema of the output.
     pub schema: SchemaRef,
     /// How each column is decoded.
-    pub kinds: Vec<Kind>,
+    pub column_types: Vec<ColumnType>,
     /// Parquet writer settings.
     pub props: WriterProperties,
     /// Row group, file and batch limits.
@@ -66,7 +66,7 @@ pub async fn run(client: &tokio_postgres::Client, copy: &str, place: String, sha
     let (batch_tx, batch_rx) = sync_channel::<Batch>(1);
     let s = shared.clone();
     let decoder = tokio::task::spawn_blocking(move || {
-        let mut parser = CopyParser::new(s.schema.clone(), &s.kinds, s.opts.batch_rows, s.opts.batch_bytes, place);
+        let mut parser = CopyParser::new(s.schema.clone(), &s.column_types, s.opts.batch_rows, s.opts.batch_bytes, place);
         decode(&mut parser, &mut block_rx, &batch_tx, &s.progress)
     });
     let s = shared.clone();

@@ -1,15 +1,17 @@
 //! The type mapping: which PostgreSQL types are decoded natively from binary COPY, and the
 //! Arrow/Parquet type each becomes. Everything else is read as PostgreSQL's text output (the
-//! query wraps those columns in `::text`). Pure, no I/O.
+//! query wraps those columns in `::text`). The types are tokio-postgres's own [`Type`]
+//! constants; an array's element type is what [`Type::kind`] says. Pure, no I/O.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, TimeUnit};
+use tokio_postgres::types::{Kind, Type};
 
-/// How one column (or array element) is decoded.
+/// How one column (or array element) is decoded, and the Arrow/Parquet type it becomes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum ColumnType {
     /// `bool` → BOOLEAN.
     Bool,
     /// `int2` → INT16.
@@ -48,61 +50,47 @@ pub enum Kind {
     /// `time` → TIME(MICROS).
     Time,
     /// A one-dimensional array → LIST.
-    List(Box<Kind>),
+    List {
+        /// The PostgreSQL type of the elements, which every array value must name.
+        element: Type,
+        /// How the elements are decoded.
+        item: Box<ColumnType>,
+    },
 }
 
-/// Scalar types decoded natively, by OID.
-fn scalar(oid: u32, typmod: i32) -> Option<Kind> {
-    Some(match oid {
-        16 => Kind::Bool,
-        21 => Kind::I16,
-        23 => Kind::I32,
-        20 => Kind::I64,
-        700 => Kind::F32,
-        701 => Kind::F64,
-        1700 => numeric(typmod)?,
-        25 | 1043 | 1042 | 19 => Kind::Text,
-        114 => Kind::Json,
-        3802 => Kind::Jsonb,
-        17 => Kind::Bytea,
-        2950 => Kind::Uuid,
-        1082 => Kind::Date,
-        1114 => Kind::Timestamp,
-        1184 => Kind::TimestampTz,
-        1083 => Kind::Time,
-        _ => return None,
-    })
-}
+/// The scalar types decoded natively (`numeric` aside: its mapping depends on the typmod).
+const SCALARS: [(Type, ColumnType); 18] = [
+    (Type::BOOL, ColumnType::Bool),
+    (Type::INT2, ColumnType::I16),
+    (Type::INT4, ColumnType::I32),
+    (Type::INT8, ColumnType::I64),
+    (Type::FLOAT4, ColumnType::F32),
+    (Type::FLOAT8, ColumnType::F64),
+    (Type::TEXT, ColumnType::Text),
+    (Type::VARCHAR, ColumnType::Text),
+    (Type::BPCHAR, ColumnType::Text),
+    (Type::NAME, ColumnType::Text),
+    (Type::JSON, ColumnType::Json),
+    (Type::JSONB, ColumnType::Jsonb),
+    (Type::BYTEA, ColumnType::Bytea),
+    (Type::UUID, ColumnType::Uuid),
+    (Type::DATE, ColumnType::Date),
+    (Type::TIMESTAMP, ColumnType::Timestamp),
+    (Type::TIMESTAMPTZ, ColumnType::TimestampTz),
+    (Type::TIME, ColumnType::Time),
+];
 
-/// Array type OID → element type OID, for the natively decoded element types.
-fn array_element(oid: u32) -> Option<u32> {
-    Some(match oid {
-        1000 => 16,
-        1005 => 21,
-        1007 => 23,
-        1016 => 20,
-        1021 => 700,
-        1022 => 701,
-        1231 => 1700,
-        1009 => 25,
-        1015 => 1043,
-        1014 => 1042,
-        1003 => 19,
-        199 => 114,
-        3807 => 3802,
-        1001 => 17,
-        2951 => 2950,
-        1182 => 1082,
-        1115 => 1114,
-        1185 => 1184,
-        1183 => 1083,
-        _ => return None,
-    })
+/// The native decoding of a scalar type, or `None` when it is read as text.
+fn scalar(ty: &Type, typmod: i32) -> Option<ColumnType> {
+    if *ty == Type::NUMERIC {
+        return numeric(typmod);
+    }
+    SCALARS.iter().find(|(t, _)| t == ty).map(|(_, column_type)| column_type.clone())
 }
 
 /// `numeric` with a declared precision and a scale in `0..=precision`, up to 76 digits;
 /// anything else (unconstrained, negative scale) is read as text.
-fn numeric(typmod: i32) -> Option<Kind> {
+fn numeric(typmod: i32) -> Option<ColumnType> {
     if typmod < 4 {
         return None;
     }
@@ -113,49 +101,54 @@ fn numeric(typmod: i32) -> Option<Kind> {
     if !(1..=76).contains(&precision) || scale < 0 || scale > precision {
         return None;
     }
-    Some(Kind::Decimal {
+    Some(ColumnType::Decimal {
         precision: precision as u8,
         scale: scale as i8,
     })
 }
 
-impl Kind {
+impl ColumnType {
     /// The native decoding of a column of type `oid` with modifier `typmod`, or `None` when
-    /// the column must be read as text.
-    pub fn of(oid: u32, typmod: i32) -> Option<Kind> {
-        match array_element(oid) {
-            Some(elem) => Some(Kind::List(Box::new(scalar(elem, typmod)?))),
-            None => scalar(oid, typmod),
+    /// the column must be read as text. An array's typmod is its elements'.
+    pub fn of(oid: u32, typmod: i32) -> Option<ColumnType> {
+        let ty = Type::from_oid(oid)?;
+        match ty.kind() {
+            // int2vector says it is an array of int2, but it is a type of its own: text
+            Kind::Array(element) if ty != Type::INT2_VECTOR => Some(ColumnType::List {
+                element: element.clone(),
+                item: Box::new(scalar(element, typmod)?),
+            }),
+            _ => scalar(&ty, typmod),
         }
     }
 
     /// The Arrow type.
     pub fn data_type(&self) -> DataType {
         match self {
-            Kind::Bool => DataType::Boolean,
-            Kind::I16 => DataType::Int16,
-            Kind::I32 => DataType::Int32,
-            Kind::I64 => DataType::Int64,
-            Kind::F32 => DataType::Float32,
-            Kind::F64 => DataType::Float64,
-            Kind::Decimal { precision, scale } if *precision <= 38 => DataType::Decimal128(*precision, *scale),
-            Kind::Decimal { precision, scale } => DataType::Decimal256(*precision, *scale),
-            Kind::Text | Kind::Json | Kind::Jsonb | Kind::Uuid => DataType::Utf8,
-            Kind::Bytea => DataType::Binary,
-            Kind::Date => DataType::Date32,
-            Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            Kind::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            Kind::Time => DataType::Time64(TimeUnit::Microsecond),
-            Kind::List(elem) => DataType::List(Arc::new(elem.field("item", true, HashMap::new()))),
+            ColumnType::Bool => DataType::Boolean,
+            ColumnType::I16 => DataType::Int16,
+            ColumnType::I32 => DataType::Int32,
+            ColumnType::I64 => DataType::Int64,
+            ColumnType::F32 => DataType::Float32,
+            ColumnType::F64 => DataType::Float64,
+            ColumnType::Decimal { precision, scale } if *precision <= 38 => DataType::Decimal128(*precision, *scale),
+            ColumnType::Decimal { precision, scale } => DataType::Decimal256(*precision, *scale),
+            ColumnType::Text | ColumnType::Json | ColumnType::Jsonb | ColumnType::Uuid => DataType::Utf8,
+            ColumnType::Bytea => DataType::Binary,
+            ColumnType::Date => DataType::Date32,
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::Time => DataType::Time64(TimeUnit::Microsecond),
+            ColumnType::List { item, .. } => DataType::List(Arc::new(item.field("item", true, HashMap::new()))),
         }
     }
 
-    /// An Arrow field of this kind (JSON kinds carry the canonical JSON extension type, which
+    /// An Arrow field of this type (JSON types carry the canonical JSON extension type, which
     /// the Parquet writer turns into the JSON logical type).
     pub fn field(&self, name: &str, nullable: bool, metadata: HashMap<String, String>) -> Field {
         let field = Field::new(name, self.data_type(), nullable).with_metadata(metadata);
         match self {
-            Kind::Json | Kind::Jsonb => field.with_extension_type(arrow_schema::extension::Json::default()),
+            ColumnType::Json | ColumnType::Jsonb => field.with_extension_type(arrow_schema::extension::Json::default()),
             _ => field,
         }
     }
@@ -164,21 +157,21 @@ impl Kind {
     /// `LIST<INT32>`.
     pub fn parquet_type(&self) -> String {
         match self {
-            Kind::Bool => "BOOLEAN".into(),
-            Kind::I16 => "INT16".into(),
-            Kind::I32 => "INT32".into(),
-            Kind::I64 => "INT64".into(),
-            Kind::F32 => "FLOAT".into(),
-            Kind::F64 => "DOUBLE".into(),
-            Kind::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
-            Kind::Text | Kind::Uuid => "STRING".into(),
-            Kind::Json | Kind::Jsonb => "STRING (JSON)".into(),
-            Kind::Bytea => "BINARY".into(),
-            Kind::Date => "DATE".into(),
-            Kind::Timestamp => "TIMESTAMP(MICROS)".into(),
-            Kind::TimestampTz => "TIMESTAMP(MICROS, UTC)".into(),
-            Kind::Time => "TIME(MICROS)".into(),
-            Kind::List(elem) => format!("LIST<{}>", elem.parquet_type()),
+            ColumnType::Bool => "BOOLEAN".into(),
+            ColumnType::I16 => "INT16".into(),
+            ColumnType::I32 => "INT32".into(),
+            ColumnType::I64 => "INT64".into(),
+            ColumnType::F32 => "FLOAT".into(),
+            ColumnType::F64 => "DOUBLE".into(),
+            ColumnType::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
+            ColumnType::Text | ColumnType::Uuid => "STRING".into(),
+            ColumnType::Json | ColumnType::Jsonb => "STRING (JSON)".into(),
+            ColumnType::Bytea => "BINARY".into(),
+            ColumnType::Date => "DATE".into(),
+            ColumnType::Timestamp => "TIMESTAMP(MICROS)".into(),
+            ColumnType::TimestampTz => "TIMESTAMP(MICROS, UTC)".into(),
+            ColumnType::Time => "TIME(MICROS)".into(),
+            ColumnType::List { item, .. } => format!("LIST<{}>", item.parquet_type()),
         }
     }
 }
@@ -193,21 +186,69 @@ mod tests {
 
     #[test]
     fn numeric_typmods() {
-        let dec = |p, s| Some(Kind::Decimal { precision: p, scale: s });
-        assert_eq!(Kind::of(1700, typmod(12, 2)), dec(12, 2));
-        assert_eq!(Kind::of(1700, typmod(38, 10)), dec(38, 10));
-        assert_eq!(Kind::of(1700, typmod(76, 0)), dec(76, 0));
-        assert_eq!(Kind::of(1700, typmod(77, 0)), None);
-        assert_eq!(Kind::of(1700, typmod(5, -2)), None);
-        assert_eq!(Kind::of(1700, typmod(2, 4)), None);
-        assert_eq!(Kind::of(1700, -1), None);
+        let numeric = Type::NUMERIC.oid();
+        let dec = |p, s| Some(ColumnType::Decimal { precision: p, scale: s });
+        assert_eq!(ColumnType::of(numeric, typmod(12, 2)), dec(12, 2));
+        assert_eq!(ColumnType::of(numeric, typmod(38, 10)), dec(38, 10));
+        assert_eq!(ColumnType::of(numeric, typmod(76, 0)), dec(76, 0));
+        assert_eq!(ColumnType::of(numeric, typmod(77, 0)), None);
+        assert_eq!(ColumnType::of(numeric, typmod(5, -2)), None);
+        assert_eq!(ColumnType::of(numeric, typmod(2, 4)), None);
+        assert_eq!(ColumnType::of(numeric, -1), None);
         assert_eq!(
-            Kind::of(1231, typmod(12, 2)),
-            Some(Kind::List(Box::new(Kind::Decimal { precision: 12, scale: 2 })))
+            ColumnType::of(Type::NUMERIC_ARRAY.oid(), typmod(12, 2)),
+            Some(ColumnType::List {
+                element: Type::NUMERIC,
+                item: Box::new(ColumnType::Decimal { precision: 12, scale: 2 })
+            })
         );
-        assert_eq!(Kind::of(1231, -1), None);
-        assert_eq!(Kind::of(1186, -1), None, "interval is read as text");
-        assert_eq!(Kind::of(1007, -1).unwrap().parquet_type(), "LIST<INT32>");
-        assert_eq!(Kind::Decimal { precision: 50, scale: 5 }.data_type(), DataType::Decimal256(50, 5));
+        assert_eq!(ColumnType::of(Type::NUMERIC_ARRAY.oid(), -1), None);
+        assert_eq!(ColumnType::of(Type::INTERVAL.oid(), -1), None, "interval is read as text");
+        assert_eq!(ColumnType::of(Type::INT4_ARRAY.oid(), -1).unwrap().parquet_type(), "LIST<INT32>");
+        assert_eq!(
+            ColumnType::Decimal { precision: 50, scale: 5 }.data_type(),
+            DataType::Decimal256(50, 5)
+        );
+    }
+
+    /// The arrays of every natively decoded scalar become lists of it; other arrays, and
+    /// int2vector (an array of int2 to `Type::kind`), are read as text.
+    #[test]
+    fn arrays_of_native_scalars_become_lists() {
+        let arrays = [
+            (Type::BOOL_ARRAY, Type::BOOL),
+            (Type::INT2_ARRAY, Type::INT2),
+            (Type::INT4_ARRAY, Type::INT4),
+            (Type::INT8_ARRAY, Type::INT8),
+            (Type::FLOAT4_ARRAY, Type::FLOAT4),
+            (Type::FLOAT8_ARRAY, Type::FLOAT8),
+            (Type::TEXT_ARRAY, Type::TEXT),
+            (Type::VARCHAR_ARRAY, Type::VARCHAR),
+            (Type::BPCHAR_ARRAY, Type::BPCHAR),
+            (Type::NAME_ARRAY, Type::NAME),
+            (Type::JSON_ARRAY, Type::JSON),
+            (Type::JSONB_ARRAY, Type::JSONB),
+            (Type::BYTEA_ARRAY, Type::BYTEA),
+            (Type::UUID_ARRAY, Type::UUID),
+            (Type::DATE_ARRAY, Type::DATE),
+            (Type::TIMESTAMP_ARRAY, Type::TIMESTAMP),
+            (Type::TIMESTAMPTZ_ARRAY, Type::TIMESTAMPTZ),
+            (Type::TIME_ARRAY, Type::TIME),
+        ];
+        for (array, element) in arrays {
+            let item = ColumnType::of(element.oid(), -1).unwrap_or_else(|| panic!("{element} is native"));
+            assert_eq!(
+                ColumnType::of(array.oid(), -1),
+                Some(ColumnType::List {
+                    element: element.clone(),
+                    item: Box::new(item)
+                }),
+                "{array}"
+            );
+        }
+        for text in [Type::INT2_VECTOR, Type::INTERVAL_ARRAY, Type::OID_ARRAY, Type::INET] {
+            assert_eq!(ColumnType::of(text.oid(), -1), None, "{text}");
+        }
+        assert_eq!(ColumnType::of(4_000_000_000, -1), None, "an unknown OID is read as text");
     }
 }
