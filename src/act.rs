@@ -291,7 +291,13 @@ pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
     for action in actions {
         match action {
             Action::AddFinalizer => home.add_finalizer(dd).await?,
-            Action::EnsureRequesterPays => done.requester_pays = Some(ensure_requester_pays(&backends.store, dd).await?),
+            Action::EnsureRequesterPays => {
+                // settle records it: Ok when the bucket makes requesters pay, else why not
+                done.requester_pays = Some(match ensure_requester_pays(&backends.store, dd).await? {
+                    RequesterPays::Enabled => Ok(()),
+                    RequesterPays::Refused(why) => Err(why),
+                })
+            }
             Action::RemoveFinalizer => home.remove_finalizer(dd).await?,
             Action::StageCredentials { parameter, credential, .. } => {
                 let value = match credential {
@@ -365,9 +371,19 @@ pub async fn perform<C: Compute, S: ObjectStore, K: SecretStage, H: Home>(
     Ok(done)
 }
 
+/// Where the bucket's request payment stands after [`ensure_requester_pays`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum RequesterPays {
+    /// The bucket makes requesters pay (it did, or the controller just set it).
+    Enabled,
+    /// S3 refused to read or set it (permissions, a missing bucket): what happened, with its
+    /// fix.
+    Refused(String),
+}
+
 /// Reads the bucket's request payment and sets it to `Requester` when it is not. A refusal
 /// (permissions, a missing bucket) is the outcome, with its fix; only transient errors fail.
-async fn ensure_requester_pays<S: ObjectStore>(store: &S, dd: &DataDump) -> Result<Result<(), String>, ActError> {
+async fn ensure_requester_pays<S: ObjectStore>(store: &S, dd: &DataDump) -> Result<RequesterPays, ActError> {
     let bucket = crate::observe::bucket_of(dd);
     let outcome = match store.requester_pays(bucket).await {
         Ok(true) => Ok(()),
@@ -375,9 +391,9 @@ async fn ensure_requester_pays<S: ObjectStore>(store: &S, dd: &DataDump) -> Resu
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(()) => Ok(Ok(())),
+        Ok(()) => Ok(RequesterPays::Enabled),
         Err(e) if e.is_transient() => Err(e.into()),
-        Err(e) => Ok(Err(format!(
+        Err(e) => Ok(RequesterPays::Refused(format!(
             "{e}; fix: allow the controller s3:GetBucketRequestPayment and s3:PutBucketRequestPayment on \
              arn:aws:s3:::{b}, or have the bucket owner run `aws s3api put-bucket-request-payment --bucket {b} \
              --request-payment-configuration Payer=Requester`",

@@ -6,7 +6,7 @@
 //! rows, files, bytes and the SHA-256 of every file, the terms and an "as-is" notice.
 //!
 //! Every fact comes from what the worker wrote (the manifests and the first file's Parquet
-//! schema); `spec.datasetCard` only adds text. [`render`] is pure; [`gather`] and [`write`]
+//! schema); `spec.datasetCard` only adds text. [`render`] is pure; [`media_card`] and [`write`]
 //! read S3 through [`ObjectStore`].
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use crate::api::{DataDump, DatasetCardSpec};
 use crate::backend::{BackendError, ObjectStore};
 use crate::contract::human_bytes;
 use crate::contract::{self, Manifest};
-use crate::observe::{bucket_of, parquet_footer};
+use crate::observe::{Footer, bucket_of, parquet_footer};
 
 /// One column as the card shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,7 +137,22 @@ enum GatedFieldYaml<'a> {
 /// Renders the card for the dump's `date`.
 pub fn render(dd: &DataDump, date: &str, media: &[MediaCard]) -> String {
     let card = dd.spec.dataset_card.clone().unwrap_or_default();
-    let name = dd.metadata.name.clone().unwrap_or_default();
+    let mut out = front_matter(&card, media);
+    write_overview(&mut out, dd, &card, date, media);
+    write_download(&mut out, dd, date, media);
+    for m in media {
+        write_media(&mut out, m);
+    }
+    if let Some(terms) = &card.terms {
+        let _ = writeln!(out, "## Terms\n\n{}\n", terms.trim());
+    }
+    write_notice(&mut out, media);
+    out
+}
+
+/// The YAML front matter between `---` lines: name, license, size category, one config per
+/// media type listing exactly its files, and the gated-access form.
+fn front_matter(card: &DatasetCardSpec, media: &[MediaCard]) -> String {
     let rows: u64 = media.iter().map(|m| m.rows).sum();
     let gated = card.gated.as_ref();
     let front = FrontMatter {
@@ -171,8 +186,14 @@ pub fn render(dd: &DataDump, date: &str, media: &[MediaCard]) -> String {
             .collect(),
         extra_gated_button_content: gated.and_then(|g| g.button_content.as_deref()),
     };
-    let mut out = format!("---\n{}---\n\n", serde_yaml::to_string(&front).expect("front matter serializes"));
+    format!("---\n{}---\n\n", serde_yaml::to_string(&front).expect("front matter serializes"))
+}
 
+/// The title, the description, what was exported (tables, rows, files, bytes) and, for the
+/// postgres engine's content-defined chunking, that the files suit deduplicating storage.
+fn write_overview(out: &mut String, dd: &DataDump, card: &DatasetCardSpec, date: &str, media: &[MediaCard]) {
+    let name = dd.metadata.name.clone().unwrap_or_default();
+    let rows: u64 = media.iter().map(|m| m.rows).sum();
     let title = card.pretty_name.clone().unwrap_or_else(|| name.clone());
     let _ = writeln!(out, "# {title}\n");
     if let Some(d) = &card.description {
@@ -196,7 +217,11 @@ pub fn render(dd: &DataDump, date: &str, media: &[MediaCard]) -> String {
              and a deduplicating host (such as Hugging Face's Xet storage) keeps and uploads them once.\n\n",
         );
     }
+}
 
+/// `## Download`: the Requester Pays notice when the bucket has it, the download command and
+/// how to load a table with `datasets`.
+fn write_download(out: &mut String, dd: &DataDump, date: &str, media: &[MediaCard]) {
     out.push_str("## Download\n\n");
     if dd.spec.destination.requester_pays {
         let _ = writeln!(
@@ -213,53 +238,56 @@ pub fn render(dd: &DataDump, date: &str, media: &[MediaCard]) -> String {
         "Each table is a config of this card; from a local copy:\n\n```python\nfrom datasets import load_dataset\n\
          ds = load_dataset(\"./{date}\", \"{first}\", split=\"train\")\n```\n"
     );
+}
 
-    for m in media {
-        let _ = writeln!(out, "## {}\n", m.media_type);
-        if let Some(d) = &m.description {
-            let _ = writeln!(out, "{}\n", d.trim());
+/// One media type's section: its description, totals and writer, how the worker read the
+/// database, the columns table and the files table.
+fn write_media(out: &mut String, m: &MediaCard) {
+    let _ = writeln!(out, "## {}\n", m.media_type);
+    if let Some(d) = &m.description {
+        let _ = writeln!(out, "{}\n", d.trim());
+    }
+    let _ = writeln!(
+        out,
+        "{} rows in {} file(s), {} ({} bytes), written by {}.\n",
+        m.rows,
+        m.files.len(),
+        human_bytes(m.bytes()),
+        m.bytes(),
+        m.writer
+    );
+    match &m.connection {
+        Some(c) if c.tls => {
+            let _ = writeln!(out, "Read from the database over {}.\n", c.summary());
         }
+        Some(c) => {
+            let _ = writeln!(out, "Read from the database without encryption (sslmode={}).\n", c.sslmode);
+        }
+        None => {}
+    }
+    out.push_str("| column | type | PostgreSQL type | nullable | description |\n|---|---|---|---|---|\n");
+    for c in &m.columns {
         let _ = writeln!(
             out,
-            "{} rows in {} file(s), {} ({} bytes), written by {}.\n",
-            m.rows,
-            m.files.len(),
-            human_bytes(m.bytes()),
-            m.bytes(),
-            m.writer
+            "| `{}` | {} | {} | {} | {} |",
+            c.name,
+            cell(&c.parquet_type),
+            c.source_type.as_deref().map(cell).unwrap_or_default(),
+            if c.nullable { "yes" } else { "no" },
+            c.description.as_deref().map(cell).unwrap_or_default()
         );
-        match &m.connection {
-            Some(c) if c.tls => {
-                let _ = writeln!(out, "Read from the database over {}.\n", c.summary());
-            }
-            Some(c) => {
-                let _ = writeln!(out, "Read from the database without encryption (sslmode={}).\n", c.sslmode);
-            }
-            None => {}
-        }
-        out.push_str("| column | type | PostgreSQL type | nullable | description |\n|---|---|---|---|---|\n");
-        for c in &m.columns {
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {} | {} |",
-                c.name,
-                cell(&c.parquet_type),
-                c.source_type.as_deref().map(cell).unwrap_or_default(),
-                if c.nullable { "yes" } else { "no" },
-                c.description.as_deref().map(cell).unwrap_or_default()
-            );
-        }
-        out.push_str("\n| file | rows | bytes | SHA-256 |\n|---|---:|---:|---|\n");
-        for f in &m.files {
-            let rows = f.rows.map(|r| r.to_string()).unwrap_or_default();
-            let _ = writeln!(out, "| `{}` | {rows} | {} | `{}` |", f.path, f.bytes, f.sha256);
-        }
-        out.push('\n');
     }
+    out.push_str("\n| file | rows | bytes | SHA-256 |\n|---|---:|---:|---|\n");
+    for f in &m.files {
+        let rows = f.rows.map(|r| r.to_string()).unwrap_or_default();
+        let _ = writeln!(out, "| `{}` | {rows} | {} | `{}` |", f.path, f.bytes, f.sha256);
+    }
+    out.push('\n');
+}
 
-    if let Some(terms) = &card.terms {
-        let _ = writeln!(out, "## Terms\n\n{}\n", terms.trim());
-    }
+/// `## Notice`: provided as-is, and whose reuse terms apply (the records' `license…` columns
+/// when there are any).
+fn write_notice(out: &mut String, media: &[MediaCard]) {
     let license_columns: Vec<String> = media
         .iter()
         .flat_map(|m| m.columns.iter().map(|c| c.name.as_str()))
@@ -278,7 +306,6 @@ pub fn render(dd: &DataDump, date: &str, media: &[MediaCard]) -> String {
             license_columns.join(", ")
         );
     }
-    out
 }
 
 /// Text as one Markdown table cell: no line breaks, no `|`.
@@ -326,7 +353,7 @@ pub async fn media_card<S: ObjectStore>(store: &S, dd: &DataDump, date: &str, me
     };
     let mut columns = Vec::new();
     if let Some(first) = manifest.files.first()
-        && let Ok(meta) = parquet_footer(store, bucket, &first.key, first.size).await?
+        && let Footer::Read(meta) = parquet_footer(store, bucket, &first.key, first.size).await?
         && let Ok(schema) =
             parquet::arrow::parquet_to_arrow_schema(meta.file_metadata().schema_descr(), meta.file_metadata().key_value_metadata())
     {

@@ -17,7 +17,7 @@ use crate::aws::{AwsArgs, S3Store};
 use crate::backend::{BackendError, Bucket, ObjectStore};
 use crate::contract::human_bytes;
 use crate::contract::{self, Manifest};
-use crate::observe::check_part;
+use crate::observe::{PartCheck, check_part};
 
 /// Files whose SHA-256 is computed at once.
 const DIGEST_CONCURRENCY: usize = 4;
@@ -194,8 +194,8 @@ async fn check_media<S: ObjectStore>(store: &S, bucket: Bucket<'_>, prefix: &str
             async move {
                 let mut problems = Vec::new();
                 match check_part(store, bucket, prefix, listed, file).await? {
-                    Err(why) => problems.push(why),
-                    Ok(part) => {
+                    PartCheck::Faulty(why) => problems.push(why),
+                    PartCheck::Sound(part) => {
                         if file.rows.is_some_and(|r| r != part.rows) {
                             problems.push(format!(
                                 "{}: {} rows in its footer, {} in the manifest",

@@ -188,7 +188,11 @@ async fn media_objects<S: ObjectStore>(
         out.success_at = Some(meta.last_modified);
         let body = store.get(bucket, &meta.key).await?.unwrap_or_default();
         out.success_token = serde_json::from_slice::<contract::SuccessReport>(&body).ok().map(|r| r.token);
-        out.success = Some(verify(store, bucket, prefix).await?);
+        // the planner's record of it: the totals, or why the output is bad
+        out.success = Some(match verify(store, bucket, prefix).await? {
+            Verified::Complete(output) => Ok(output),
+            Verified::Incomplete(why) => Err(why),
+        });
     }
     Ok(out)
 }
@@ -230,15 +234,30 @@ pub fn failure_summary(r: &FailureReport) -> String {
     )
 }
 
+/// What [`verify`] found of a finished media type's output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// The manifest and every file it names are in S3, complete: their totals.
+    Complete(Output),
+    /// The output is not what the manifest promises: why (missing manifest or file, a size
+    /// that differs, an unreadable footer).
+    Incomplete(String),
+}
+
 /// Checks a finished media type: the manifest exists, every file in it exists in S3 with the
-/// size it names and a readable Parquet footer. Returns the totals, or why the output is bad.
-pub async fn verify<S: ObjectStore>(store: &S, bucket: Bucket<'_>, prefix: &str) -> Result<Result<Output, String>, BackendError> {
+/// size it names and a readable Parquet footer. Returns the totals, or why the output is bad;
+/// only S3 errors fail.
+pub async fn verify<S: ObjectStore>(store: &S, bucket: Bucket<'_>, prefix: &str) -> Result<Verified, BackendError> {
     let Some(body) = store.get(bucket, &format!("{prefix}{}", contract::MANIFEST)).await? else {
-        return Ok(Err(format!("_success found but {}{} is missing", prefix, contract::MANIFEST)));
+        return Ok(Verified::Incomplete(format!(
+            "_success found but {}{} is missing",
+            prefix,
+            contract::MANIFEST
+        )));
     };
     let manifest: Manifest = match serde_json::from_slice(&body) {
         Ok(m) => m,
-        Err(e) => return Ok(Err(format!("{} is not readable: {e}", contract::MANIFEST))),
+        Err(e) => return Ok(Verified::Incomplete(format!("{} is not readable: {e}", contract::MANIFEST))),
     };
     let listed = store.list(bucket, prefix).await?;
     let mut output = Output {
@@ -248,15 +267,15 @@ pub async fn verify<S: ObjectStore>(store: &S, bucket: Bucket<'_>, prefix: &str)
     };
     for file in &manifest.files {
         match check_part(store, bucket, prefix, &listed, file).await? {
-            Ok(part) => {
+            PartCheck::Sound(part) => {
                 output.rows = output.rows.map(|r| r + part.rows);
                 output.files += 1;
                 output.bytes += part.size;
             }
-            Err(why) => return Ok(Err(why)),
+            PartCheck::Faulty(why) => return Ok(Verified::Incomplete(why)),
         }
     }
-    Ok(Ok(output))
+    Ok(Verified::Complete(output))
 }
 
 /// A part of the manifest as found in S3.
@@ -270,62 +289,80 @@ pub struct PartFound {
     pub rows: u64,
 }
 
+/// What [`check_part`] found of one file of a manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartCheck {
+    /// Present, with the manifest's size and a readable Parquet footer.
+    Sound(PartFound),
+    /// What is wrong with it (missing, another size, an unreadable footer), naming its key.
+    Faulty(String),
+}
+
 /// Checks one file of a manifest against S3 (`listed`: the objects under `prefix`): present,
-/// with the manifest's size and a readable Parquet footer; or what is wrong with it.
+/// with the manifest's size and a readable Parquet footer; or what is wrong with it. Only S3
+/// errors fail.
 pub async fn check_part<S: ObjectStore>(
     store: &S,
     bucket: Bucket<'_>,
     prefix: &str,
     listed: &[crate::backend::ObjectMeta],
     file: &contract::ManifestFile,
-) -> Result<Result<PartFound, String>, BackendError> {
+) -> Result<PartCheck, BackendError> {
     let key = if file.key.starts_with(prefix) {
         file.key.clone()
     } else {
         format!("{prefix}{}", file.key)
     };
     let Some(meta) = listed.iter().find(|o| o.key == key) else {
-        return Ok(Err(format!("{key} is in the manifest but missing from S3")));
+        return Ok(PartCheck::Faulty(format!("{key} is in the manifest but missing from S3")));
     };
     if meta.size != file.size {
-        return Ok(Err(format!(
+        return Ok(PartCheck::Faulty(format!(
             "{key} has {} bytes in S3 but {} in the manifest (truncated upload?)",
             meta.size, file.size
         )));
     }
     Ok(match parquet_footer(store, bucket, &key, meta.size).await? {
-        Ok(m) => Ok(PartFound {
+        Footer::Read(m) => PartCheck::Sound(PartFound {
             size: meta.size,
             rows: m.file_metadata().num_rows().max(0) as u64,
             key,
         }),
-        Err(why) => Err(format!("{key}: {why}")),
+        Footer::Unreadable(why) => PartCheck::Faulty(format!("{key}: {why}")),
     })
 }
 
+/// What [`parquet_footer`] read of a Parquet file's footer.
+#[derive(Clone, Debug)]
+pub enum Footer {
+    /// The file's metadata (schema, row groups, row count).
+    Read(Box<parquet::file::metadata::ParquetMetaData>),
+    /// Why the file is no complete Parquet file (too small, no footer magic, a footer that does
+    /// not fit or does not decode).
+    Unreadable(String),
+}
+
 /// Reads a Parquet file's footer with two ranged GETs: its metadata, or why it is unreadable.
-pub async fn parquet_footer<S: ObjectStore>(
-    store: &S,
-    bucket: Bucket<'_>,
-    key: &str,
-    size: u64,
-) -> Result<Result<parquet::file::metadata::ParquetMetaData, String>, BackendError> {
+/// Only S3 errors fail.
+pub async fn parquet_footer<S: ObjectStore>(store: &S, bucket: Bucket<'_>, key: &str, size: u64) -> Result<Footer, BackendError> {
     if size < 12 {
-        return Ok(Err(format!("{size} bytes is too small for a Parquet file")));
+        return Ok(Footer::Unreadable(format!("{size} bytes is too small for a Parquet file")));
     }
     let tail = store.get_tail(bucket, key, 8).await?;
     let footer = match parquet::file::metadata::FooterTail::try_from(tail.as_slice()) {
         Ok(f) => f,
-        Err(e) => return Ok(Err(format!("not a complete Parquet file ({e})"))),
+        Err(e) => return Ok(Footer::Unreadable(format!("not a complete Parquet file ({e})"))),
     };
     let len = footer.metadata_length() as u64;
     if len + 8 > size {
-        return Ok(Err("Parquet footer length exceeds the file".into()));
+        return Ok(Footer::Unreadable("Parquet footer length exceeds the file".into()));
     }
     let meta = store.get_tail(bucket, key, len + 8).await?;
     Ok(
-        parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&meta[..len as usize])
-            .map_err(|e| format!("unreadable Parquet footer ({e})")),
+        match parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&meta[..len as usize]) {
+            Ok(m) => Footer::Read(Box::new(m)),
+            Err(e) => Footer::Unreadable(format!("unreadable Parquet footer ({e})")),
+        },
     )
 }
 

@@ -2,15 +2,23 @@
 //! fix. The CRD schema enforces what OpenAPI and CEL can say at apply time; this module checks
 //! all of it again plus the rest, so `datadump validate` (no cluster) and the controller (which
 //! shows the result as the SpecValid condition and launches nothing) agree. Pure, no I/O.
+//!
+//! The checks of each part of the spec are in their own modules: [`destination`],
+//! [`database`], [`output`] (with `spec.odbc2parquet`), [`instance`] and [`card`]
+//! (`spec.datasetCard`); this one runs them in order and checks the rest.
+
+mod card;
+mod database;
+mod destination;
+mod instance;
+mod output;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
 use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::card_spec::{DatasetCardSpec, GatedFieldType};
 use super::resolve::SiteDefaults;
 use super::spec::*;
 
@@ -35,18 +43,6 @@ impl fmt::Display for FieldError {
 pub fn summarize(errors: &[FieldError]) -> String {
     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
 }
-
-/// odbc2parquet flags the worker sets itself or that would bypass the staged credentials.
-const RESERVED_FLAGS: &[&str] = &[
-    "--connection-string",
-    "--dsn",
-    "--user",
-    "--password",
-    "--prompt",
-    "--file-size-threshold",
-    "--column-compression-default",
-    "--output",
-];
 
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(Patterns::new);
 
@@ -124,22 +120,39 @@ fn quote(value: &str) -> String {
 
 /// Checks a spec, given the controller's site defaults. Returns every problem found.
 pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<FieldError>> {
-    let p = &*PATTERNS;
     let mut r = Report(Vec::new());
+    check_media_types(&mut r, &spec.media_types);
+    destination::check_destination(&mut r, &spec.destination);
+    check_date(&mut r, spec.date.as_deref());
+    check_query(&mut r, &spec.query);
+    database::check_database(&mut r, &spec.database);
+    output::check_output(&mut r, spec);
+    output::check_odbc2parquet(&mut r, &spec.odbc2parquet);
+    instance::check_instance(&mut r, &spec.instance, site);
+    check_budget(&mut r, spec);
+    if let Some(slack) = spec.notification.as_ref().and_then(|n| n.slack.as_ref()) {
+        check_secret_ref(&mut r, "spec.notification.slack.webhookSecretRef", &slack.webhook_secret_ref);
+    }
+    if let Some(card) = &spec.dataset_card {
+        card::check_dataset_card(&mut r, card, &spec.media_types);
+    }
+    if r.0.is_empty() { Ok(()) } else { Err(r.0) }
+}
 
-    // mediaTypes
-    if spec.media_types.is_empty() {
+/// `spec.mediaTypes`: 1 to [`MAX_MEDIA_TYPES`] lower-case SQL identifiers, none twice.
+fn check_media_types(r: &mut Report, media_types: &[MediaType]) {
+    if media_types.is_empty() {
         r.add("spec.mediaTypes", "is empty", "list at least one table, e.g. [image, audio]");
     }
-    if spec.media_types.len() > MAX_MEDIA_TYPES {
+    if media_types.len() > MAX_MEDIA_TYPES {
         r.add(
             "spec.mediaTypes",
-            format!("has {} entries, more than {MAX_MEDIA_TYPES}", spec.media_types.len()),
+            format!("has {} entries, more than {MAX_MEDIA_TYPES}", media_types.len()),
             "split the export into several DataDumps",
         );
     }
     let mut seen = BTreeSet::new();
-    for (i, m) in spec.media_types.iter().enumerate() {
+    for (i, m) in media_types.iter().enumerate() {
         let field = format!("spec.mediaTypes[{i}]");
         if !datadump_contract::is_identifier(m.as_str()) {
             r.add(
@@ -151,9 +164,11 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
             r.add(&field, format!("{} is listed twice", quote(m.as_str())), "list each table once");
         }
     }
+}
 
-    check_destination(&mut r, &spec.destination);
-    if let Some(date) = &spec.date
+/// `spec.date`, when set: a real calendar date.
+fn check_date(r: &mut Report, date: Option<&str>) {
+    if let Some(date) = date
         && date_is_invalid(date)
     {
         r.add(
@@ -162,52 +177,10 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
             "give a real date such as 2026-11-01, or leave it unset for the day the dump starts",
         );
     }
-    check_query(&mut r, &spec.query);
+}
 
-    // database
-    let db = &spec.database;
-    match (&db.connection_secret_ref, &db.ssm_parameter_name) {
-        (Some(_), Some(_)) => r.add(
-            "spec.database",
-            "sets both connectionSecretRef and ssmParameterName",
-            "keep exactly one credential source",
-        ),
-        (None, None) => r.add(
-            "spec.database",
-            "sets no credential source",
-            "set connectionSecretRef {name, key} or ssmParameterName",
-        ),
-        _ => {}
-    }
-    if let Some(s) = &db.connection_secret_ref {
-        check_secret_ref(&mut r, "spec.database.connectionSecretRef", s);
-    }
-    if let Some(name) = &db.ssm_parameter_name {
-        r.pattern(
-            "spec.database.ssmParameterName",
-            name,
-            &p.ssm,
-            "an SSM parameter name like /datadump/catalog-db",
-        );
-        let bare = name.trim_start_matches('/').to_ascii_lowercase();
-        if bare.starts_with("aws") || bare.starts_with("ssm") {
-            r.add(
-                "spec.database.ssmParameterName",
-                "names a parameter in a namespace AWS reserves (aws…, ssm…)",
-                "use your own path, e.g. /datadump/catalog-db",
-            );
-        }
-    }
-
-    if let Some(tls) = &db.tls {
-        check_tls(&mut r, tls);
-    }
-
-    check_output(&mut r, spec);
-    check_odbc2parquet(&mut r, &spec.odbc2parquet);
-    check_instance(&mut r, &spec.instance, site);
-
-    // timeout
+/// `spec.timeout` within 1m..8760h and `spec.backoffLimit` within 0..[`MAX_BACKOFF_LIMIT`].
+fn check_budget(r: &mut Report, spec: &DataDumpSpec) {
     let timeout: std::time::Duration = spec.timeout.into();
     if spec.timeout.is_negative() || timeout < std::time::Duration::from_secs(60) || timeout > std::time::Duration::from_secs(8760 * 3600) {
         r.add(
@@ -223,13 +196,6 @@ pub fn validate(spec: &DataDumpSpec, site: &SiteDefaults) -> Result<(), Vec<Fiel
             "use 0 to 10 retries",
         );
     }
-    if let Some(slack) = spec.notification.as_ref().and_then(|n| n.slack.as_ref()) {
-        check_secret_ref(&mut r, "spec.notification.slack.webhookSecretRef", &slack.webhook_secret_ref);
-    }
-    if let Some(card) = &spec.dataset_card {
-        check_dataset_card(&mut r, card, &spec.media_types);
-    }
-    if r.0.is_empty() { Ok(()) } else { Err(r.0) }
 }
 
 /// Whether a `spec.date` is anything but a real `YYYY-MM-DD` date.
@@ -237,6 +203,7 @@ pub fn date_is_invalid(date: &str) -> bool {
     date.len() != 10 || date.parse::<jiff::civil::Date>().is_err()
 }
 
+/// A Secret key reference (`field`): a name and a key that can exist.
 fn check_secret_ref(r: &mut Report, field: &str, s: &SecretKeyRef) {
     check_object_name(r, &format!("{field}.name"), "Secret", &s.name);
     check_object_key(r, &format!("{field}.key"), "Secret", &s.key);
@@ -265,72 +232,8 @@ fn check_object_key(r: &mut Report, field: &str, kind: &str, key: &str) {
     );
 }
 
-/// `spec.database.tls`: one source of the CA bundle, and object names and keys that can exist.
-fn check_tls(r: &mut Report, tls: &DatabaseTls) {
-    if let Some(ca) = &tls.ca_bundle {
-        let field = "spec.database.tls.caBundle";
-        match (&ca.config_map_key_ref, &ca.secret_key_ref) {
-            (Some(_), Some(_)) => r.add(
-                field,
-                "sets both configMapKeyRef and secretKeyRef",
-                "keep exactly one source of the CA bundle",
-            ),
-            (None, None) => r.add(
-                field,
-                "sets no source",
-                "set configMapKeyRef {name, key} (e.g. {name: rds-ca, key: global-bundle.pem}) or secretKeyRef {name, key}, or remove caBundle",
-            ),
-            _ => {}
-        }
-        if let Some(c) = &ca.config_map_key_ref {
-            check_object_name(r, &format!("{field}.configMapKeyRef.name"), "ConfigMap", &c.name);
-            check_object_key(r, &format!("{field}.configMapKeyRef.key"), "ConfigMap", &c.key);
-        }
-        if let Some(s) = &ca.secret_key_ref {
-            check_secret_ref(r, &format!("{field}.secretKeyRef"), s);
-        }
-    }
-    if let Some(s) = &tls.client_certificate_secret_ref {
-        check_object_name(r, "spec.database.tls.clientCertificateSecretRef.name", "Secret", &s.name);
-    }
-}
-
-fn check_destination(r: &mut Report, d: &Destination) {
-    let p = &*PATTERNS;
-    let b = d.bucket.as_str();
-    let field = "spec.destination.bucket";
-    let fix = "use 3-63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit";
-    if !p.bucket.is_match(b) {
-        r.add(field, format!("{} is not a valid S3 bucket name", quote(b)), fix);
-    } else if b.contains("..") || b.contains(".-") || b.contains("-.") {
-        r.add(field, format!("{} has adjacent dots or a dot next to a hyphen", quote(b)), fix);
-    } else if b.parse::<Ipv4Addr>().is_ok() {
-        r.add(field, format!("{} is formatted as an IP address", quote(b)), fix);
-    } else if ["xn--", "sthree-", "amzn-s3-demo-"].iter().any(|x| b.starts_with(x))
-        || ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"]
-            .iter()
-            .any(|x| b.ends_with(x))
-    {
-        r.add(field, format!("{} uses a prefix or suffix S3 reserves", quote(b)), fix);
-    }
-    let prefix = d.prefix.as_str();
-    if prefix.len() > 512 {
-        r.add("spec.destination.prefix", "is longer than 512 characters", "use a shorter prefix");
-    }
-    if !p.prefix.is_match(prefix) {
-        r.add(
-            "spec.destination.prefix",
-            format!("{} is not a clean key prefix", quote(prefix)),
-            "use slash-separated segments of letters, digits and _.()!*'- with no leading, trailing or double slash (e.g. data-dump)",
-        );
-    } else if prefix.split('/').any(|seg| seg == "." || seg == "..") {
-        r.add("spec.destination.prefix", "has a . or .. segment", "name each folder plainly");
-    }
-    if let Some(region) = &d.region {
-        r.pattern("spec.destination.region", region, &p.region, "an AWS region like eu-west-1");
-    }
-}
-
+/// `spec.query`: one read-only statement of bounded size that names its table with
+/// `{media_type}` and has no other placeholder.
 fn check_query(r: &mut Report, q: &str) {
     let field = "spec.query";
     if q.contains('\0') {
@@ -374,310 +277,6 @@ fn check_query(r: &mut Report, q: &str) {
     }
     if q.trim_end().trim_end_matches(';').contains(';') {
         r.add(field, "holds more than one statement", "keep a single SELECT");
-    }
-}
-
-fn check_output(r: &mut Report, spec: &DataDumpSpec) {
-    let p = &*PATTERNS;
-    let o = &spec.output;
-    for (field, value, example) in [
-        ("spec.output.fileSizeThreshold", &o.file_size_threshold, "2GiB or 512MiB"),
-        ("spec.output.rowGroupSize", &o.row_group_size, "64MiB"),
-    ] {
-        if let Some(v) = value
-            && (!p.size.is_match(v) || super::spec::parse_size(v).is_none())
-        {
-            r.add(field, format!("{} is not a size", quote(v)), format!("a size like {example}"));
-        }
-    }
-    if let Some(v) = o.row_group_size.as_deref().and_then(super::spec::parse_size)
-        && !(1 << 20..=4 << 30).contains(&v)
-    {
-        r.add(
-            "spec.output.rowGroupSize",
-            format!("{v} bytes is outside 1MiB..4GiB"),
-            "use a size like 64MiB",
-        );
-    }
-    if let Some(n) = o.parallelism {
-        if !(1..=32).contains(&n) {
-            r.add(
-                "spec.output.parallelism",
-                format!("{n} is outside 1..32"),
-                "use 1 to 32 streams, or leave it unset",
-            );
-        } else if spec.engine == Engine::Odbc2parquet && n > 1 {
-            r.add(
-                "spec.output.parallelism",
-                "applies to the postgres engine only (odbc2parquet reads with one connection)",
-                "remove it, or use engine: postgres",
-            );
-        }
-    }
-    if spec.engine == Engine::Postgres {
-        let o2p = &spec.odbc2parquet;
-        if o2p.column_length_limit.is_some() || o2p.batch_size_rows.is_some() || !o2p.extra_args.is_empty() {
-            r.add(
-                "spec.odbc2parquet",
-                "sets odbc2parquet options but spec.engine is postgres, which has no length limits or flags",
-                "remove spec.odbc2parquet, or set spec.engine: odbc2parquet",
-            );
-        }
-    }
-}
-
-fn check_odbc2parquet(r: &mut Report, o: &Odbc2ParquetSpec) {
-    let p = &*PATTERNS;
-    r.pattern(
-        "spec.odbc2parquet.version",
-        &o.version,
-        &p.version,
-        "an odbc2parquet release like 11.0.1",
-    );
-    if o.file_size_threshold.is_some() {
-        r.add(
-            "spec.odbc2parquet.fileSizeThreshold",
-            "moved to spec.output.fileSizeThreshold",
-            "write it as spec.output.fileSizeThreshold (same syntax, e.g. 2GiB)",
-        );
-    }
-    if o.compression.is_some() {
-        r.add(
-            "spec.odbc2parquet.compression",
-            "moved to spec.output.compression",
-            "write it as spec.output.compression (e.g. zstd)",
-        );
-    }
-    if o.column_length_limit == Some(0) {
-        r.add(
-            "spec.odbc2parquet.columnLengthLimit",
-            "is 0",
-            "use a positive number of characters, e.g. 65536",
-        );
-    }
-    if o.batch_size_rows == Some(0) {
-        r.add(
-            "spec.odbc2parquet.batchSizeRows",
-            "is 0",
-            "use a positive number of rows, or leave it unset",
-        );
-    }
-    if o.extra_args.len() > 32 {
-        r.add(
-            "spec.odbc2parquet.extraArgs",
-            "has more than 32 entries",
-            "keep only the flags you need",
-        );
-    }
-    for (i, a) in o.extra_args.iter().enumerate() {
-        let field = format!("spec.odbc2parquet.extraArgs[{i}]");
-        if !p.extra_arg.is_match(&a.0) || a.0.len() > 1024 {
-            r.add(
-                &field,
-                format!("{} is not a single --flag or --flag=value", quote(&a.0)),
-                "write each flag as its own entry, starting with --",
-            );
-        } else {
-            let flag = a.0.split('=').next().unwrap_or_default();
-            if RESERVED_FLAGS.contains(&flag) {
-                r.add(
-                    &field,
-                    format!("{flag} is set by the controller"),
-                    "use the matching spec field (database, output.fileSizeThreshold, output.compression) instead",
-                );
-            }
-        }
-    }
-}
-
-fn check_instance(r: &mut Report, i: &InstanceSpec, site: &SiteDefaults) {
-    let p = &*PATTERNS;
-    if let Some(v) = &i.instance_type {
-        r.pattern(
-            "spec.instance.instanceType",
-            v,
-            &p.instance_type,
-            "an EC2 instance type like m7g.xlarge",
-        );
-    }
-    if let Some(v) = &i.image_id {
-        r.pattern(
-            "spec.instance.imageId",
-            v,
-            &p.image_id,
-            "an AMI id like ami-0123456789abcdef0 or resolve:ssm:/aws/service/…",
-        );
-    }
-    if let Some(v) = i.ebs_volume_size_gb
-        && !(0..=MAX_EBS_VOLUME_GB).contains(&v)
-    {
-        r.add(
-            "spec.instance.ebsVolumeSizeGb",
-            format!("{v} is outside 0..{MAX_EBS_VOLUME_GB}"),
-            "give a size in GiB (0 for no extra volume); the worker needs about two output files of space",
-        );
-    }
-    if let Some(v) = &i.subnet_id {
-        r.pattern("spec.instance.subnetId", v, &p.subnet, "a subnet id like subnet-0123456789abcdef0");
-    }
-    if let Some(ids) = &i.security_group_ids {
-        if ids.len() > 5 {
-            r.add(
-                "spec.instance.securityGroupIds",
-                "has more than 5 entries",
-                "use at most 5 security groups",
-            );
-        }
-        for (n, id) in ids.iter().enumerate() {
-            r.pattern(
-                format!("spec.instance.securityGroupIds[{n}]"),
-                &id.0,
-                &p.security_group,
-                "a security group id like sg-0123456789abcdef0",
-            );
-        }
-    }
-    match (&i.iam_instance_profile, &site.iam_instance_profile) {
-        (Some(v), _) => r.pattern(
-            "spec.instance.iamInstanceProfile",
-            v,
-            &p.instance_profile,
-            "an instance profile name or ARN",
-        ),
-        (None, Some(_)) => {}
-        (None, None) => r.add(
-            "spec.instance.iamInstanceProfile",
-            "is not set and the controller has no site default",
-            "name the instance profile whose role may write to the bucket (or install the controller with --default-iam-instance-profile)",
-        ),
-    }
-    if let Some(v) = &i.key_name {
-        r.pattern("spec.instance.keyName", v, &p.key_name, "an EC2 key pair name");
-    }
-    if i.tags.len() > MAX_USER_TAGS {
-        r.add(
-            "spec.instance.tags",
-            format!("has {} tags, more than {MAX_USER_TAGS}", i.tags.len()),
-            "keep at most 40 tags",
-        );
-    }
-    for (k, v) in &i.tags {
-        let field = format!("spec.instance.tags[{}]", quote(k));
-        if k.is_empty() || k.chars().count() > 128 {
-            r.add(
-                &field,
-                "key is empty or longer than 128 characters",
-                "use a key of 1-128 characters",
-            );
-        }
-        if k.to_ascii_lowercase().starts_with("aws:") || k.starts_with("datadump.dev/") {
-            r.add(&field, "key uses a reserved prefix (aws: or datadump.dev/)", "choose another key");
-        }
-        if v.chars().count() > 256 {
-            r.add(&field, "value is longer than 256 characters", "shorten the value");
-        }
-    }
-}
-
-fn check_dataset_card(r: &mut Report, card: &DatasetCardSpec, media_types: &[MediaType]) {
-    use crate::card_spec::{LICENSE_PATTERN, MAX_CARD_COLUMNS, MAX_CARD_TEXT, MAX_GATED_FIELDS};
-    static LICENSE: LazyLock<Regex> = LazyLock::new(|| Regex::new(LICENSE_PATTERN).expect("license pattern"));
-    let long = |r: &mut Report, field: &str, text: &str, max: usize| {
-        if text.chars().count() > max {
-            r.add(
-                field,
-                format!("is longer than {max} characters"),
-                "shorten it, or link to a longer text",
-            );
-        }
-    };
-    if let Some(name) = &card.pretty_name {
-        if name.trim().is_empty() || name.contains(['\n', '\r']) {
-            r.add(
-                "spec.datasetCard.prettyName",
-                "is empty or spans several lines",
-                "use a one-line name, e.g. Openverse images",
-            );
-        }
-        long(r, "spec.datasetCard.prettyName", name, 200);
-    }
-    if let Some(license) = &card.license {
-        r.pattern(
-            "spec.datasetCard.license",
-            license,
-            &LICENSE,
-            "a license identifier as the dataset host spells it (cc-by-4.0, odc-by, other)",
-        );
-    }
-    for (field, text) in [
-        ("spec.datasetCard.description", &card.description),
-        ("spec.datasetCard.terms", &card.terms),
-    ] {
-        if let Some(text) = text {
-            long(r, field, text, MAX_CARD_TEXT);
-        }
-    }
-    if let Some(gated) = &card.gated {
-        if gated.prompt.trim().is_empty() {
-            r.add("spec.datasetCard.gated.prompt", "is empty", "say what downloaders agree to");
-        }
-        long(r, "spec.datasetCard.gated.prompt", &gated.prompt, MAX_CARD_TEXT);
-        if gated.fields.len() > MAX_GATED_FIELDS {
-            r.add(
-                "spec.datasetCard.gated.fields",
-                format!("has more than {MAX_GATED_FIELDS} fields"),
-                "ask for less",
-            );
-        }
-        let mut names = BTreeSet::new();
-        for (i, f) in gated.fields.iter().enumerate() {
-            let field = format!("spec.datasetCard.gated.fields[{i}]");
-            if f.name.trim().is_empty() || f.name.contains(['\n', '\r']) {
-                r.add(
-                    format!("{field}.name"),
-                    "is empty or spans several lines",
-                    "use a one-line label, e.g. Affiliation",
-                );
-            } else if !names.insert(f.name.as_str()) {
-                r.add(
-                    format!("{field}.name"),
-                    format!("{} is used twice", quote(&f.name)),
-                    "give each field its own label",
-                );
-            }
-            long(r, &format!("{field}.name"), &f.name, 200);
-            match (f.kind == GatedFieldType::Select, f.options.is_empty()) {
-                (true, true) => r.add(format!("{field}.options"), "is empty for a select field", "list the choices"),
-                (false, false) => r.add(
-                    format!("{field}.options"),
-                    format!("is set for a {} field", f.kind.as_str()),
-                    "remove options, or use type: select",
-                ),
-                _ => {}
-            }
-        }
-    }
-    if card.columns.len() > MAX_CARD_COLUMNS {
-        r.add(
-            "spec.datasetCard.columns",
-            format!("has more than {MAX_CARD_COLUMNS} entries"),
-            "describe fewer columns",
-        );
-    }
-    for (key, text) in &card.columns {
-        let field = format!("spec.datasetCard.columns[{}]", quote(key));
-        if key.is_empty() {
-            r.add(&field, "key is empty", "use COLUMN or MEDIA.COLUMN, e.g. image.title");
-        } else if let Some((media, _)) = key.split_once('.')
-            && !media_types.iter().any(|m| m.as_str() == media)
-        {
-            r.add(
-                &field,
-                format!("names media type {} which is not in spec.mediaTypes", quote(media)),
-                "use COLUMN for every media type, or MEDIA.COLUMN with a listed media type",
-            );
-        }
-        long(r, &field, text, 2000);
     }
 }
 

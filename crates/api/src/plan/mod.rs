@@ -8,6 +8,7 @@
 //!   token is always written before RunInstances is called;
 //! - before launching, an instance carrying the token's tag is adopted, never duplicated.
 
+mod cleanup;
 mod dump;
 mod instance;
 mod media;
@@ -16,6 +17,7 @@ pub mod schedule;
 #[cfg(test)]
 mod schedule_tests;
 mod settle;
+mod summary;
 #[cfg(test)]
 mod tests;
 
@@ -26,10 +28,11 @@ use jiff::Timestamp;
 
 use crate::{DataDump, SiteDefaults};
 
-pub use dump::{date_of, dump_date, plan, requester_pays_condition, set_condition};
+pub use dump::{date_of, dump_date, plan};
 pub use media::token_for;
 pub use reason::Reason;
 pub use settle::{Done, settle};
+pub use summary::{requester_pays_condition, set_condition};
 // what the backends list and launch lives with them; the planner decides with it
 pub use instance::{Instance, InstanceState, LaunchRequest, tags};
 
