@@ -403,7 +403,11 @@ mod tests {
             value: value.into(),
         };
         // the first three of the API crate's `job::driver_options`
-        let opts = [opt("UseDeclareFetch", "B6", "1"), opt("Fetch", "A7", "20000"), opt("BoolsAsChar", "B9", "0")];
+        let opts = [
+            opt("UseDeclareFetch", "B6", "1"),
+            opt("Fetch", "A7", "20000"),
+            opt("BoolsAsChar", "B9", "0"),
+        ];
         let conn = effective_connection("Driver={PostgreSQL Unicode};B6=0;Pwd=secret", &opts);
         assert_eq!(passwords("Driver={PostgreSQL Unicode};B6=0;Pwd=secret"), ["secret"]);
         assert!(
