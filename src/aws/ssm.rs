@@ -10,7 +10,6 @@ use aws_sdk_ssm::types::{ParameterTier, ParameterType, Tag};
 use super::{call, classify};
 use crate::backend::tags;
 use crate::backend::{BackendError, SecretStage, SecretValue};
-use crate::metrics::METRICS;
 
 /// SSM through the AWS SDK.
 #[derive(Clone, Debug)]
@@ -51,11 +50,11 @@ impl SecretStage for SsmStage {
             .await;
         match created {
             Ok(_) => {
-                METRICS.aws_call("PutParameter", "ok");
+                datadump_worker::aws::observe("PutParameter", "ok");
                 Ok(())
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => {
-                METRICS.aws_call("PutParameter", "exists");
+                datadump_worker::aws::observe("PutParameter", "exists");
                 call(
                     "PutParameter",
                     self.client

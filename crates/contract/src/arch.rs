@@ -10,9 +10,6 @@ pub enum Arch {
 }
 
 impl Arch {
-    /// Both, in the order the controller image carries them.
-    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
-
     /// The architecture of an instance type: Graviton types (`m7g`, `c7gn`, `r8gd`, `im4gn`,
     /// `t4g`…) are arm64, the rest x86_64.
     pub fn of_instance_type(instance_type: &str) -> Arch {
