@@ -12,8 +12,10 @@
 #   5. lists the bucket and checks every table three ways: `SELECT count(*)` in PostgreSQL, the
 #      rows in `_manifest.json` (with each file's size and SHA-256), and the rows decoded from
 #      the downloaded Parquet files (examples/parquet_rows.rs); any difference fails the demo;
-#      it also fails if the database password shows up in any output, log or S3 object, or if
-#      a worker connected other than by TLS with the certificate verified (sslmode=verify-full);
+#      every file must open in pyarrow, pandas, DuckDB, polars, Spark and datasets
+#      (scripts/readers.py); it also fails if the database password shows up in any output,
+#      log or S3 object, or if a worker connected other than by TLS with the certificate
+#      verified (sslmode=verify-full);
 #   6. stops everything it started (also on Ctrl-C or failure).
 #
 # Re-runnable: every run uses fresh temp dirs, ports and a fresh moto. DATADUMP_DEMO_KEEP=1
@@ -170,6 +172,13 @@ PY
   printf '%-6s %10s %10s %10s %6s %-8s %s\n' "$media" "$expected" "$manifest_rows" "$decoded" "$files" "$tls" "$result"
 done
 [ "$bad" = 0 ] || die "row counts differ"
+
+# Every file opens in the six readers the dataset's users have (scripts/readers.py).
+step "the files in pyarrow, pandas, DuckDB, polars, Spark and datasets"
+for media in image audio; do
+  python scripts/readers.py "$T/check/$media"/*.parquet 2>"$T/readers-$media.log" | cut -c1-110 \
+    || die "$media: a reader refused the files (scripts/readers.py; $T/readers-$media.log)"
+done
 
 # The password must not leak: not in the runner's output, the worker logs or any S3 object.
 if grep -rqF -- "${PASSWORD#demo;}" "$T/run.log" "$T/workers" "$T/check"; then

@@ -2,8 +2,10 @@
 # Installs what a fresh machine lacks for the demo and the tests; safe to run again.
 #   - Debian packages: PostgreSQL 15, unixODBC and the PostgreSQL ODBC driver, curl
 #   - .venv/: moto (the AWS emulator), the AWS CLI, kubernetes-validate, helm-python-sdk,
-#     pyarrow (an independent Parquet reader for the type-fidelity tests), ziglang (the linker
-#     that gives the worker binary its glibc floor)
+#     pyarrow (an independent Parquet reader for the type-fidelity tests), DuckDB, polars and
+#     pyspark (pytz: DuckDB's Python API returns timestamptz with it; with pyarrow, pandas and datasets: the six readers the reader test and the demo
+#     open every file with; Spark runs on the machine's Java 17), ziglang (the linker that
+#     gives the worker binary its glibc floor)
 #   - cargo-zigbuild, and the lean worker binary built with it (glibc 2.28 floor, this machine's
 #     architecture) into target/ARCH-unknown-linux-gnu/debug/datadump-worker
 #   - odbc2parquet (cargo install, pinned)
@@ -30,12 +32,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/aws ] || [ ! -x .venv/bin/kubernetes-validate ] \
-   || ! .venv/bin/python -c 'import helm_python, pyarrow, ziglang, datasets, huggingface_hub' 2>/dev/null; then
-  log "python venv .venv (moto, awscli, kubernetes-validate, helm-python-sdk, pyarrow, ziglang, datasets, huggingface_hub)"
+   || ! .venv/bin/python -c 'import helm_python, pyarrow, ziglang, datasets, huggingface_hub, duckdb, pytz, polars, pyspark' 2>/dev/null; then
+  log "python venv .venv (moto, awscli, kubernetes-validate, helm-python-sdk, pyarrow, ziglang, datasets, huggingface_hub, duckdb, polars, pyspark)"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check \
     'moto[ec2,s3,ssm,iam,server]>=5.2,<6' awscli kubernetes-validate helm-python-sdk 'pyarrow>=20' 'ziglang==0.17.0' \
-    'datasets>=4,<6' 'huggingface_hub>=1,<3'
+    'datasets>=4,<6' 'huggingface_hub>=1,<3' 'duckdb==2.0.0' 'pytz' 'polars==2.1.0' 'pyspark==4.3.0'
 fi
 
 if ! command -v odbc2parquet >/dev/null || [ "$(odbc2parquet --version | awk '{print $2}')" != "$ODBC2PARQUET_VERSION" ]; then

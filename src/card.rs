@@ -217,6 +217,23 @@ fn write_overview(out: &mut String, dd: &DataDump, card: &DatasetCardSpec, date:
              and a deduplicating host (such as Hugging Face's Xet storage) keeps and uploads them once.\n\n",
         );
     }
+    if dd.spec.engine == crate::api::Engine::Postgres {
+        let o = &dd.spec.output;
+        let mut text = Vec::new();
+        if o.time.unwrap_or_default() == crate::api::TimeOfDay::String {
+            text.push("`time` columns hold fixed-width text `HH:MM:SS.ffffff`");
+        }
+        if o.wide_numeric.unwrap_or_default() == crate::api::WideNumeric::String {
+            text.push("`numeric` columns of more than 38 digits hold the exact decimal text");
+        }
+        if !text.is_empty() {
+            let _ = writeln!(
+                out,
+                "So that every file opens in pyarrow, pandas, DuckDB, polars, Spark and `datasets`, {}.\n",
+                text.join(", and ")
+            );
+        }
+    }
 }
 
 /// `## Download`: the Requester Pays notice when the bucket has it, the download command and

@@ -17,6 +17,7 @@ mod layers;
 mod pg_engine;
 mod pg_tls;
 mod publish;
+mod readers;
 mod run;
 mod schedule;
 mod ship;

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Date32Type, Decimal128Type, Decimal256Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type};
+use datadump::worker::pg::types::TypeChoices;
 use datadump::worker::pg::{EngineError, ExportSummary, PgOptions, export};
 use datadump::worker::sink::{DirSink, Progress};
+use datadump_contract::{TimeOfDay, WideNumeric};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{DecimalType, LogicalType, TimestampType};
 use serde_json::{Value, json};
@@ -91,6 +93,11 @@ fn decimal(unscaled: String, scale: i8) -> String {
     }
 }
 
+/// `time` as the default STRING form writes it: `HH:MM:SS.ffffff`, fixed width.
+const TIME_TEXT: &str = "rpad(@::text || CASE WHEN position('.' in @::text) = 0 THEN '.' ELSE '' END, 15, '0')";
+/// `time` as TIME(MICROS) renders: microseconds since midnight.
+const TIME_MICROS: &str = "(extract(epoch FROM @) * 1000000)::bigint::text";
+
 /// Columns of the fidelity table: name, SQL type, and a SQL expression over `@` giving the text
 /// `render` must produce.
 const COLUMNS: &[(&str, &str, &str)] = &[
@@ -113,7 +120,7 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("d", "date", "(@ - date '1970-01-01')::text"),
     ("ts", "timestamp", "(extract(epoch FROM @) * 1000000)::bigint::text"),
     ("tstz", "timestamptz", "(extract(epoch FROM @) * 1000000)::bigint::text"),
-    ("tm", "time", "(extract(epoch FROM @) * 1000000)::bigint::text"),
+    ("tm", "time", TIME_TEXT),
     ("js", "json", "@::text"),
     ("jb", "jsonb", "@::text"),
     ("en", "mood", "@::text"),
@@ -156,10 +163,12 @@ fn fidelity_schema() -> String {
     )
 }
 
-/// PostgreSQL's own rendering of every cell: rows of [id, col…] as JSON.
-fn expected(pg: &Postgres) -> Vec<Vec<Value>> {
+/// PostgreSQL's own rendering of every cell: rows of [id, col…] as JSON; `time_expr`
+/// renders the `time` column.
+fn expected(pg: &Postgres, time_expr: &str) -> Vec<Vec<Value>> {
     let cells: Vec<String> = COLUMNS
         .iter()
+        .map(|&(n, t, e)| (n, t, if n == "tm" { time_expr } else { e }))
         .map(|(n, t, e)| {
             if t.ends_with("[]") {
                 let elem = e.replace('@', "e");
@@ -180,11 +189,32 @@ fn expected(pg: &Postgres) -> Vec<Vec<Value>> {
     rows
 }
 
+/// The defaults: numeric wider than 38 digits and time as exact text, which every common
+/// reader opens (tests/it/readers.rs reads them with six).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn types_are_exact() {
+    types_are_exact_with(TypeChoices::default()).await;
+}
+
+/// `spec.output.wideNumeric: decimal` and `time: time`: DECIMAL(50,5) on 256 bits, TIME(MICROS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_richer_types_on_request_are_exact_too() {
+    types_are_exact_with(TypeChoices {
+        wide_numeric: WideNumeric::Decimal,
+        time: TimeOfDay::Time,
+    })
+    .await;
+}
+
+async fn types_are_exact_with(choices: TypeChoices) {
+    let rich = choices.time == TimeOfDay::Time;
     let pg = start(&(fidelity_schema() + ROWS));
     let dir = tempfile::tempdir().unwrap();
-    let summary = run(&pg, dir.path(), "SELECT * FROM {media_type}", Some("image"), &PgOptions::default())
+    let opts = PgOptions {
+        types: choices,
+        ..PgOptions::default()
+    };
+    let summary = run(&pg, dir.path(), "SELECT * FROM {media_type}", Some("image"), &opts)
         .await
         .unwrap();
     assert_eq!((summary.rows, summary.parts.len(), summary.streams), (7, 1, 1));
@@ -201,13 +231,19 @@ async fn types_are_exact() {
         ("text[]", "LIST<STRING>")
     );
     assert_eq!(col("jb").parquet_type, "STRING (JSON)");
+    let (n50, tm) = if rich {
+        ("DECIMAL(50,5)", "TIME(MICROS)")
+    } else {
+        ("STRING (numeric(50,5) text)", "STRING (time HH:MM:SS.ffffff)")
+    };
+    assert_eq!((col("n50").parquet_type.as_str(), col("tm").parquet_type.as_str()), (n50, tm));
     assert_eq!(
         (col("iv").parquet_type.as_str(), col("nu").parquet_type.as_str()),
         ("STRING", "STRING")
     );
 
     let batches = read(dir.path(), &summary);
-    let want = expected(&pg);
+    let want = expected(&pg, if rich { TIME_MICROS } else { TIME_TEXT });
     let mut got = Vec::new();
     for b in &batches {
         for i in 0..b.num_rows() {
@@ -257,10 +293,18 @@ async fn types_are_exact() {
         logical("n12"),
         Some(LogicalType::Decimal(DecimalType { scale: 2, precision: 12 }))
     ));
-    assert!(matches!(
-        logical("n50"),
-        Some(LogicalType::Decimal(DecimalType { scale: 5, precision: 50 }))
-    ));
+    if rich {
+        assert!(matches!(
+            logical("n50"),
+            Some(LogicalType::Decimal(DecimalType { scale: 5, precision: 50 }))
+        ));
+        assert!(matches!(logical("tm"), Some(LogicalType::Time { .. })));
+    } else {
+        assert_eq!(
+            (logical("n50"), logical("tm")),
+            (Some(LogicalType::String), Some(LogicalType::String))
+        );
+    }
     assert_eq!(logical("js"), Some(LogicalType::Json));
     assert_eq!(logical("jb"), Some(LogicalType::Json));
     assert!(matches!(
@@ -297,18 +341,18 @@ async fn types_are_exact() {
         Some("text[]")
     );
 
-    pyarrow_agrees(&dir.path().join(&summary.parts[0].name), &want);
+    pyarrow_agrees(&dir.path().join(&summary.parts[0].name), &want, rich);
 }
 
 /// pyarrow reads the file independently; its values must match PostgreSQL's.
-fn pyarrow_agrees(path: &Path, want: &[Vec<Value>]) {
+fn pyarrow_agrees(path: &Path, want: &[Vec<Value>], rich: bool) {
     let python = crate::support::moto::venv_bin().join("python");
     let script = r#"
 import json, struct, sys
 import pyarrow.parquet as pq
 f = pq.ParquetFile(sys.argv[1])
 t = f.read().sort_by("id")
-out = {"types": {n: str(t.schema.field(n).type) for n in ["n12", "n50", "ts", "tstz", "d", "ai", "jb", "by"]},
+out = {"types": {n: str(t.schema.field(n).type) for n in ["n12", "n50", "ts", "tstz", "tm", "d", "ai", "jb", "by"]},
        "logical": {f.schema.column(i).name: str(f.schema.column(i).logical_type) for i in range(len(f.schema)) if f.schema.column(i).name in ("js", "tstz")},
        "desc": (t.schema.field("n12").metadata or {}).get(b"description", b"").decode(),
        "n12": [None if v is None else str(v) for v in t["n12"].to_pylist()],
@@ -328,9 +372,14 @@ print(json.dumps(out))
         .expect("run the venv's python");
     assert!(out.status.success(), "pyarrow: {}", String::from_utf8_lossy(&out.stderr));
     let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (n50, tm) = if rich {
+        ("decimal256(50, 5)", "time64[us]")
+    } else {
+        ("string", "string")
+    };
     assert_eq!(
         got["types"],
-        json!({"n12": "decimal128(12, 2)", "n50": "decimal256(50, 5)", "ts": "timestamp[us]", "tstz": "timestamp[us, tz=UTC]",
+        json!({"n12": "decimal128(12, 2)", "n50": n50, "ts": "timestamp[us]", "tstz": "timestamp[us, tz=UTC]", "tm": tm,
                "d": "date32[day]", "ai": "list<item: int32>", "jb": "extension<arrow.json>", "by": "binary"})
     );
     assert!(got["logical"]["js"].as_str().unwrap().contains("JSON"), "{}", got["logical"]);
@@ -573,38 +622,45 @@ async fn the_widest_numerics_read_back_exactly() {
          INSERT INTO image VALUES (1, '{n76}', '{n39}', '{n38}'), (2, '-{n76}', '-{n39}', '-{n38}'),
            (3, '1234567.8912345678', '12345.6789', '1234.567'), (4, '-0.0000000001', '-0.0001', '-0.001');"
     ));
-    let dir = tempfile::tempdir().unwrap();
-    let s = run(
-        &pg,
-        dir.path(),
-        "SELECT * FROM {media_type} ORDER BY id",
-        Some("image"),
-        &PgOptions::default(),
-    )
-    .await
-    .unwrap();
     let out = pg.psql(
         DB,
         "SELECT json_agg(json_build_array(a::text, b::text, c::text) ORDER BY id) FROM image",
     );
     let want: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(want[0][0], json!(n76));
-    let batches = read(dir.path(), &s);
-    let got: Vec<Value> = batches
-        .iter()
-        .flat_map(|b| (0..b.num_rows()).map(move |i| json!((1..4).map(|c| render(b.column(c), i)).collect::<Vec<_>>())))
-        .collect();
-    assert_eq!(Value::Array(got), want);
+    // the default (a and b as exact text) and `wideNumeric: decimal` (DECIMAL on 256 bits)
+    for wide_numeric in [WideNumeric::String, WideNumeric::Decimal] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = PgOptions {
+            types: TypeChoices {
+                wide_numeric,
+                ..TypeChoices::default()
+            },
+            ..PgOptions::default()
+        };
+        let s = run(&pg, dir.path(), "SELECT * FROM {media_type} ORDER BY id", Some("image"), &opts)
+            .await
+            .unwrap();
+        let batches = read(dir.path(), &s);
+        let wide = batches[0].schema().field(1).data_type().clone();
+        assert_eq!(wide == DataType::Utf8, wide_numeric == WideNumeric::String, "{wide}");
+        let got: Vec<Value> = batches
+            .iter()
+            .flat_map(|b| (0..b.num_rows()).map(move |i| json!((1..4).map(|c| render(b.column(c), i)).collect::<Vec<_>>())))
+            .collect();
+        assert_eq!(Value::Array(got), want);
 
-    let python = crate::support::moto::venv_bin().join("python");
-    let script = "import json, sys, pyarrow.parquet as pq\n\
-        t = pq.read_table(sys.argv[1])\n\
-        print(json.dumps([[format(t[c][i].as_py(), 'f') for c in ('a', 'b', 'c')] for i in range(t.num_rows)]))";
-    let out = std::process::Command::new(&python)
-        .args(["-c", script])
-        .arg(dir.path().join(&s.parts[0].name))
-        .output()
-        .expect("run the venv's python");
-    assert!(out.status.success(), "pyarrow: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), want);
+        let python = crate::support::moto::venv_bin().join("python");
+        let script = "import json, sys, pyarrow.parquet as pq\n\
+            t = pq.read_table(sys.argv[1])\n\
+            v = lambda x: x if isinstance(x, str) else format(x, 'f')\n\
+            print(json.dumps([[v(t[c][i].as_py()) for c in ('a', 'b', 'c')] for i in range(t.num_rows)]))";
+        let out = std::process::Command::new(&python)
+            .args(["-c", script])
+            .arg(dir.path().join(&s.parts[0].name))
+            .output()
+            .expect("run the venv's python");
+        assert!(out.status.success(), "pyarrow: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), want);
+    }
 }

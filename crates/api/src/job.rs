@@ -87,6 +87,8 @@ pub fn build(w: &WorkerJob<'_>) -> Result<Job, JobError> {
         parallelism: out.parallelism,
         compression_level: out.compression_level,
         content_defined_chunking: out.content_defined_chunking.unwrap_or(true),
+        wide_numeric: out.wide_numeric.unwrap_or_default(),
+        time: out.time.unwrap_or_default(),
     };
     let odbc2parquet = (spec.engine == Engine::Odbc2parquet).then(|| OdbcJob {
         version: spec.odbc2parquet.version.clone(),
@@ -204,7 +206,7 @@ pub fn driver_options(o: &Odbc2ParquetSpec) -> Vec<DriverOption> {
 mod tests {
     use super::*;
     use crate::{DataDumpSpec, MediaType};
-    use datadump_contract::{Compression, SUCCESS};
+    use datadump_contract::{Compression, SUCCESS, TimeOfDay, WideNumeric};
     use jiff::Timestamp;
 
     pub(crate) fn spec(yaml: &str) -> DataDumpSpec {
@@ -245,6 +247,8 @@ mod tests {
                 parallelism: Some(2),
                 compression_level: None,
                 content_defined_chunking: true,
+                wide_numeric: WideNumeric::String,
+                time: TimeOfDay::String,
             }
         );
         assert!(job.odbc2parquet.is_none());

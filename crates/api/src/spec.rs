@@ -13,7 +13,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use datadump_contract::{Compression, Engine, MEDIA_TYPE_PLACEHOLDER, parse_size};
+pub use datadump_contract::{Compression, Engine, MEDIA_TYPE_PLACEHOLDER, TimeOfDay, WideNumeric, parse_size};
 
 use super::status::DataDumpStatus;
 

@@ -346,6 +346,51 @@ mod tests {
         );
     }
 
+    /// Output options that do not fit the codec or the engine, each refused with its field.
+    #[test]
+    fn output_options_must_fit_the_codec_and_the_engine() {
+        let cases: &[(&str, &[&str])] = &[
+            ("output: {compressionLevel: 9}", &[]),
+            (
+                "output: {compression: zstd, compressionLevel: 9, wideNumeric: decimal, time: time}",
+                &[],
+            ),
+            (
+                "output: {compression: snappy, compressionLevel: 9}",
+                &["spec.output.compressionLevel"],
+            ),
+            ("engine: odbc2parquet\noutput: {compression: snappy}", &[]),
+            (
+                "engine: odbc2parquet\noutput: {compressionLevel: 3, contentDefinedChunking: false, wideNumeric: string, time: time}",
+                &[
+                    "spec.output.compressionLevel",
+                    "spec.output.contentDefinedChunking",
+                    "spec.output.wideNumeric",
+                    "spec.output.time",
+                ],
+            ),
+        ];
+        for (extra, want) in cases {
+            let s = spec(&format!("{OK}{extra}\n"));
+            let got: Vec<String> = validate(&s, &SiteDefaults::default())
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.field)
+                .collect();
+            assert_eq!(got, *want, "{extra}");
+        }
+        let s = spec(&format!("{OK}output: {{compression: gzip, compressionLevel: 9}}\n"));
+        let e = &validate(&s, &SiteDefaults::default()).unwrap_err()[0];
+        assert_eq!(
+            (e.problem.as_str(), e.fix.as_str()),
+            (
+                "is a zstd level but spec.output.compression is gzip",
+                "remove it, or set spec.output.compression: zstd"
+            )
+        );
+    }
+
     #[test]
     fn dataset_card_fields_are_checked_with_their_paths() {
         let s = spec(&format!(

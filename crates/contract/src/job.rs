@@ -8,7 +8,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::{Compression, Engine, MEDIA_TYPE_PLACEHOLDER};
+use crate::{Compression, Engine, MEDIA_TYPE_PLACEHOLDER, TimeOfDay, WideNumeric};
 
 /// The job format's version; a worker refuses a job of another version.
 pub const JOB_VERSION: u32 = 1;
@@ -91,6 +91,12 @@ pub struct JobOutput {
     /// Content-defined chunking (`spec.output.contentDefinedChunking`, default true).
     #[serde(default = "yes")]
     pub content_defined_chunking: bool,
+    /// `numeric(p,s)` with p > 38 (`spec.output.wideNumeric`; an older job: the default).
+    #[serde(default)]
+    pub wide_numeric: WideNumeric,
+    /// `time` (`spec.output.time`; an older job: the default).
+    #[serde(default)]
+    pub time: TimeOfDay,
 }
 
 fn yes() -> bool {
@@ -218,6 +224,8 @@ pub fn sample(token: &str) -> Job {
             parallelism: None,
             compression_level: None,
             content_defined_chunking: true,
+            wide_numeric: WideNumeric::default(),
+            time: TimeOfDay::default(),
         },
         odbc2parquet: None,
     }
@@ -254,9 +262,11 @@ mod tests {
     fn a_job_written_before_the_chunking_switch_keeps_chunking_on() {
         let mut old = serde_json::to_value(sample("ddt-1")).unwrap();
         let o = old["output"].as_object_mut().unwrap();
-        o.remove("compressionLevel");
-        o.remove("contentDefinedChunking");
+        for field in ["compressionLevel", "contentDefinedChunking", "wideNumeric", "time"] {
+            o.remove(field);
+        }
         let old = Job::from_json(&old.to_string()).unwrap();
         assert_eq!((old.output.compression_level, old.output.content_defined_chunking), (None, true));
+        assert_eq!((old.output.wide_numeric, old.output.time), (WideNumeric::String, TimeOfDay::String));
     }
 }

@@ -19,5 +19,5 @@ pub use arch::Arch;
 pub use ident::{MEDIA_TYPE_PLACEHOLDER, is_identifier};
 pub use job::{Bucket, DriverOption, Job, JobOutput, JobReadError, OdbcJob};
 pub use objects::*;
-pub use options::{Compression, Engine};
+pub use options::{Compression, Engine, TimeOfDay, WideNumeric};
 pub use size::{human_bytes, parse_size};

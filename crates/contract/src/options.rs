@@ -60,3 +60,31 @@ impl Engine {
         }
     }
 }
+
+/// How `numeric(p,s)` with more than 38 digits of precision is written.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum WideNumeric {
+    /// STRING holding the exact decimal text with exactly `s` fractional digits (`NaN` and
+    /// `±Infinity` as PostgreSQL writes them): opens in every common reader. The default.
+    #[default]
+    String,
+    /// DECIMAL(p,s) on 256 bits: exact and numeric, but polars and Spark refuse the file and
+    /// DuckDB reads it as DOUBLE; NaN/Infinity fail the dump.
+    Decimal,
+}
+
+/// How `time` (time of day without zone) is written.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum TimeOfDay {
+    /// STRING `HH:MM:SS.ffffff`, fixed width so it sorts as time does, `24:00:00.000000`
+    /// kept: opens in every common reader. The default.
+    #[default]
+    String,
+    /// TIME(MICROS): Spark refuses the whole file (`UNSUPPORTED_TIME_TYPE`), and pandas,
+    /// polars and `datasets` fail on `24:00:00`.
+    Time,
+}

@@ -357,6 +357,10 @@ impl Ctx {
                         (c, _) => parquet_compression(c),
                     },
                     content_defined_chunking: job.output.content_defined_chunking,
+                    types: super::pg::types::TypeChoices {
+                        wide_numeric: job.output.wide_numeric,
+                        time: job.output.time,
+                    },
                     row_group_bytes: job.output.row_group_bytes as usize,
                     file_size_threshold: job.output.file_size_threshold,
                     tls,

@@ -6,7 +6,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Compression, EXTRA_ARG_PATTERN, SIZE_PATTERN, VERSION_PATTERN};
+use super::{Compression, EXTRA_ARG_PATTERN, SIZE_PATTERN, TimeOfDay, VERSION_PATTERN, WideNumeric};
 
 /// How the Parquet files are written.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
@@ -51,6 +51,18 @@ pub struct OutputSpec {
     /// Default: `true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_defined_chunking: Option<bool>,
+
+    /// How the `postgres` engine writes `numeric(p,s)` with p > 38: `string` (the exact
+    /// decimal text with exactly s fractional digits; opens in every common reader) or
+    /// `decimal` (DECIMAL(p,s) on 256 bits, which polars and Spark refuse). Default: `string`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wide_numeric: Option<WideNumeric>,
+
+    /// How the `postgres` engine writes `time`: `string` (`HH:MM:SS.ffffff`, fixed width,
+    /// `24:00:00` kept; opens in every common reader) or `time` (TIME(MICROS), which Spark
+    /// refuses). Default: `string`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<TimeOfDay>,
 }
 
 /// The default file size threshold.

@@ -2,7 +2,7 @@
 //! the engine, and odbc2parquet flags the controller does not set itself. Pure, no I/O.
 
 use super::{PATTERNS, Report, quote};
-use crate::spec::{DataDumpSpec, Engine, Odbc2ParquetSpec, parse_size};
+use crate::spec::{Compression, DataDumpSpec, Engine, Odbc2ParquetSpec, parse_size};
 
 /// odbc2parquet flags the worker sets itself or that would bypass the staged credentials.
 const RESERVED_FLAGS: &[&str] = &[
@@ -50,6 +50,28 @@ pub(super) fn check_output(r: &mut Report, spec: &DataDumpSpec) {
             r.add(
                 "spec.output.parallelism",
                 "applies to the postgres engine only (odbc2parquet reads with one connection)",
+                "remove it, or use engine: postgres",
+            );
+        }
+    }
+    if o.compression_level.is_some() && o.compression != Compression::Zstd {
+        r.add(
+            "spec.output.compressionLevel",
+            format!("is a zstd level but spec.output.compression is {}", o.compression.as_str()),
+            "remove it, or set spec.output.compression: zstd",
+        );
+    }
+    if spec.engine == Engine::Odbc2parquet {
+        let postgres_only = [
+            ("spec.output.compressionLevel", o.compression_level.is_some()),
+            ("spec.output.contentDefinedChunking", o.content_defined_chunking.is_some()),
+            ("spec.output.wideNumeric", o.wide_numeric.is_some()),
+            ("spec.output.time", o.time.is_some()),
+        ];
+        for (field, _) in postgres_only.into_iter().filter(|(_, set)| *set) {
+            r.add(
+                field,
+                "applies to the postgres engine only (odbc2parquet writes with its own settings)",
                 "remove it, or use engine: postgres",
             );
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow::datatypes::{Schema, SchemaRef};
 use tokio_postgres::{Client, Statement};
 
-use super::types::ColumnType;
+use super::types::{ColumnType, TypeChoices};
 use super::{ColumnInfo, EngineError, sql};
 use crate::sink::Progress;
 
@@ -165,7 +165,12 @@ async fn explain_plain_scan(c: &Client, query: &str, table: &str) -> Result<Scan
 /// Reads each output column's PostgreSQL type text, NOT NULL and comment, and chooses its
 /// decoding: native where [`ColumnType::of`] has one, else PostgreSQL's text output. A column
 /// is NOT NULL only when it is declared so and the query is a plain scan of its table.
-pub(super) async fn describe_columns(c: &Client, statement: &Statement, facts: &TableFacts) -> Result<OutputColumns, EngineError> {
+pub(super) async fn describe_columns(
+    c: &Client,
+    statement: &Statement,
+    facts: &TableFacts,
+    choices: TypeChoices,
+) -> Result<OutputColumns, EngineError> {
     let cols = statement.columns();
     let oids: Vec<u32> = cols.iter().map(|c| c.type_().oid()).collect();
     let typmods: Vec<i32> = cols.iter().map(|c| c.type_modifier()).collect();
@@ -187,7 +192,7 @@ pub(super) async fn describe_columns(c: &Client, statement: &Statement, facts: &
     let mut info = Vec::with_capacity(cols.len());
     let mut fields = Vec::with_capacity(cols.len());
     for (i, row) in rows.iter().enumerate() {
-        let native = ColumnType::of(oids[i], typmods[i]);
+        let native = ColumnType::of(oids[i], typmods[i], choices);
         as_text.push(native.is_none());
         let column_type = native.unwrap_or(ColumnType::Text);
         let column = ColumnInfo {

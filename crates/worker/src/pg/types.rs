@@ -1,12 +1,15 @@
 //! The type mapping: which PostgreSQL types are decoded natively from binary COPY, and the
 //! Arrow/Parquet type each becomes. Everything else is read as PostgreSQL's text output (the
 //! query wraps those columns in `::text`). The types are tokio-postgres's own [`Type`]
-//! constants; an array's element type is what [`Type::kind`] says. Pure, no I/O.
+//! constants; an array's element type is what [`Type::kind`] says. Two types some common
+//! readers lack (DECIMAL wider than 38 digits, TIME) are written as exact text unless
+//! [`TypeChoices`] asks for the richer type. Pure, no I/O.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, TimeUnit};
+use datadump_contract::{TimeOfDay, WideNumeric};
 use tokio_postgres::types::{Kind, Type};
 
 /// How one column (or array element) is decoded, and the Arrow/Parquet type it becomes.
@@ -31,6 +34,14 @@ pub enum ColumnType {
         /// Scale (0 ≤ scale ≤ precision).
         scale: i8,
     },
+    /// `numeric(p,s)` with p > 38 under [`WideNumeric::String`] → STRING with the exact
+    /// decimal text, exactly `scale` fractional digits.
+    DecimalText {
+        /// Precision.
+        precision: u8,
+        /// Scale (0 ≤ scale ≤ precision).
+        scale: i8,
+    },
     /// Text-like types and PostgreSQL's text output of the rest → STRING.
     Text,
     /// `json` → STRING (JSON).
@@ -47,8 +58,10 @@ pub enum ColumnType {
     Timestamp,
     /// `timestamptz` → TIMESTAMP(MICROS, UTC).
     TimestampTz,
-    /// `time` → TIME(MICROS).
+    /// `time` under [`TimeOfDay::Time`] → TIME(MICROS).
     Time,
+    /// `time` under [`TimeOfDay::String`] → STRING `HH:MM:SS.ffffff`.
+    TimeText,
     /// A one-dimensional array → LIST.
     List {
         /// The PostgreSQL type of the elements, which every array value must name.
@@ -80,10 +93,28 @@ const SCALARS: [(Type, ColumnType); 18] = [
     (Type::TIME, ColumnType::Time),
 ];
 
+/// How the types some common readers lack are written (`spec.output.wideNumeric`,
+/// `spec.output.time`); the defaults open everywhere.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TypeChoices {
+    /// `numeric(p,s)` with p > 38.
+    pub wide_numeric: WideNumeric,
+    /// `time`.
+    pub time: TimeOfDay,
+}
+
 /// The native decoding of a scalar type, or `None` when it is read as text.
-fn scalar(ty: &Type, typmod: i32) -> Option<ColumnType> {
+fn scalar(ty: &Type, typmod: i32, choices: TypeChoices) -> Option<ColumnType> {
     if *ty == Type::NUMERIC {
-        return numeric(typmod);
+        return match numeric(typmod)? {
+            ColumnType::Decimal { precision, scale } if precision > 38 && choices.wide_numeric == WideNumeric::String => {
+                Some(ColumnType::DecimalText { precision, scale })
+            }
+            decimal => Some(decimal),
+        };
+    }
+    if *ty == Type::TIME && choices.time == TimeOfDay::String {
+        return Some(ColumnType::TimeText);
     }
     SCALARS.iter().find(|(t, _)| t == ty).map(|(_, column_type)| column_type.clone())
 }
@@ -110,15 +141,15 @@ fn numeric(typmod: i32) -> Option<ColumnType> {
 impl ColumnType {
     /// The native decoding of a column of type `oid` with modifier `typmod`, or `None` when
     /// the column must be read as text. An array's typmod is its elements'.
-    pub fn of(oid: u32, typmod: i32) -> Option<ColumnType> {
+    pub fn of(oid: u32, typmod: i32, choices: TypeChoices) -> Option<ColumnType> {
         let ty = Type::from_oid(oid)?;
         match ty.kind() {
             // int2vector says it is an array of int2, but it is a type of its own: text
             Kind::Array(element) if ty != Type::INT2_VECTOR => Some(ColumnType::List {
                 element: element.clone(),
-                item: Box::new(scalar(element, typmod)?),
+                item: Box::new(scalar(element, typmod, choices)?),
             }),
-            _ => scalar(&ty, typmod),
+            _ => scalar(&ty, typmod, choices),
         }
     }
 
@@ -133,7 +164,12 @@ impl ColumnType {
             ColumnType::F64 => DataType::Float64,
             ColumnType::Decimal { precision, scale } if *precision <= 38 => DataType::Decimal128(*precision, *scale),
             ColumnType::Decimal { precision, scale } => DataType::Decimal256(*precision, *scale),
-            ColumnType::Text | ColumnType::Json | ColumnType::Jsonb | ColumnType::Uuid => DataType::Utf8,
+            ColumnType::Text
+            | ColumnType::Json
+            | ColumnType::Jsonb
+            | ColumnType::Uuid
+            | ColumnType::DecimalText { .. }
+            | ColumnType::TimeText => DataType::Utf8,
             ColumnType::Bytea => DataType::Binary,
             ColumnType::Date => DataType::Date32,
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -165,6 +201,8 @@ impl ColumnType {
             ColumnType::F64 => "DOUBLE".into(),
             ColumnType::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
             ColumnType::Text | ColumnType::Uuid => "STRING".into(),
+            ColumnType::DecimalText { precision, scale } => format!("STRING (numeric({precision},{scale}) text)"),
+            ColumnType::TimeText => "STRING (time HH:MM:SS.ffffff)".into(),
             ColumnType::Json | ColumnType::Jsonb => "STRING (JSON)".into(),
             ColumnType::Bytea => "BINARY".into(),
             ColumnType::Date => "DATE".into(),
@@ -180,6 +218,12 @@ impl ColumnType {
 mod tests {
     use super::*;
 
+    /// The richer types some readers lack.
+    const RICH: TypeChoices = TypeChoices {
+        wide_numeric: WideNumeric::Decimal,
+        time: TimeOfDay::Time,
+    };
+
     fn typmod(p: i32, s: i32) -> i32 {
         ((p << 16) | (s & 0x7ff)) + 4
     }
@@ -188,27 +232,58 @@ mod tests {
     fn numeric_typmods() {
         let numeric = Type::NUMERIC.oid();
         let dec = |p, s| Some(ColumnType::Decimal { precision: p, scale: s });
-        assert_eq!(ColumnType::of(numeric, typmod(12, 2)), dec(12, 2));
-        assert_eq!(ColumnType::of(numeric, typmod(38, 10)), dec(38, 10));
-        assert_eq!(ColumnType::of(numeric, typmod(76, 0)), dec(76, 0));
-        assert_eq!(ColumnType::of(numeric, typmod(77, 0)), None);
-        assert_eq!(ColumnType::of(numeric, typmod(5, -2)), None);
-        assert_eq!(ColumnType::of(numeric, typmod(2, 4)), None);
-        assert_eq!(ColumnType::of(numeric, -1), None);
+        assert_eq!(ColumnType::of(numeric, typmod(12, 2), RICH), dec(12, 2));
+        assert_eq!(ColumnType::of(numeric, typmod(38, 10), RICH), dec(38, 10));
+        assert_eq!(ColumnType::of(numeric, typmod(76, 0), RICH), dec(76, 0));
+        assert_eq!(ColumnType::of(numeric, typmod(77, 0), RICH), None);
+        assert_eq!(ColumnType::of(numeric, typmod(5, -2), RICH), None);
+        assert_eq!(ColumnType::of(numeric, typmod(2, 4), RICH), None);
+        assert_eq!(ColumnType::of(numeric, -1, RICH), None);
         assert_eq!(
-            ColumnType::of(Type::NUMERIC_ARRAY.oid(), typmod(12, 2)),
+            ColumnType::of(Type::NUMERIC_ARRAY.oid(), typmod(12, 2), RICH),
             Some(ColumnType::List {
                 element: Type::NUMERIC,
                 item: Box::new(ColumnType::Decimal { precision: 12, scale: 2 })
             })
         );
-        assert_eq!(ColumnType::of(Type::NUMERIC_ARRAY.oid(), -1), None);
-        assert_eq!(ColumnType::of(Type::INTERVAL.oid(), -1), None, "interval is read as text");
-        assert_eq!(ColumnType::of(Type::INT4_ARRAY.oid(), -1).unwrap().parquet_type(), "LIST<INT32>");
+        assert_eq!(ColumnType::of(Type::NUMERIC_ARRAY.oid(), -1, RICH), None);
+        assert_eq!(ColumnType::of(Type::INTERVAL.oid(), -1, RICH), None, "interval is read as text");
+        assert_eq!(
+            ColumnType::of(Type::INT4_ARRAY.oid(), -1, RICH).unwrap().parquet_type(),
+            "LIST<INT32>"
+        );
         assert_eq!(
             ColumnType::Decimal { precision: 50, scale: 5 }.data_type(),
             DataType::Decimal256(50, 5)
         );
+    }
+
+    /// By default numeric wider than 38 digits and time are exact text; 38 digits stay DECIMAL.
+    #[test]
+    fn the_defaults_write_what_every_reader_opens() {
+        let d = TypeChoices::default();
+        let numeric = Type::NUMERIC.oid();
+        let cases = [
+            (numeric, typmod(38, 10), "DECIMAL(38,10)", DataType::Decimal128(38, 10)),
+            (numeric, typmod(39, 5), "STRING (numeric(39,5) text)", DataType::Utf8),
+            (numeric, typmod(76, 76), "STRING (numeric(76,76) text)", DataType::Utf8),
+            (Type::TIME.oid(), -1, "STRING (time HH:MM:SS.ffffff)", DataType::Utf8),
+            (
+                Type::TIMESTAMP.oid(),
+                -1,
+                "TIMESTAMP(MICROS)",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+            ),
+        ];
+        for (oid, typmod, parquet, arrow) in cases {
+            let t = ColumnType::of(oid, typmod, d).unwrap();
+            assert_eq!((t.parquet_type(), t.data_type()), (parquet.to_owned(), arrow), "{oid} {typmod}");
+        }
+        let list = ColumnType::of(Type::TIME_ARRAY.oid(), -1, d).unwrap();
+        assert_eq!(list.parquet_type(), "LIST<STRING (time HH:MM:SS.ffffff)>");
+        let list = ColumnType::of(Type::NUMERIC_ARRAY.oid(), typmod(50, 2), d).unwrap();
+        assert_eq!(list.parquet_type(), "LIST<STRING (numeric(50,2) text)>");
+        assert_eq!(ColumnType::of(Type::TIME.oid(), -1, RICH), Some(ColumnType::Time));
     }
 
     /// The arrays of every natively decoded scalar become lists of it; other arrays, and
@@ -236,9 +311,9 @@ mod tests {
             (Type::TIME_ARRAY, Type::TIME),
         ];
         for (array, element) in arrays {
-            let item = ColumnType::of(element.oid(), -1).unwrap_or_else(|| panic!("{element} is native"));
+            let item = ColumnType::of(element.oid(), -1, RICH).unwrap_or_else(|| panic!("{element} is native"));
             assert_eq!(
-                ColumnType::of(array.oid(), -1),
+                ColumnType::of(array.oid(), -1, RICH),
                 Some(ColumnType::List {
                     element: element.clone(),
                     item: Box::new(item)
@@ -247,8 +322,8 @@ mod tests {
             );
         }
         for text in [Type::INT2_VECTOR, Type::INTERVAL_ARRAY, Type::OID_ARRAY, Type::INET] {
-            assert_eq!(ColumnType::of(text.oid(), -1), None, "{text}");
+            assert_eq!(ColumnType::of(text.oid(), -1, RICH), None, "{text}");
         }
-        assert_eq!(ColumnType::of(4_000_000_000, -1), None, "an unknown OID is read as text");
+        assert_eq!(ColumnType::of(4_000_000_000, -1, RICH), None, "an unknown OID is read as text");
     }
 }
