@@ -14,6 +14,7 @@
 //! them out on rustls); the first connection's [`ConnectionReport`] goes into the progress and
 //! the manifest.
 
+mod boundary;
 mod catalog;
 mod conninfo;
 mod copy;

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
+use super::boundary::{self, Boundaries, Step};
 use super::copy::CopyParser;
 use super::types::ColumnType;
 use super::{EngineError, PgOptions};
@@ -150,13 +151,21 @@ struct OpenFile {
 }
 
 /// The writing stage: batches into files, a row group whenever the in-progress one reaches
-/// `row_group_bytes`, a new file once the current one reaches `file_size_threshold`.
+/// `row_group_bytes` (with content-defined chunking, at the first content-defined row past an
+/// eighth of it: [`Boundaries`]), a new file once the current one reaches
+/// `file_size_threshold` (checked when a row group ends, so files end at row-group
+/// boundaries).
 fn write(rx: Receiver<Batch>, shared: &Shared) -> Result<StreamOutput, EngineError> {
     let mut out = StreamOutput {
         rows: 0,
         parts: Vec::new(),
     };
     let mut file: Option<OpenFile> = None;
+    // with content-defined chunking, row groups end at content-defined rows too
+    let mut boundaries = shared
+        .opts
+        .content_defined_chunking
+        .then(|| Boundaries::new(shared.opts.row_group_bytes));
     loop {
         let batch = match rx.recv() {
             Ok(Batch::Rows(b)) => b,
@@ -166,18 +175,35 @@ fn write(rx: Receiver<Batch>, shared: &Shared) -> Result<StreamOutput, EngineErr
         if batch.num_rows() == 0 {
             continue;
         }
-        let f = match &mut file {
-            Some(f) => f,
-            None => file.insert(open(shared, Some(&batch))?),
-        };
-        f.writer.write(&batch)?;
-        f.rows += batch.num_rows() as u64;
         out.rows += batch.num_rows() as u64;
-        if f.writer.in_progress_size() >= shared.opts.row_group_bytes {
-            f.writer.flush()?;
-        }
-        if f.writer.in_progress_rows() == 0 && f.writer.bytes_written() as u64 >= shared.opts.file_size_threshold {
-            out.parts.push(close(file.take().expect("open file"))?);
+        let keys = boundaries.as_ref().map(|_| boundary::row_keys(batch.column(0)));
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let f = match &mut file {
+                Some(f) => f,
+                None => file.insert(open(shared, Some(&batch.slice(at, batch.num_rows() - at)))?),
+            };
+            let (size, rows) = (f.writer.in_progress_size(), f.writer.in_progress_rows());
+            // how many rows to write next, and whether the row group ends after them
+            let (n, cut) = match (&mut boundaries, &keys) {
+                (Some(b), Some(keys)) => match b.next(size, rows, &keys[at..]) {
+                    Step::Write(n) => (n, false),
+                    Step::WriteThenCut(n) => (n, true),
+                    Step::Cut => (0, true),
+                },
+                _ => (batch.num_rows() - at, false),
+            };
+            if n > 0 {
+                f.writer.write(&batch.slice(at, n))?;
+                f.rows += n as u64;
+                at += n;
+            }
+            if cut || (boundaries.is_none() && f.writer.in_progress_size() >= shared.opts.row_group_bytes) {
+                f.writer.flush()?;
+            }
+            if f.writer.in_progress_rows() == 0 && f.writer.bytes_written() as u64 >= shared.opts.file_size_threshold {
+                out.parts.push(close(file.take().expect("open file"))?);
+            }
         }
     }
     if let Some(f) = file.take() {
