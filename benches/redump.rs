@@ -41,7 +41,7 @@ use datadump::worker::sink::{DirSink, Progress};
 use sha2::{Digest, Sha256};
 
 use openverse::{CREATE_SQL, IMAGE_SQL};
-use postgres::{Postgres, USER};
+use postgres::Postgres;
 
 const DB: &str = "openledger";
 
@@ -133,11 +133,6 @@ struct Outcome {
 }
 
 impl Bench {
-    fn conninfo(&self) -> String {
-        let pw = self.pg.password().replace('\\', "\\\\").replace('\'', "\\'");
-        format!("host=127.0.0.1 port={} user={USER} password='{pw}' dbname={DB}", self.pg.port())
-    }
-
     /// A fresh table of `rows` rows, autovacuum off.
     fn fresh_table(&self) {
         self.pg.psql(DB, "DROP TABLE IF EXISTS image");
@@ -161,7 +156,7 @@ impl Bench {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let summary = rt
             .block_on(export(
-                &self.conninfo(),
+                &self.pg.connection_string(DB),
                 "SELECT * FROM {media_type}",
                 "image",
                 Some("image"),

@@ -15,14 +15,13 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{DecimalType, LogicalType, TimestampType};
 use serde_json::{Value, json};
 
-use crate::support::postgres::{Postgres, USER};
+use crate::support::postgres::Postgres;
 
 const DB: &str = "catalog";
 
 /// A libpq key/value connection string (password quoted per libpq rules).
 fn conninfo(pg: &Postgres) -> String {
-    let pw = pg.password().replace('\\', "\\\\").replace('\'', "\\'");
-    format!("host=127.0.0.1 port={} user={USER} password='{pw}' dbname={DB}", pg.port())
+    pg.connection_string(DB)
 }
 
 fn start(sql: &str) -> Postgres {

@@ -10,7 +10,7 @@ use datadump::worker::pg::{PgOptions, export};
 use datadump::worker::sink::{DirSink, Progress};
 use serde_json::{Value, json};
 
-use crate::support::postgres::{Postgres, USER};
+use crate::support::postgres::Postgres;
 
 const DB: &str = "catalog";
 
@@ -34,14 +34,9 @@ const COLUMNS: &[(&str, &str, &str, &str)] = &[
     ("nm", "name", "str", "@::text"),
     ("u", "uuid", "str", "@::text"),
     ("by", "bytea", "bytes", "encode(@, 'hex')"),
-    ("d", "date", "date", "to_char(@, 'YYYY-MM-DD')"),
-    ("ts", "timestamp", "ts", "to_char(@, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"),
-    (
-        "tstz",
-        "timestamptz",
-        "tstz",
-        "to_char(@ AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')",
-    ),
+    ("d", "date", "date", DATE),
+    ("ts", "timestamp", "ts", TS),
+    ("tstz", "timestamptz", "tstz", TSTZ),
     ("tm", "time", "str", TIME_TEXT),
     ("js", "json", "json", "@::text"),
     ("jb", "jsonb", "json", "@::text"),
@@ -52,16 +47,14 @@ const COLUMNS: &[(&str, &str, &str, &str)] = &[
     ("at", "text[]", "list:str", "@::text"),
     ("an", "numeric(12,2)[]", "list:dec", "@::text"),
     ("aw", "numeric(40,2)[]", "list:str", "@::text"),
-    ("ad", "date[]", "list:date", "to_char(@, 'YYYY-MM-DD')"),
-    (
-        "atz",
-        "timestamptz[]",
-        "list:tstz",
-        "to_char(@ AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')",
-    ),
+    ("ad", "date[]", "list:date", DATE),
+    ("atz", "timestamptz[]", "list:tstz", TSTZ),
     ("atm", "time[]", "list:str", TIME_TEXT),
 ];
 
+const DATE: &str = "to_char(@, 'YYYY-MM-DD')";
+const TS: &str = "to_char(@, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')";
+const TSTZ: &str = "to_char(@ AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')";
 const FLOAT: &str = "CASE WHEN @ = 'NaN' THEN 'NaN' ELSE encode(float8send(@::float8), 'hex') END";
 const TIME_TEXT: &str = "rpad(@::text || CASE WHEN position('.' in @::text) = 0 THEN '.' ELSE '' END, 15, '0')";
 
@@ -152,8 +145,7 @@ async fn every_type_opens_in_six_readers_with_its_exact_values() {
             cols.join(", ")
         ),
     );
-    let pw = pg.password().replace('\\', "\\\\").replace('\'', "\\'");
-    let conninfo = format!("host=127.0.0.1 port={} user={USER} password='{pw}' dbname={DB}", pg.port());
+    let conninfo = pg.connection_string(DB);
     let dir = tempfile::tempdir().unwrap();
     let progress = Arc::new(Progress::default());
     let sink = Arc::new(DirSink::new(dir.path(), "image", progress.clone()).unwrap());

@@ -58,6 +58,16 @@ impl Header<'_> {
     fn ndigits(&self) -> usize {
         self.digits.len() / 2
     }
+
+    /// `NaN`, `Infinity` or `-Infinity` as PostgreSQL writes them, for those values.
+    fn special(&self) -> Option<&'static str> {
+        match self.sign {
+            NAN => Some("NaN"),
+            INFINITY => Some("Infinity"),
+            NEG_INFINITY => Some("-Infinity"),
+            _ => None,
+        }
+    }
 }
 
 const POSITIVE: u16 = 0x0000;
@@ -71,11 +81,8 @@ const NEG_INFINITY: u16 = 0xF000;
 /// than `scale`, or reaches `limit` (10^precision) in magnitude.
 pub fn unscaled(v: &[u8], scale: i8, limit: i256) -> Result<i256, Bad> {
     let h = header(v)?;
-    match h.sign {
-        NAN => return Err(Bad::NumericSpecial("NaN")),
-        INFINITY => return Err(Bad::NumericSpecial("Infinity")),
-        NEG_INFINITY => return Err(Bad::NumericSpecial("-Infinity")),
-        _ => {}
+    if let Some(special) = h.special() {
+        return Err(Bad::NumericSpecial(special));
     }
     let weight = h.weight;
     // unscaled = Σ dᵢ × 10^eᵢ with eᵢ = 4 × (weight − i) + scale. Horner's rule over the groups
@@ -126,13 +133,7 @@ pub fn unscaled(v: &[u8], scale: i8, limit: i256) -> Result<i256, Bad> {
 pub fn text(v: &[u8], precision: u8, scale: i8, out: &mut String) -> Result<(), Bad> {
     out.clear();
     let h = header(v)?;
-    let special = match h.sign {
-        NAN => Some("NaN"),
-        INFINITY => Some("Infinity"),
-        NEG_INFINITY => Some("-Infinity"),
-        _ => None,
-    };
-    if let Some(special) = special {
+    if let Some(special) = h.special() {
         out.push_str(special);
         return Ok(());
     }
@@ -144,7 +145,7 @@ pub fn text(v: &[u8], precision: u8, scale: i8, out: &mut String) -> Result<(), 
         return Err(Bad::NumericRange);
     }
     let weight = i64::from(h.weight);
-    if h.sign == NEGATIVE && (0..h.ndigits()).any(|i| h.digits[2 * i] != 0 || h.digits[2 * i + 1] != 0) {
+    if h.sign == NEGATIVE && h.digits.iter().any(|&b| b != 0) {
         out.push('-');
     }
     let sign_len = out.len();
