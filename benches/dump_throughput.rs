@@ -13,7 +13,10 @@
 //!    ODBC driver options (`driver_options`: cursor fetching etc.), `PGTZ=UTC`, into a temp dir;
 //! 6. **DuckDB** (the fastest exporter known), `threads=2` and `threads=1`:
 //!    `COPY (SELECT * FROM postgres_scan(conninfo, 'public', 'image')) TO 'out.parquet'
-//!    (FORMAT parquet, COMPRESSION zstd)` from Python.
+//!    (FORMAT parquet, COMPRESSION zstd)` from Python; and `threads=2` with the uuid column cast
+//!    to text, the logical types ours has, for the size comparison;
+//! 7. **baseline native**, 1 and 2 streams, when `$DATADUMP_BENCH_BASELINE_PG_EXPORT` names an
+//!    earlier build's `pg_export` (same arguments): the speed and size of a change side by side.
 //!
 //! Every client logs in over TCP on 127.0.0.1 with the same password. After one untimed
 //! warm-up COPY the methods run in a rotating order for `--repeats` rounds; the table reports
@@ -77,7 +80,9 @@ const TIME: &str = "/usr/bin/time";
 const TIME_FORMAT: &str = "%e %M %U %S";
 const QUERY: &str = "SELECT * FROM image";
 
-/// DuckDB's side: argv = threads, output file; the conninfo comes in `$PGCONNINFO`.
+/// DuckDB's side: argv = threads, output file, `uuid` or `text` for the identifier column's
+/// type (DuckDB writes uuid as a 16-byte UUID, ours is its text); the conninfo comes in
+/// `$PGCONNINFO`.
 const DUCKDB_PY: &str = r#"
 import os, sys, duckdb
 ext = os.path.join(os.path.dirname(duckdb.__file__), '..', 'duckdb_ext', 'extensions')
@@ -87,8 +92,9 @@ con.execute("SET extension_directory='%s'" % os.path.abspath(ext).replace("'", "
 con.execute("LOAD postgres")
 con.execute("SET threads=%d" % int(sys.argv[1]))
 conninfo = os.environ['PGCONNINFO'].replace("'", "''")
-con.execute("COPY (SELECT * FROM postgres_scan('%s', 'public', 'image')) TO '%s' (FORMAT parquet, COMPRESSION zstd)"
-            % (conninfo, sys.argv[2].replace("'", "''")))
+cols = "* REPLACE (CAST(identifier AS VARCHAR) AS identifier)" if sys.argv[3] == "text" else "*"
+con.execute("COPY (SELECT %s FROM postgres_scan('%s', 'public', 'image')) TO '%s' (FORMAT parquet, COMPRESSION zstd)"
+            % (cols, conninfo, sys.argv[2].replace("'", "''")))
 "#;
 
 struct Opts {
@@ -147,20 +153,26 @@ enum Method {
     Native1,
     Native2,
     Native2Tls,
+    Baseline1,
+    Baseline2,
     Odbc2Parquet,
     DuckDb2,
+    DuckDb2Text,
     DuckDb1,
 }
 
 impl Method {
-    const ALL: [Method; 8] = [
+    const ALL: [Method; 11] = [
         Method::TextFloor,
         Method::BinaryFloor,
         Method::Native1,
         Method::Native2,
         Method::Native2Tls,
+        Method::Baseline1,
+        Method::Baseline2,
         Method::Odbc2Parquet,
         Method::DuckDb2,
+        Method::DuckDb2Text,
         Method::DuckDb1,
     ];
 
@@ -171,8 +183,11 @@ impl Method {
             Method::Native1 => "native engine, 1 stream",
             Method::Native2 => "native engine, 2 streams",
             Method::Native2Tls => "native engine, 2 streams, TLS (verify-full)",
+            Method::Baseline1 => "baseline native engine (`$DATADUMP_BENCH_BASELINE_PG_EXPORT`), 1 stream",
+            Method::Baseline2 => "baseline native engine (`$DATADUMP_BENCH_BASELINE_PG_EXPORT`), 2 streams",
             Method::Odbc2Parquet => "odbc2parquet (worker's flags and driver options)",
             Method::DuckDb2 => "DuckDB postgres_scan, threads=2",
+            Method::DuckDb2Text => "DuckDB postgres_scan, threads=2, uuid as text (our types)",
             Method::DuckDb1 => "DuckDB postgres_scan, threads=1",
         }
     }
@@ -285,6 +300,8 @@ fn inspect_parquet(dir: &Path) -> Output {
 
 struct Tools {
     pg_export: Option<PathBuf>,
+    /// An earlier build's `pg_export`, for a side-by-side speed comparison.
+    baseline: Option<PathBuf>,
     odbc2parquet: Option<PathBuf>,
     duckdb: Option<PathBuf>,
 }
@@ -295,8 +312,9 @@ impl Tools {
         match m {
             Method::TextFloor | Method::BinaryFloor => Some(Path::new("psql")),
             Method::Native1 | Method::Native2 | Method::Native2Tls => self.pg_export.as_deref(),
+            Method::Baseline1 | Method::Baseline2 => self.baseline.as_deref(),
             Method::Odbc2Parquet => self.odbc2parquet.as_deref(),
-            Method::DuckDb2 | Method::DuckDb1 => self.duckdb.as_deref(),
+            Method::DuckDb2 | Method::DuckDb2Text | Method::DuckDb1 => self.duckdb.as_deref(),
         }
     }
 }
@@ -362,8 +380,12 @@ impl Bench {
                 args.extend([DB, "-U", USER, "-p", &port, "-c", &sql]);
                 self.run(m, round, None, &args, &[pw])
             }
-            Method::Native1 | Method::Native2 | Method::Native2Tls => {
-                let streams = if m == Method::Native1 { "1" } else { "2" };
+            Method::Native1 | Method::Native2 | Method::Native2Tls | Method::Baseline1 | Method::Baseline2 => {
+                let streams = if matches!(m, Method::Native1 | Method::Baseline1) {
+                    "1"
+                } else {
+                    "2"
+                };
                 let mib = (DEFAULT_ROW_GROUP_BYTES >> 20).to_string();
                 let dir = out.to_str().unwrap();
                 let args = ["-", "SELECT * FROM {media_type}", "image", streams, dir, &mib];
@@ -387,10 +409,11 @@ impl Bench {
                 let env = [("ODBC_CONNECTION_STRING", conn), ("PGTZ", "UTC".into())];
                 self.run(m, round, Some(&out), &args, &env)
             }
-            Method::DuckDb2 | Method::DuckDb1 => {
-                let threads = if m == Method::DuckDb2 { "2" } else { "1" };
+            Method::DuckDb2 | Method::DuckDb2Text | Method::DuckDb1 => {
+                let threads = if m == Method::DuckDb1 { "1" } else { "2" };
+                let uuid = if m == Method::DuckDb2Text { "text" } else { "uuid" };
                 let file = out.join("image.parquet").display().to_string();
-                let args = ["-c", DUCKDB_PY, threads, &file];
+                let args = ["-c", DUCKDB_PY, threads, &file, uuid];
                 self.run(m, round, Some(&out), &args, &[conninfo])
             }
         }
@@ -556,6 +579,34 @@ TLS (verify-full) against unencrypted, native engine, 2 streams: {:.3}× the wal
             (tls / plain - 1.0) * 100.0
         );
     }
+    for (ours, base) in [(Method::Native1, Method::Baseline1), (Method::Native2, Method::Baseline2)] {
+        if let (Some(o), Some(b)) = (wall_of(ours), wall_of(base)) {
+            let _ = writeln!(
+                md,
+                "\n{} against the baseline build: {:.3}× the wall time ({:+.1} %).",
+                ours.label(),
+                o / b,
+                (o / b - 1.0) * 100.0
+            );
+        }
+    }
+    let bytes_of = |m: Method| {
+        samples
+            .iter()
+            .find(|(k, s)| *k == m && s.output.is_some())
+            .and_then(|(_, s)| s.output.as_ref())
+            .map(|o| o.bytes as f64)
+    };
+    for duck in [Method::DuckDb2, Method::DuckDb2Text] {
+        if let (Some(o), Some(d)) = (bytes_of(Method::Native2), bytes_of(duck)) {
+            let _ = writeln!(
+                md,
+                "\nOutput, native engine with 2 streams against {}: {:.3}× the bytes.",
+                duck.label(),
+                o / d
+            );
+        }
+    }
     if let Some((rows, size, build, mem)) = &f.memory {
         let _ = writeln!(
             md,
@@ -571,7 +622,7 @@ TLS (verify-full) against unencrypted, native engine, 2 streams: {:.3}× the wal
         "\n## Facts\n\n\
          - machine: {} CPUs ({}), {} RAM, kernel {}; load average {} before, {} after\n\
          - {}; table built with generate_series + VACUUM (FREEZE, ANALYZE) in {:.1} s\n\
-         - native: `{}` with {} MiB row groups, zstd, 2 GiB files\n\
+         - native: `{}` with {} MiB row groups, zstd, 2 GiB files; baseline: `{}`\n\
          - odbc2parquet: {}; flags {:?}\n\
          - DuckDB: {}\n\
          - {}\n\
@@ -590,6 +641,7 @@ TLS (verify-full) against unencrypted, native engine, 2 streams: {:.3}× the wal
         f.build.as_secs_f64(),
         b.tools.pg_export.as_ref().map_or("absent".into(), |p| p.display().to_string()),
         DEFAULT_ROW_GROUP_BYTES >> 20,
+        b.tools.baseline.as_ref().map_or("absent".into(), |p| p.display().to_string()),
         tool(&b.tools.odbc2parquet, &["--version"]),
         odbc2parquet_args(&Odbc2ParquetSpec::default(), &OutputSpec::default()),
         tool(&b.tools.duckdb, &["-c", "import duckdb; print('duckdb', duckdb.__version__)"]),
@@ -609,6 +661,7 @@ fn main() {
     assert!(Path::new(TIME).exists(), "GNU time is missing: apt-get install -y time");
     let tools = Tools {
         pg_export: pg_export_binary(),
+        baseline: std::env::var_os("DATADUMP_BENCH_BASELINE_PG_EXPORT").map(PathBuf::from),
         odbc2parquet: odbc2parquet_binary(),
         duckdb: duckdb_python(),
     };
@@ -654,15 +707,20 @@ fn main() {
 
     let methods: Vec<Method> = Method::ALL.into_iter().filter(|m| bench.tools.of(*m).is_some()).collect();
     let samples = bench.pass(&methods, bench.opts.repeats, bench.opts.rows);
+    let native: Vec<Method> = [
+        Method::Native1,
+        Method::Native2,
+        Method::Native2Tls,
+        Method::Baseline1,
+        Method::Baseline2,
+    ]
+    .into_iter()
+    .filter(|m| bench.tools.of(*m).is_some())
+    .collect();
     let memory = bench.opts.memory_rows.filter(|_| bench.tools.pg_export.is_some()).map(|rows| {
         eprintln!("growing the table to {rows} rows…");
         let grow = bench.fill(bench.opts.rows + 1, rows);
-        (
-            rows,
-            bench.table_size(),
-            grow,
-            bench.pass(&[Method::Native1, Method::Native2, Method::Native2Tls], 1, rows),
-        )
+        (rows, bench.table_size(), grow, bench.pass(&native, 1, rows))
     });
 
     let facts = Facts {

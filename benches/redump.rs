@@ -11,12 +11,18 @@
 //!   deleted in another range;
 //! - scattered: every 100th row updated.
 //!
+//! and each in two row orders: the heap's (`SELECT * FROM image`, where PostgreSQL put each
+//! row version: an updated or inserted row lands in whatever page has room, anywhere in the
+//! table) and a key's (`… ORDER BY created_on`: a row keeps its place when updated, new rows
+//! come last).
+//!
 //! Side by side in one run, on the same rows: the `postgres` engine with content-defined
 //! chunking (the default) and without, and pyarrow rewriting our unchunked dump's rows with
 //! and without `use_content_defined_chunking` (page index on, zstd), which is what the host
 //! recommends. `cargo bench --bench redump` (2M rows; `-- --rows N` to change) writes
 //! `target/bench-results/redump.md`; without `--bench` (`cargo test --all-targets`) it runs a
-//! 20,000-row smoke round and writes nothing. Needs the tests' venv (`scripts/setup.sh`).
+//! 20,000-row smoke round and writes nothing. `DATADUMP_BENCH_KEEP=1` keeps the dumps for a
+//! closer look. Needs the tests' venv (`scripts/setup.sh`).
 
 #[allow(dead_code)]
 #[path = "../tests/it/support/net.rs"]
@@ -38,6 +44,7 @@ use std::time::Instant;
 
 use datadump::worker::pg::{PgOptions, export};
 use datadump::worker::sink::{DirSink, Progress};
+use parquet::file::reader::{FileReader, SerializedFileReader};
 use sha2::{Digest, Sha256};
 
 use openverse::{CREATE_SQL, IMAGE_SQL};
@@ -118,6 +125,33 @@ impl Change {
     }
 }
 
+/// The order the dump's query returns the rows in.
+#[derive(Clone, Copy)]
+enum Order {
+    /// `SELECT * FROM image`: the heap's order, where PostgreSQL put each row version.
+    Heap,
+    /// `… ORDER BY created_on`: a key that a row keeps when updated and new rows sort last by.
+    Key,
+}
+
+impl Order {
+    const ALL: [Order; 2] = [Order::Heap, Order::Key];
+
+    fn query(self) -> &'static str {
+        match self {
+            Order::Heap => "SELECT * FROM {media_type}",
+            Order::Key => "SELECT * FROM {media_type} ORDER BY created_on",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Order::Heap => "heap order (`SELECT * FROM image`)",
+            Order::Key => "key order (`SELECT * FROM image ORDER BY created_on`)",
+        }
+    }
+}
+
 struct Bench {
     pg: Postgres,
     dir: tempfile::TempDir,
@@ -130,6 +164,8 @@ struct Outcome {
     first: u64,
     second: u64,
     new: u64,
+    /// (column, its bytes in the second dump, of them new).
+    by_column: Vec<(String, u64, u64)>,
 }
 
 impl Bench {
@@ -143,8 +179,8 @@ impl Bench {
         self.pg.psql(DB, "VACUUM (FREEZE, ANALYZE) image");
     }
 
-    /// Our dump into `dir` (one stream, so the row order is the table's), its files in order.
-    fn dump(&self, dir: &Path, cdc: bool) -> Vec<PathBuf> {
+    /// Our dump into `dir` (one stream, so the row order is the query's), its files in order.
+    fn dump(&self, dir: &Path, order: Order, cdc: bool) -> Vec<PathBuf> {
         std::fs::create_dir_all(dir).unwrap();
         let opts = PgOptions {
             parallelism: 1,
@@ -157,7 +193,7 @@ impl Bench {
         let summary = rt
             .block_on(export(
                 &self.pg.connection_string(DB),
-                "SELECT * FROM {media_type}",
+                order.query(),
                 "image",
                 Some("image"),
                 &opts,
@@ -182,11 +218,13 @@ impl Bench {
     }
 
     /// Both dumps for every writer around `change`, measured.
-    fn run(&self, change: Change) -> Vec<(Writer, Outcome)> {
+    fn run(&self, change: Change, order: Order) -> Vec<(Writer, Outcome)> {
         self.fresh_table();
-        let root = self.dir.path().join(match change {
-            Change::Clustered => "clustered",
-            Change::Scattered => "scattered",
+        let root = self.dir.path().join(match (change, order) {
+            (Change::Clustered, Order::Heap) => "clustered-heap",
+            (Change::Clustered, Order::Key) => "clustered-key",
+            (Change::Scattered, Order::Heap) => "scattered-heap",
+            (Change::Scattered, Order::Key) => "scattered-key",
         });
         // rounds[r][w]: writer w's files in dump r
         let mut rounds: Vec<Vec<Vec<PathBuf>>> = Vec::new();
@@ -198,7 +236,7 @@ impl Bench {
             for (i, w) in Writer::ALL.into_iter().enumerate() {
                 let dir = root.join(format!("w{i}-dump{round}"));
                 let files = match w {
-                    Writer::Ours { cdc } => self.dump(&dir, cdc),
+                    Writer::Ours { cdc } => self.dump(&dir, order, cdc),
                     Writer::Pyarrow { cdc } => {
                         std::fs::create_dir_all(&dir).unwrap();
                         // the same rows: our unchunked dump of this round (written just before)
@@ -219,34 +257,84 @@ impl Bench {
     }
 }
 
-/// The chunks of `files` (FastCDC v2020, 8/64/128 KiB), each as (SHA-256, length).
-fn chunks(files: &[PathBuf]) -> Vec<([u8; 32], u64)> {
+/// One content-defined chunk of a dump: its file (index), offset, length and SHA-256.
+struct Chunk {
+    file: usize,
+    offset: u64,
+    len: u64,
+    hash: [u8; 32],
+}
+
+/// The chunks of `files` (FastCDC v2020, 8/64/128 KiB).
+fn chunks(files: &[PathBuf]) -> Vec<Chunk> {
     let mut out = Vec::new();
-    for f in files {
+    for (file, f) in files.iter().enumerate() {
         let bytes = std::fs::read(f).unwrap();
         for c in fastcdc::v2020::FastCDC::new(&bytes, 8 * 1024, 64 * 1024, 128 * 1024) {
             let data = &bytes[c.offset..c.offset + c.length];
-            out.push((Sha256::digest(data).into(), c.length as u64));
+            out.push(Chunk {
+                file,
+                offset: c.offset as u64,
+                len: c.length as u64,
+                hash: Sha256::digest(data).into(),
+            });
         }
     }
     out
 }
 
-/// Bytes of the second dump in chunks the host does not have yet.
+/// Bytes of the second dump in chunks the host does not have yet, and those bytes by column.
 fn new_bytes(first: &[PathBuf], second: &[PathBuf]) -> Outcome {
     let a = chunks(first);
-    let mut known: HashSet<[u8; 32]> = a.iter().map(|(h, _)| *h).collect();
+    let mut known: HashSet<[u8; 32]> = a.iter().map(|c| c.hash).collect();
     let b = chunks(second);
-    let new = b.iter().filter(|(h, _)| known.insert(*h)).map(|(_, n)| n).sum();
+    let fresh: Vec<&Chunk> = b.iter().filter(|c| known.insert(c.hash)).collect();
     Outcome {
-        first: a.iter().map(|(_, n)| n).sum(),
-        second: b.iter().map(|(_, n)| n).sum(),
-        new,
+        first: a.iter().map(|c| c.len).sum(),
+        second: b.iter().map(|c| c.len).sum(),
+        new: fresh.iter().map(|c| c.len).sum(),
+        by_column: by_column(second, &fresh),
     }
 }
 
+/// Each column's bytes in `files` and how many of them lie in `fresh` chunks, from the
+/// footers' column-chunk ranges; what no column chunk covers (footers) is `(footer etc.)`.
+fn by_column(files: &[PathBuf], fresh: &[&Chunk]) -> Vec<(String, u64, u64)> {
+    let mut columns: Vec<(String, u64, u64)> = Vec::new();
+    let mut covered_new = 0;
+    let mut covered = 0;
+    for (i, f) in files.iter().enumerate() {
+        let reader = SerializedFileReader::new(std::fs::File::open(f).unwrap()).unwrap();
+        for rg in reader.metadata().row_groups() {
+            for (j, col) in rg.columns().iter().enumerate() {
+                let (start, len) = col.byte_range();
+                let end = start + len;
+                let new: u64 = fresh
+                    .iter()
+                    .filter(|c| c.file == i)
+                    .map(|c| (c.offset + c.len).min(end).saturating_sub(c.offset.max(start)))
+                    .sum();
+                if columns.len() <= j {
+                    columns.push((col.column_path().string(), 0, 0));
+                }
+                columns[j].1 += len;
+                columns[j].2 += new;
+                covered += len;
+                covered_new += new;
+            }
+        }
+    }
+    let total: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    let total_new: u64 = fresh.iter().map(|c| c.len).sum();
+    columns.push(("(footer etc.)".into(), total - covered, total_new - covered_new));
+    columns
+}
+
 fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b => format!("{:.0} KiB", b as f64 / 1024.0),
+    }
 }
 
 fn main() {
@@ -273,15 +361,19 @@ fn main() {
          FastCDC v2020 (8/64/128 KiB) over each dump's files; new = bytes of the second dump in chunks \
          neither the first dump nor an earlier part of the second had.\n"
     );
-    for change in [Change::Clustered, Change::Scattered] {
-        eprintln!("{} …", change.name());
-        let results = b.run(change);
+    for (change, order) in [Change::Clustered, Change::Scattered]
+        .into_iter()
+        .flat_map(|c| Order::ALL.map(|o| (c, o)))
+    {
+        eprintln!("{}, {} …", change.name(), order.name());
+        let results = b.run(change, order);
         let _ = write!(
             md,
-            "\n## {}\n\n| writer | first dump | second dump | new bytes | new share |\n|---|---|---|---|---|\n",
-            change.name()
+            "\n## {}; {}\n\n| writer | first dump | second dump | new bytes | new share |\n|---|---|---|---|---|\n",
+            change.name(),
+            order.name()
         );
-        for (w, o) in results {
+        for (w, o) in &results {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {:.1} % |",
@@ -292,8 +384,27 @@ fn main() {
                 100.0 * o.new as f64 / o.second.max(1) as f64
             );
         }
+        let _ = write!(
+            md,
+            "\nWhere the new bytes are, by column (second dump's bytes, of them new):\n\n| column |{}\n|---|{}\n",
+            results.iter().map(|(w, _)| format!(" {} |", w.name())).collect::<String>(),
+            "---|".repeat(results.len())
+        );
+        for (j, (name, _, _)) in results[0].1.by_column.iter().enumerate() {
+            let cells: String = results
+                .iter()
+                .map(|(_, o)| match o.by_column.get(j) {
+                    Some((_, all, new)) => format!(" {} of {} |", mib(*new), mib(*all)),
+                    None => " – |".into(),
+                })
+                .collect();
+            let _ = writeln!(md, "| {name} |{cells}");
+        }
     }
     let _ = writeln!(md, "\n({:.0} s in all)", started.elapsed().as_secs_f64());
+    if std::env::var_os("DATADUMP_BENCH_KEEP").is_some() {
+        eprintln!("kept the dumps in {}", b.dir.keep().display());
+    }
     println!("{md}");
     if !bench {
         eprintln!("smoke run (no --bench argument): no results file written");

@@ -212,9 +212,10 @@ fn write_overview(out: &mut String, dd: &DataDump, card: &DatasetCardSpec, date:
     );
     if dd.spec.engine == crate::api::Engine::Postgres && dd.spec.output.content_defined_chunking != Some(false) {
         out.push_str(
-            "The files are written for deduplicating storage: data pages are cut at content-defined \
-             boundaries, so rows that did not change since an earlier dump encode to the same bytes \
-             and a deduplicating host (such as Hugging Face's Xet storage) keeps and uploads them once.\n\n",
+            "The files are written for deduplicating storage: data pages and row groups are cut at \
+             content-defined boundaries, so rows that did not change since an earlier dump encode to \
+             the same bytes and a deduplicating host (such as Hugging Face's Xet storage) keeps and \
+             uploads them once.\n\n",
         );
     }
     if dd.spec.engine == crate::api::Engine::Postgres {

@@ -45,10 +45,13 @@ pub struct OutputSpec {
     #[schemars(range(min = 1, max = 22))]
     pub compression_level: Option<u8>,
 
-    /// Cut the `postgres` engine's data pages at content-defined boundaries, so rows that did
-    /// not change since the last dump encode to the same bytes and deduplicating storage
-    /// (e.g. Hugging Face's Xet) stores and uploads them once. Readers see ordinary Parquet.
-    /// Default: `true`.
+    /// Cut the `postgres` engine's data pages and row groups at content-defined boundaries,
+    /// so rows that did not change since the last dump encode to the same bytes and
+    /// deduplicating storage (e.g. Hugging Face's Xet) stores and uploads them once. Readers
+    /// see ordinary Parquet. Works best with rows in a stable key order (`ORDER BY` a key that
+    /// new rows sort last by, e.g. `created_on`, in `spec.query`; one stream then reads): in
+    /// the table's own order PostgreSQL puts updated and inserted rows wherever a page has
+    /// room, and each one changes the pages around it. Default: `true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_defined_chunking: Option<bool>,
 

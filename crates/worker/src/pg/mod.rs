@@ -53,8 +53,9 @@ pub struct PgOptions {
     /// level 3 (DuckDB's) made the bench's 1M-row catalog table 0.2% larger for 15% more CPU.
     pub compression: Compression,
     /// Cut data pages at content-defined boundaries (arrow-rs CDC, its default 256 KiB–1 MiB
-    /// chunks), so rows that did not change encode to the same bytes in the next dump and a
-    /// deduplicating store (Hugging Face's Xet) keeps them once. Default true.
+    /// chunks, and no other page limit) and row groups at content-defined rows
+    /// (`boundary.rs`), so rows that did not change encode to the same bytes in the next dump
+    /// and a deduplicating store (Hugging Face's Xet) keeps them once. Default true.
     pub content_defined_chunking: bool,
     /// How numeric wider than 38 digits and time are written (default: exact text, which
     /// every common reader opens).
@@ -399,12 +400,17 @@ pub fn password_of(conninfo: &str) -> Option<String> {
 /// 2 streams: 71.4 MiB at level 1 against 71.6 MiB at level 3 (DuckDB's), for 13% less CPU.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
+/// The page row limit with content-defined chunking: far above any chunk's row count (the
+/// chunker ends a page by 1 MiB of values), and small enough that the writer's batch
+/// arithmetic cannot overflow.
+const CDC_PAGE_ROW_LIMIT: usize = 1 << 30;
+
 /// Parquet writer settings, chosen by measuring per-column sizes against DuckDB 1.4 on the
 /// bench's catalog table (`examples/parquet_columns`): the compression; integer, date, time and
 /// timestamp columns without a dictionary, in DELTA_BINARY_PACKED (a quarter to two thirds of
 /// their dictionary-or-plain size; every common reader decodes it); page statistics, so every
 /// file has a page index (column and offset index); content-defined chunking unless turned
-/// off; row groups of at most 1M rows; `created_by` naming datadump; and the table comment.
+/// off, with pages that end only at the chunker's boundaries; row groups of at most 1M rows; `created_by` naming datadump; and the table comment.
 /// `stream::file_properties` turns dictionaries off for string columns whose first batch is
 /// mostly distinct values.
 fn writer_properties(opts: &PgOptions, schema: &Schema, table_description: Option<&str>) -> WriterProperties {
@@ -419,7 +425,13 @@ fn writer_properties(opts: &PgOptions, schema: &Schema, table_description: Optio
         .set_max_row_group_row_count(Some(1_000_000))
         .set_key_value_metadata(Some(kv));
     if opts.content_defined_chunking {
-        b = b.set_content_defined_chunking(Some(CdcOptions::default()));
+        let cdc = CdcOptions::default();
+        // Pages end where the chunker says (or where a row group does), never at a row count or
+        // a size counted from where a write began: those move with the batches after a change.
+        b = b
+            .set_data_page_row_count_limit(CDC_PAGE_ROW_LIMIT)
+            .set_data_page_size_limit(2 * cdc.max_chunk_size)
+            .set_content_defined_chunking(Some(cdc));
     }
     for field in schema.fields() {
         use arrow::datatypes::DataType as D;
@@ -434,4 +446,64 @@ fn writer_properties(opts: &PgOptions, schema: &Schema, table_description: Optio
         }
     }
     b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::serialized_reader::ReadOptionsBuilder;
+
+    use super::{PgOptions, writer_properties};
+
+    const ROWS: i64 = 300_000;
+
+    /// Every data page of every column, as bytes, of `ROWS` rows written `slice` rows at a time.
+    fn pages(slice: i64, cdc: bool) -> Vec<bytes::Bytes> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let opts = PgOptions {
+            content_defined_chunking: cdc,
+            ..PgOptions::default()
+        };
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some(writer_properties(&opts, &schema, None))).unwrap();
+        let value = |i: i64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15u64 as i64) >> 20;
+        for start in (0..ROWS).step_by(slice as usize) {
+            let rows = start..(start + slice).min(ROWS);
+            let n = Int64Array::from_iter_values(rows.clone().map(value));
+            let s = StringArray::from_iter(rows.map(|i| (i % 7 != 0).then(|| format!("row {:x}", value(i)))));
+            w.write(&RecordBatch::try_new(schema.clone(), vec![Arc::new(n), Arc::new(s)]).unwrap())
+                .unwrap();
+        }
+        w.close().unwrap();
+        let file = bytes::Bytes::from(out);
+        let reader = SerializedFileReader::new_with_options(file.clone(), ReadOptionsBuilder::new().with_page_index().build()).unwrap();
+        let meta = reader.metadata();
+        let index = meta.page_index().expect("a page index");
+        let mut pages = Vec::new();
+        for rg in 0..meta.num_row_groups() {
+            for col in 0..meta.row_group(rg).num_columns() {
+                for p in index.offset_index(rg, col).expect("an offset index").page_locations() {
+                    pages.push(file.slice(p.offset as usize..(p.offset + p.compressed_page_size as i64) as usize));
+                }
+            }
+        }
+        pages
+    }
+
+    #[test]
+    fn content_defined_pages_do_not_depend_on_how_the_rows_were_batched() {
+        let (a, b) = (pages(1000, true), pages(777, true));
+        assert!(a.len() > 4, "{} pages", a.len());
+        assert_eq!(a, b, "the same rows in other batches must give the same pages");
+        // without chunking, pages end at the writer's row and size limits, wherever a batch ended
+        assert_ne!(pages(1000, false), pages(777, false));
+    }
 }

@@ -161,11 +161,9 @@ fn write(rx: Receiver<Batch>, shared: &Shared) -> Result<StreamOutput, EngineErr
         parts: Vec::new(),
     };
     let mut file: Option<OpenFile> = None;
-    // with content-defined chunking, row groups end at content-defined rows too
-    let mut boundaries = shared
-        .opts
-        .content_defined_chunking
-        .then(|| Boundaries::new(shared.opts.row_group_bytes));
+    // with content-defined chunking, row groups end at content-defined rows too, spaced for
+    // rows like the first batch's
+    let mut boundaries: Option<Boundaries> = None;
     loop {
         let batch = match rx.recv() {
             Ok(Batch::Rows(b)) => b,
@@ -174,6 +172,10 @@ fn write(rx: Receiver<Batch>, shared: &Shared) -> Result<StreamOutput, EngineErr
         };
         if batch.num_rows() == 0 {
             continue;
+        }
+        if shared.opts.content_defined_chunking && boundaries.is_none() {
+            let bytes = boundary::arrow_bytes(batch.columns());
+            boundaries = Some(Boundaries::new(shared.opts.row_group_bytes, batch.num_rows(), bytes));
         }
         out.rows += batch.num_rows() as u64;
         let keys = boundaries.as_ref().map(|_| boundary::row_keys(batch.column(0)));
@@ -185,7 +187,7 @@ fn write(rx: Receiver<Batch>, shared: &Shared) -> Result<StreamOutput, EngineErr
             };
             let (size, rows) = (f.writer.in_progress_size(), f.writer.in_progress_rows());
             // how many rows to write next, and whether the row group ends after them
-            let (n, cut) = match (&mut boundaries, &keys) {
+            let (n, cut) = match (&boundaries, &keys) {
                 (Some(b), Some(keys)) => match b.next(size, rows, &keys[at..]) {
                     Step::Write(n) => (n, false),
                     Step::WriteThenCut(n) => (n, true),
