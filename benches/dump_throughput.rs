@@ -593,8 +593,8 @@ TLS (verify-full) against unencrypted, native engine, 2 streams: {:.3}× the wal
     let bytes_of = |m: Method| {
         samples
             .iter()
-            .find(|(k, s)| *k == m && s.output.is_some())
-            .and_then(|(_, s)| s.output.as_ref())
+            .filter(|(k, _)| *k == m)
+            .find_map(|(_, s)| s.output.as_ref())
             .map(|o| o.bytes as f64)
     };
     for duck in [Method::DuckDb2, Method::DuckDb2Text] {

@@ -27,6 +27,17 @@ pub enum Step {
     Cut,
 }
 
+impl Step {
+    /// The rows to write, and whether the row group ends after them.
+    pub fn rows_then_cut(self) -> (usize, bool) {
+        match self {
+            Step::Write(n) => (n, false),
+            Step::WriteThenCut(n) => (n, true),
+            Step::Cut => (0, true),
+        }
+    }
+}
+
 /// A group without a candidate ends at this many times the minimum row count: e^(−7/2) ≈ 3 %
 /// of groups, with candidates twice the minimum apart.
 const MAX_PER_MIN: usize = 8;
@@ -149,11 +160,7 @@ mod tests {
         let b = Boundaries::new(1 << 20, 1000, 100_000);
         let (mut starts, mut at, mut rows, mut size) = (vec![0], 0, 0, 0);
         while at < keys.len() {
-            let (k, cut) = match b.next(size, rows, &keys[at..]) {
-                Step::Write(k) => (k, false),
-                Step::WriteThenCut(k) => (k, true),
-                Step::Cut => (0, true),
-            };
+            let (k, cut) = b.next(size, rows, &keys[at..]).rows_then_cut();
             size += (at..at + k).map(row_bytes).sum::<usize>();
             at += k;
             rows += k;

@@ -410,7 +410,8 @@ const CDC_PAGE_ROW_LIMIT: usize = 1 << 30;
 /// timestamp columns without a dictionary, in DELTA_BINARY_PACKED (a quarter to two thirds of
 /// their dictionary-or-plain size; every common reader decodes it); page statistics, so every
 /// file has a page index (column and offset index); content-defined chunking unless turned
-/// off, with pages that end only at the chunker's boundaries; row groups of at most 1M rows; `created_by` naming datadump; and the table comment.
+/// off, with pages that end only at the chunker's boundaries; row groups of at most 1M rows;
+/// `created_by` naming datadump; and the table comment.
 /// `stream::file_properties` turns dictionaries off for string columns whose first batch is
 /// mostly distinct values.
 fn writer_properties(opts: &PgOptions, schema: &Schema, table_description: Option<&str>) -> WriterProperties {

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
-use super::boundary::{self, Boundaries, Step};
+use super::boundary::{self, Boundaries};
 use super::copy::CopyParser;
 use super::types::ColumnType;
 use super::{EngineError, PgOptions};
@@ -188,11 +188,7 @@ fn write(rx: Receiver<Batch>, shared: &Shared) -> Result<StreamOutput, EngineErr
             let (size, rows) = (f.writer.in_progress_size(), f.writer.in_progress_rows());
             // how many rows to write next, and whether the row group ends after them
             let (n, cut) = match (&boundaries, &keys) {
-                (Some(b), Some(keys)) => match b.next(size, rows, &keys[at..]) {
-                    Step::Write(n) => (n, false),
-                    Step::WriteThenCut(n) => (n, true),
-                    Step::Cut => (0, true),
-                },
+                (Some(b), Some(keys)) => b.next(size, rows, &keys[at..]).rows_then_cut(),
                 _ => (batch.num_rows() - at, false),
             };
             if n > 0 {
